@@ -1,0 +1,35 @@
+//! Enclave's ingest engine: files become parsed documents, chunks, embeddings and stored
+//! vectors + metadata. It knows nothing of HTTP; callers drive it through [`Ingestor`].
+//!
+//! - [`parse`]: bytes to text per page (PDF in an isolated child process), per format.
+//! - [`chunk`]: structure-aware chunks sized in the embedding model's tokens, with exact offsets.
+//! - [`source`]: walking files and folders.
+//! - [`pipeline`]: the idempotent, crash-consistent ingest of files into the stores.
+
+pub mod chunk;
+pub mod parse;
+pub mod pipeline;
+pub mod source;
+
+pub use chunk::{Chunk, Chunker};
+pub use pipeline::{
+    FileOutcome, IngestObserver, IngestOptions, IngestRequest, IngestSummary, Ingestor,
+};
+
+/// Errors that stop an ingest as a whole (a single bad document never does: its failure is
+/// recorded on that document).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A store failed.
+    #[error(transparent)]
+    Storage(#[from] enclave_storage::StorageError),
+    /// The embedding model failed.
+    #[error(transparent)]
+    Embed(#[from] enclave_embed::EmbedError),
+    /// Settings are inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A path given to ingest does not exist.
+    #[error("{0}: no such file or directory")]
+    MissingPath(String),
+}

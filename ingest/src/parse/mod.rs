@@ -1,0 +1,150 @@
+//! Parsing: bytes of one file become a [`ParsedDocument`] (title, pages of text, headings,
+//! metadata, attachments) or a [`ParseError`] that names what is wrong with that one file.
+//!
+//! PDF extraction runs in a child process (see [`pdf`]) because pdf-extract can panic, abort or
+//! loop forever on hostile fonts; every other format is parsed in-process by maintained crates.
+
+pub mod email;
+pub mod html;
+pub mod pdf;
+pub mod text;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// What a file is, decided from its name and its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DocumentKind {
+    Pdf,
+    Text,
+    Markdown,
+    Html,
+    Email,
+}
+
+impl DocumentKind {
+    /// The MIME type recorded for documents of this kind.
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            Self::Pdf => "application/pdf",
+            Self::Text => "text/plain",
+            Self::Markdown => "text/markdown",
+            Self::Html => "text/html",
+            Self::Email => "message/rfc822",
+        }
+    }
+
+    /// Decides the kind from the file name's extension, falling back on magic bytes (`%PDF-`)
+    /// for files without a known extension. `None` means the type is unsupported.
+    pub fn detect(name: &Path, head: &[u8]) -> Option<Self> {
+        let ext = name
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("pdf") => Some(Self::Pdf),
+            Some("txt" | "text") => Some(Self::Text),
+            Some("md" | "markdown") => Some(Self::Markdown),
+            Some("html" | "htm" | "xhtml") => Some(Self::Html),
+            Some("eml") => Some(Self::Email),
+            _ if head.starts_with(b"%PDF-") => Some(Self::Pdf),
+            _ => None,
+        }
+    }
+
+    /// Kind of an email attachment from its MIME type and file name.
+    pub fn from_mime(mime: &str, name: &Path) -> Option<Self> {
+        match mime.to_ascii_lowercase().as_str() {
+            "application/pdf" => Some(Self::Pdf),
+            "text/plain" => Some(Self::Text),
+            "text/markdown" => Some(Self::Markdown),
+            "text/html" => Some(Self::Html),
+            "message/rfc822" => Some(Self::Email),
+            _ => Self::detect(name, &[]),
+        }
+    }
+}
+
+/// A heading found in the text: where it starts (char offset into the document text, see
+/// [`ParsedDocument::text`]), its level (1 = top) and its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heading {
+    pub offset: usize,
+    pub level: u8,
+    pub title: String,
+}
+
+/// A file carried inside another (an email attachment) that becomes a child document.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub file_name: String,
+    pub mime_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The result of parsing one file.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedDocument {
+    /// Title from the document itself (PDF info, `<title>`, first `#` heading, email subject);
+    /// `None` lets the caller fall back on the file name.
+    pub title: Option<String>,
+    /// Text per page, in order. Formats without pages have exactly one page.
+    pub pages: Vec<String>,
+    /// Headings, offsets into [`ParsedDocument::text`].
+    pub headings: Vec<Heading>,
+    /// Format-specific metadata (email: from, to, cc, date, subject; PDF: author, ...).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Embedded files that become child documents (email attachments).
+    pub attachments: Vec<Attachment>,
+    /// True when the text is Markdown (headings as `#` lines): chunked with a Markdown-aware splitter.
+    pub markdown: bool,
+}
+
+/// Pages are joined by this separator to form the document text that chunk offsets point into.
+pub const PAGE_SEPARATOR: &str = "\n\n";
+
+impl ParsedDocument {
+    /// The whole document text: pages joined by [`PAGE_SEPARATOR`].
+    pub fn text(&self) -> String {
+        self.pages.join(PAGE_SEPARATOR)
+    }
+
+    /// Char offset of the start of each page in [`ParsedDocument::text`].
+    pub fn page_starts(&self) -> Vec<usize> {
+        let sep = PAGE_SEPARATOR.chars().count();
+        let mut starts = Vec::with_capacity(self.pages.len());
+        let mut at = 0;
+        for p in &self.pages {
+            starts.push(at);
+            at += p.chars().count() + sep;
+        }
+        starts
+    }
+
+    /// True when no page holds any non-whitespace character.
+    pub fn is_blank(&self) -> bool {
+        self.pages.iter().all(|p| p.trim().is_empty())
+    }
+}
+
+/// Why one file could not be parsed. Each variant's message names the problem for a curator.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParseError {
+    #[error("unsupported type: {0}")]
+    Unsupported(String),
+    #[error("empty file")]
+    Empty,
+    #[error("no extractable text (a scan or an image-only document; OCR is not available)")]
+    NoText,
+    #[error("encrypted PDF: cannot be read without its password")]
+    Encrypted,
+    #[error("malformed {kind}: {reason}")]
+    Malformed { kind: String, reason: String },
+    #[error("PDF extraction did not finish within {0} s and was stopped")]
+    Timeout(u64),
+    #[error("PDF extraction crashed: {0}")]
+    Crashed(String),
+    #[error("file too large: {size} bytes, the limit is {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
+}

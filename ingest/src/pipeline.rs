@@ -1,0 +1,663 @@
+//! The ingest pipeline: files (and the attachments inside them) become versions of documents
+//! with pages, chunks, dense + BM25 vectors, written so that any interruption is repaired by
+//! the next run.
+//!
+//! Order of writes for one document, each step idempotent:
+//! 1. `begin_version`: the document row (status `indexing`) and a version in state `indexing`.
+//! 2. parse (PDF in a child process), chunk, embed: nothing written.
+//! 3. page and chunk rows of the version (one transaction).
+//! 4. points in the vector store, ids derived from (document, version, ordinal); flushed.
+//! 5. `activate_version`: one transaction flips the active version; the old one is `superseded`.
+//! 6. the superseded version's points are deleted and flushed, then its rows.
+//!
+//! [`Ingestor::recover`] (run at the start of every ingest) finishes or undoes whatever an
+//! interrupted run left: versions still `indexing` and `superseded` ones lose their points and
+//! rows, documents marked `deleting` are removed. Readers only see active versions.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use enclave_embed::{Embedder, OnnxEmbedder};
+use enclave_storage::{
+    Bm25Encoder, ChunkPoint, ChunkRecord, MetaStore, NewVersion, PageRecord, PointPayload,
+    PurgeTask, RunCounts, VectorStore, VersionState, chunk_point_id,
+};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::IngestError;
+use crate::chunk::Chunker;
+use crate::parse::pdf::PdfIsolation;
+use crate::parse::{self, DocumentKind, ParseError, ParsedDocument};
+use crate::source::{Found, discover, file_uri};
+
+/// Limits and knobs of the pipeline.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// How PDF extraction is isolated (child process command and time-out).
+    pub pdf: PdfIsolation,
+    /// Files larger than this fail with "file too large".
+    pub max_file_bytes: u64,
+    /// Documents with more extracted characters than this fail with "text too long".
+    pub max_text_chars: usize,
+    /// Documents processed at once.
+    pub parallel_documents: usize,
+    /// Texts per embedding call.
+    pub embed_batch: usize,
+}
+
+/// What to ingest, and into which collection.
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    pub paths: Vec<PathBuf>,
+    pub collection: String,
+    /// Access tags stored on every chunk (filters inside the search).
+    pub access: Vec<String>,
+    pub tags: Vec<String>,
+    /// Process documents whose last attempt failed even when their content is unchanged.
+    pub retry_failed: bool,
+}
+
+/// How one file (or attachment) ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileOutcome {
+    /// A new version is active.
+    Ingested { pages: usize, chunks: usize },
+    /// Same content as the version already processed.
+    Unchanged,
+    /// Could not be ingested; the reason is recorded on the document.
+    Failed { reason: String },
+}
+
+/// Progress reports from a running ingest.
+pub trait IngestObserver: Send + Sync {
+    /// Files found (before processing starts).
+    fn discovered(&self, _files: usize) {}
+    /// One file done (attachments are reported under their parent's source, after it).
+    fn finished(&self, _source: &str, _outcome: &FileOutcome) {}
+}
+
+/// An observer that ignores everything.
+impl IngestObserver for () {}
+
+/// Totals of one ingest run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestSummary {
+    pub counts: RunCounts,
+    /// (source, reason) of every failure in this run.
+    pub failures: Vec<(String, String)>,
+    pub elapsed: Duration,
+}
+
+impl IngestSummary {
+    /// Pages of ingested documents per second of the run.
+    pub fn pages_per_second(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.counts.pages as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    fn add(&mut self, source: &str, outcome: &FileOutcome) {
+        match outcome {
+            FileOutcome::Ingested { pages, chunks } => {
+                self.counts.ingested += 1;
+                self.counts.pages += *pages as i64;
+                self.counts.chunks += *chunks as i64;
+            }
+            FileOutcome::Unchanged => self.counts.unchanged += 1,
+            FileOutcome::Failed { reason } => {
+                self.counts.failed += 1;
+                self.failures.push((source.to_string(), reason.clone()));
+            }
+        }
+    }
+}
+
+/// One unit of content to ingest: a file's bytes or an attachment's.
+struct Blob {
+    source_uri: String,
+    /// Name used for type detection and as the fallback title.
+    name: PathBuf,
+    bytes: Vec<u8>,
+    parent_id: Option<String>,
+}
+
+/// Everything the pipeline needs; cheap to clone.
+#[derive(Clone)]
+pub struct Ingestor {
+    meta: MetaStore,
+    vectors: Arc<dyn VectorStore>,
+    embedder: OnnxEmbedder,
+    chunker: Chunker,
+    bm25: Bm25Encoder,
+    options: IngestOptions,
+}
+
+/// Why processing stopped early; failures are recorded on the document, storage errors abort.
+enum Stop {
+    Failed {
+        status: &'static str,
+        reason: String,
+    },
+    Storage(IngestError),
+}
+
+impl From<enclave_storage::StorageError> for Stop {
+    fn from(e: enclave_storage::StorageError) -> Self {
+        Stop::Storage(e.into())
+    }
+}
+
+impl From<enclave_embed::EmbedError> for Stop {
+    fn from(e: enclave_embed::EmbedError) -> Self {
+        Stop::Storage(e.into())
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn parse_failure(e: ParseError) -> Stop {
+    let status = if matches!(e, ParseError::NoText) {
+        "no_text"
+    } else {
+        "failed"
+    };
+    Stop::Failed {
+        status,
+        reason: e.to_string(),
+    }
+}
+
+impl Ingestor {
+    /// Assembles a pipeline from its parts.
+    pub fn new(
+        meta: MetaStore,
+        vectors: Arc<dyn VectorStore>,
+        embedder: OnnxEmbedder,
+        chunker: Chunker,
+        options: IngestOptions,
+    ) -> Result<Self, IngestError> {
+        Ok(Self {
+            meta,
+            vectors,
+            embedder,
+            chunker,
+            bm25: Bm25Encoder::new()?,
+            options,
+        })
+    }
+
+    /// The metadata store.
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    /// The vector store.
+    pub fn vectors(&self) -> &Arc<dyn VectorStore> {
+        &self.vectors
+    }
+
+    /// Repairs what an interrupted run left behind (see the module documentation). Must not
+    /// run while another ingest writes to the same stores. Returns the number of repairs.
+    pub async fn recover(&self) -> Result<usize, IngestError> {
+        let tasks = self.meta.pending_purges(true).await?;
+        let deleting = self.meta.deleting_documents().await?;
+        if tasks.is_empty() && deleting.is_empty() {
+            return Ok(0);
+        }
+        for t in &tasks {
+            self.vectors
+                .delete_version(&t.document_id, t.version)
+                .await?;
+        }
+        for id in &deleting {
+            self.vectors.delete_document(id).await?;
+        }
+        self.vectors.flush().await?;
+        for t in &tasks {
+            self.meta.finish_purge(t).await?;
+        }
+        for id in &deleting {
+            self.meta.delete_document_row(id).await?;
+        }
+        tracing::info!(
+            versions = tasks.len(),
+            deleted = deleting.len(),
+            "repaired an interrupted ingest"
+        );
+        Ok(tasks.len() + deleting.len())
+    }
+
+    /// Deletes a document (and its attachments): vectors first, then rows, resumable.
+    pub async fn delete_document(&self, document_id: &str) -> Result<(), IngestError> {
+        let mut ids = vec![document_id.to_string()];
+        ids.extend(
+            self.meta
+                .children(document_id)
+                .await?
+                .into_iter()
+                .map(|d| d.id),
+        );
+        self.meta.mark_deleting(document_id).await?;
+        for id in &ids {
+            self.vectors.delete_document(id).await?;
+        }
+        self.vectors.flush().await?;
+        for id in ids.iter().rev() {
+            self.meta.delete_document_row(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Ingests files and folders into a collection. One bad file fails alone; only store
+    /// errors abort the run.
+    pub async fn ingest(
+        &self,
+        request: &IngestRequest,
+        observer: &dyn IngestObserver,
+    ) -> Result<IngestSummary, IngestError> {
+        let started = Instant::now();
+        for p in &request.paths {
+            if std::fs::symlink_metadata(p).is_err() {
+                return Err(IngestError::MissingPath(p.display().to_string()));
+            }
+        }
+        let collection = self.meta.ensure_collection(&request.collection).await?;
+        self.recover().await?;
+        let run_id = self.meta.start_run(&collection.id).await?;
+        let found = {
+            let paths = request.paths.clone();
+            tokio::task::spawn_blocking(move || discover(&paths))
+                .await
+                .map_err(|e| IngestError::Config(format!("walking the paths failed: {e}")))?
+        };
+        observer.discovered(found.len());
+        let mut summary = IngestSummary::default();
+        summary.counts.files = found.len() as i64;
+        let collection_id = collection.id.clone();
+        let mut results = futures::stream::iter(found.into_iter().map(|f| {
+            let collection_id = collection_id.clone();
+            async move {
+                match f {
+                    Found::File(path) => {
+                        let uri = file_uri(&path);
+                        let outcome = self.ingest_file(&path, &uri, &collection_id, request).await;
+                        (uri, outcome)
+                    }
+                    Found::Unwalkable { path, reason } => {
+                        let uri = file_uri(&path);
+                        let outcome = self
+                            .fail_early(&collection_id, &uri, &path, &reason)
+                            .await
+                            .map(|()| FileOutcome::Failed { reason });
+                        (uri, outcome)
+                    }
+                }
+            }
+        }))
+        .buffer_unordered(self.options.parallel_documents.max(1));
+        let mut fatal = None;
+        while let Some((uri, outcome)) = results.next().await {
+            match outcome {
+                Ok(outcome) => {
+                    summary.add(&uri, &outcome);
+                    observer.finished(&uri, &outcome);
+                }
+                Err(e) => {
+                    fatal.get_or_insert(e);
+                }
+            }
+        }
+        drop(results);
+        summary.elapsed = started.elapsed();
+        self.meta.finish_run(&run_id, &summary.counts).await?;
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
+    }
+
+    async fn fail_early(
+        &self,
+        collection_id: &str,
+        uri: &str,
+        path: &Path,
+        reason: &str,
+    ) -> Result<(), IngestError> {
+        self.meta
+            .record_failure(collection_id, uri, &file_name(path), reason)
+            .await?;
+        Ok(())
+    }
+
+    /// Reads one file and ingests it. `Err` only for store failures.
+    async fn ingest_file(
+        &self,
+        path: &Path,
+        uri: &str,
+        collection_id: &str,
+        request: &IngestRequest,
+    ) -> Result<FileOutcome, IngestError> {
+        let size = match tokio::fs::metadata(path).await {
+            Ok(m) => m.len(),
+            Err(e) => {
+                let reason = format!("cannot read: {e}");
+                self.fail_early(collection_id, uri, path, &reason).await?;
+                return Ok(FileOutcome::Failed { reason });
+            }
+        };
+        if size > self.options.max_file_bytes {
+            let reason = ParseError::TooLarge {
+                size,
+                limit: self.options.max_file_bytes,
+            }
+            .to_string();
+            self.fail_early(collection_id, uri, path, &reason).await?;
+            return Ok(FileOutcome::Failed { reason });
+        }
+        let bytes = match tokio::fs::read(path).await {
+            Ok(b) => b,
+            Err(e) => {
+                let reason = format!("cannot read: {e}");
+                self.fail_early(collection_id, uri, path, &reason).await?;
+                return Ok(FileOutcome::Failed { reason });
+            }
+        };
+        let blob = Blob {
+            source_uri: uri.to_string(),
+            name: path.to_path_buf(),
+            bytes,
+            parent_id: None,
+        };
+        self.ingest_blob(blob, collection_id, request).await
+    }
+
+    /// Ingests one unit of content, then its attachments.
+    fn ingest_blob<'a>(
+        &'a self,
+        blob: Blob,
+        collection_id: &'a str,
+        request: &'a IngestRequest,
+    ) -> futures::future::BoxFuture<'a, Result<FileOutcome, IngestError>> {
+        Box::pin(async move {
+            let sha = {
+                let bytes = blob.bytes.clone();
+                tokio::task::spawn_blocking(move || sha256_hex(&bytes))
+                    .await
+                    .map_err(|e| IngestError::Config(format!("hashing failed: {e}")))?
+            };
+            let existing = self
+                .meta
+                .document_by_source(collection_id, &blob.source_uri)
+                .await?;
+            if let Some(doc) = &existing {
+                let failed = doc.status != "ready";
+                if doc.sha256 == sha && doc.is_settled() && !(failed && request.retry_failed) {
+                    return Ok(FileOutcome::Unchanged);
+                }
+            }
+            let kind = DocumentKind::detect(&blob.name, &blob.bytes[..blob.bytes.len().min(8)]);
+            let new = NewVersion {
+                collection_id: collection_id.to_string(),
+                source_uri: blob.source_uri.clone(),
+                external_id: None,
+                parent_id: blob.parent_id.clone(),
+                title: file_name(&blob.name),
+                mime_type: kind.map(|k| k.mime_type().to_string()),
+                sha256: sha,
+                byte_size: blob.bytes.len() as i64,
+                metadata: serde_json::json!({}),
+                tags: request.tags.clone(),
+                access: request.access.clone(),
+            };
+            let (doc_id, version) = self.meta.begin_version(&new).await?;
+            let result = self
+                .index_version(&blob, kind, &new, &doc_id, version)
+                .await;
+            match result {
+                Ok((pages, chunks, attachments)) => {
+                    let mut outcome = FileOutcome::Ingested { pages, chunks };
+                    for (i, att) in attachments.into_iter().enumerate() {
+                        let child = Blob {
+                            source_uri: format!(
+                                "{}#attachment/{}/{}",
+                                blob.source_uri,
+                                i + 1,
+                                att.file_name
+                            ),
+                            name: PathBuf::from(&att.file_name),
+                            bytes: att.bytes,
+                            parent_id: Some(doc_id.clone()),
+                        };
+                        let child_uri = child.source_uri.clone();
+                        let child_outcome = self.ingest_blob(child, collection_id, request).await?;
+                        if let FileOutcome::Failed { reason } = &child_outcome {
+                            tracing::warn!(source = %child_uri, %reason, "attachment failed");
+                        }
+                        if let (
+                            FileOutcome::Ingested { pages, chunks },
+                            FileOutcome::Ingested {
+                                pages: p,
+                                chunks: c,
+                            },
+                        ) = (&mut outcome, &child_outcome)
+                        {
+                            *pages += p;
+                            *chunks += c;
+                        }
+                    }
+                    Ok(outcome)
+                }
+                Err(Stop::Failed { status, reason }) => {
+                    self.abort_version(&doc_id, version).await?;
+                    self.meta
+                        .fail_version(&doc_id, version, status, &reason)
+                        .await?;
+                    Ok(FileOutcome::Failed { reason })
+                }
+                Err(Stop::Storage(e)) => {
+                    // Leave the version 'indexing': the next run's recovery removes it.
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Removes whatever a version that is being failed may already have stored.
+    async fn abort_version(&self, doc_id: &str, version: i64) -> Result<(), IngestError> {
+        self.vectors.delete_version(doc_id, version).await?;
+        self.vectors.flush().await?;
+        self.meta
+            .finish_purge(&PurgeTask {
+                document_id: doc_id.to_string(),
+                version,
+                state: VersionState::Failed,
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn parse(&self, blob: &Blob, kind: Option<DocumentKind>) -> Result<ParsedDocument, Stop> {
+        let Some(kind) = kind else {
+            let ext = blob.name.extension().map_or_else(
+                || "no extension".to_string(),
+                |e| format!(".{}", e.to_string_lossy()),
+            );
+            return Err(parse_failure(ParseError::Unsupported(format!(
+                "{ext} (supported: .pdf, .txt, .md, .html, .eml)"
+            ))));
+        };
+        if blob.bytes.is_empty() {
+            return Err(parse_failure(ParseError::Empty));
+        }
+        if kind == DocumentKind::Pdf {
+            return parse::pdf::extract_isolated(&blob.bytes, &self.options.pdf)
+                .await
+                .map_err(parse_failure);
+        }
+        let bytes = blob.bytes.clone();
+        let parsed = tokio::task::spawn_blocking(move || match kind {
+            DocumentKind::Text => parse::text::parse_text(&bytes),
+            DocumentKind::Markdown => parse::text::parse_markdown(&bytes),
+            DocumentKind::Html => parse::html::parse(&bytes),
+            DocumentKind::Email => parse::email::parse(&bytes),
+            DocumentKind::Pdf => unreachable!("PDFs are parsed in a child process"),
+        })
+        .await
+        .map_err(|e| Stop::Failed {
+            status: "failed",
+            reason: format!("parser crashed: {e}"),
+        })?;
+        parsed.map_err(parse_failure)
+    }
+
+    /// Parses, chunks, embeds and stores one version, then makes it active. Returns pages,
+    /// chunks and the attachments to ingest as children.
+    async fn index_version(
+        &self,
+        blob: &Blob,
+        kind: Option<DocumentKind>,
+        new: &NewVersion,
+        doc_id: &str,
+        version: i64,
+    ) -> Result<(usize, usize, Vec<parse::Attachment>), Stop> {
+        let mut parsed = self.parse(blob, kind).await?;
+        let attachments = std::mem::take(&mut parsed.attachments);
+        let chars: usize = parsed.pages.iter().map(|p| p.chars().count()).sum();
+        if chars > self.options.max_text_chars {
+            return Err(Stop::Failed {
+                status: "failed",
+                reason: format!(
+                    "text too long: {chars} characters, the limit is {} (ingest.max_text_chars)",
+                    self.options.max_text_chars
+                ),
+            });
+        }
+        let title = parsed
+            .title
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| new.title.clone());
+        let (parsed, chunks) = {
+            let chunker = self.chunker.clone();
+            tokio::task::spawn_blocking(move || {
+                let chunks = chunker.chunk(&parsed);
+                (parsed, chunks)
+            })
+            .await
+            .map_err(|e| Stop::Failed {
+                status: "failed",
+                reason: format!("chunking crashed: {e}"),
+            })?
+        };
+        if chunks.is_empty() && attachments.is_empty() {
+            return Err(parse_failure(ParseError::NoText));
+        }
+
+        // Embed: the title (and section) give each chunk the context its text may lack.
+        let inputs: Vec<String> = chunks
+            .iter()
+            .map(|c| match &c.section {
+                Some(s) if s != &title => format!("{title}\n{s}\n{}", c.text),
+                _ => format!("{title}\n{}", c.text),
+            })
+            .collect();
+        let mut dense = Vec::with_capacity(inputs.len());
+        for batch in inputs.chunks(self.options.embed_batch.max(1) * 4) {
+            dense.extend(self.embedder.embed(batch.to_vec()).await?);
+        }
+        let sparse: Vec<_> = inputs.iter().map(|t| self.bm25.document(t)).collect();
+
+        let page_starts = parsed.page_starts();
+        let pages: Vec<PageRecord> = parsed
+            .pages
+            .iter()
+            .zip(&page_starts)
+            .enumerate()
+            .map(|(i, (text, start))| PageRecord {
+                page_number: i as i64 + 1,
+                char_start: *start as i64,
+                text: text.clone(),
+            })
+            .collect();
+        let records: Vec<ChunkRecord> = chunks
+            .iter()
+            .map(|c| ChunkRecord {
+                id: chunk_point_id(doc_id, version, c.ordinal as i64),
+                document_id: doc_id.to_string(),
+                version,
+                ordinal: c.ordinal as i64,
+                text: c.text.clone(),
+                page_start: c.page_start as i64,
+                page_end: c.page_end as i64,
+                char_start: c.char_start as i64,
+                char_end: c.char_end as i64,
+                token_count: c.token_count as i64,
+                section: c.section.clone(),
+            })
+            .collect();
+        self.meta
+            .store_chunks(doc_id, version, &pages, &records)
+            .await?;
+        let points: Vec<ChunkPoint> = records
+            .iter()
+            .zip(dense)
+            .zip(sparse)
+            .map(|((r, dense), sparse)| ChunkPoint {
+                id: r.id.clone(),
+                dense,
+                sparse,
+                payload: PointPayload {
+                    collection_id: new.collection_id.clone(),
+                    document_id: doc_id.to_string(),
+                    version,
+                    ordinal: r.ordinal,
+                    access: new.access.clone(),
+                    tags: new.tags.clone(),
+                    mime_type: new.mime_type.clone().unwrap_or_default(),
+                },
+            })
+            .collect();
+        for batch in points.chunks(256) {
+            self.vectors.upsert(batch.to_vec()).await?;
+        }
+        self.vectors.flush().await?;
+        let metadata = serde_json::Value::Object(parsed.metadata.clone());
+        let superseded = self
+            .meta
+            .activate_version(
+                doc_id,
+                version,
+                &title,
+                &metadata,
+                pages.len() as i64,
+                records.len() as i64,
+            )
+            .await?;
+        if let Some(old) = superseded {
+            self.vectors.delete_version(doc_id, old).await?;
+            self.vectors.flush().await?;
+            self.meta
+                .finish_purge(&PurgeTask {
+                    document_id: doc_id.to_string(),
+                    version: old,
+                    state: VersionState::Superseded,
+                })
+                .await?;
+        }
+        Ok((pages.len(), records.len(), attachments))
+    }
+}

@@ -1,0 +1,49 @@
+# Sourced by the scripts: where Enclave's caches live (outside the clone) and the tools it needs.
+# ENCLAVE_CACHE: models, corpus and the cargo target directory (default ~/.cache/enclave).
+ENCLAVE_CACHE=${ENCLAVE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/enclave}
+export ENCLAVE_MODELS_DIR=${ENCLAVE_MODELS_DIR:-$ENCLAVE_CACHE/models}
+export ENCLAVE_CORPUS_DIR=${ENCLAVE_CORPUS_DIR:-$ENCLAVE_CACHE/corpus}
+# One target directory outside the clone, so that every clone builds incrementally.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ENCLAVE_CACHE/target}
+export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$ENCLAVE_MODELS_DIR/onnxruntime/libonnxruntime.so}
+export HF_HUB_OFFLINE=1
+
+# need_packages PKG...: installs missing Debian packages (as root) or says what to install.
+need_packages() {
+  local missing=()
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    { apt-get install -y -q "${missing[@]}" || { apt-get update -q && apt-get install -y -q "${missing[@]}"; }; } >/dev/null
+  else
+    echo "please install: sudo apt-get install ${missing[*]}" >&2
+    return 1
+  fi
+}
+
+# ensure_postgres: starts the local PostgreSQL cluster if it is installed but not running.
+ensure_postgres() {
+  command -v pg_isready >/dev/null || { echo "PostgreSQL client tools not found" >&2; return 1; }
+  pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+  local v
+  v=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$v" ] || { echo "no PostgreSQL cluster on this machine" >&2; return 1; }
+  pg_ctlcluster --skip-systemctl-redirect "$v" main start
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && return 0; sleep 1; done
+  echo "PostgreSQL did not start" >&2
+  return 1
+}
+
+# fetch_corpus: the Debian documentation corpus (real PDFs and texts), cached.
+fetch_corpus() {
+  if [ -n "$(ls -A "$ENCLAVE_CORPUS_DIR" 2>/dev/null)" ]; then return 0; fi
+  local here fetch
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  fetch=${ENCLAVE_CORPUS_FETCH:-$here/../shared/corpus/fetch-debian-pdfs}
+  [ -x "$fetch" ] || { echo "corpus fetcher not found at $fetch (set ENCLAVE_CORPUS_FETCH)" >&2; return 1; }
+  "$fetch" "$ENCLAVE_CORPUS_DIR" >&2
+}

@@ -1,0 +1,363 @@
+//! Enclave's configuration: one typed [`Settings`] struct.
+//!
+//! Sources, later ones winning: built-in defaults (the embedded mode: a SQLite file and a
+//! qdrant-edge directory under [`Settings::data_dir`]), then a TOML file (`--config FILE`,
+//! `ENCLAVE_CONFIG`, or `enclave.toml` in the working directory when present), then
+//! `ENCLAVE_*` environment variables where `__` separates nesting levels, for example
+//! `ENCLAVE_DATA_DIR=/srv/enclave` or `ENCLAVE_DATABASE__URL=postgres://localhost/enclave`.
+//!
+//! Paths left unset are derived: the database lives in `data_dir/enclave.db`, the vectors in
+//! `data_dir/vectors`, the models in `models_dir/...` as laid out by `scripts/fetch-models`.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Errors while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A source (file or variable) holds a value of the wrong shape; the message names the key.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// The configuration file named explicitly does not exist.
+    #[error("configuration file not found: {0}")]
+    FileNotFound(PathBuf),
+}
+
+/// All of Enclave's settings. Every field has a default suited to the embedded mode.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Directory for Enclave's own state in the embedded mode: the SQLite file and the
+    /// qdrant-edge directory. Default: `$XDG_DATA_HOME/enclave` (`~/.local/share/enclave`).
+    pub data_dir: PathBuf,
+    /// Directory holding the models fetched by `scripts/fetch-models`.
+    /// Default: `$XDG_CACHE_HOME/enclave/models` (`~/.cache/enclave/models`).
+    pub models_dir: PathBuf,
+    /// Metadata database.
+    pub database: DatabaseSettings,
+    /// Vector store.
+    pub vectors: VectorSettings,
+    /// Sentence-embedding model.
+    pub embedding: EmbeddingSettings,
+    /// How document text is cut into chunks.
+    pub chunking: ChunkingSettings,
+    /// Ingestion limits and parallelism.
+    pub ingest: IngestSettings,
+}
+
+/// Metadata database settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connection URL: `sqlite:///path/enclave.db` or `postgres://user@host/db`.
+    /// Unset: a SQLite file `enclave.db` in `data_dir` (the embedded default).
+    pub url: Option<String>,
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+}
+
+/// Which vector store backend serves.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum VectorBackend {
+    /// In-process qdrant-edge shard in a local directory (the embedded default).
+    Edge,
+}
+
+/// Vector store settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorSettings {
+    /// Backend: `edge` (in-process qdrant-edge).
+    pub backend: VectorBackend,
+    /// qdrant-edge directory. Unset: `data_dir/vectors`.
+    pub path: Option<PathBuf>,
+}
+
+/// Embedding model settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingSettings {
+    /// Directory with `model.onnx`, `tokenizer.json`, `config.json`, `special_tokens_map.json`
+    /// and `tokenizer_config.json`. Unset: `models_dir/all-minilm-l6-v2`.
+    pub model_dir: Option<PathBuf>,
+    /// ONNX Runtime shared library (`libonnxruntime.so`, 1.31). Unset: `ORT_DYLIB_PATH` if set,
+    /// else `models_dir/onnxruntime/libonnxruntime.so`.
+    pub onnxruntime: Option<PathBuf>,
+    /// Largest input the model reads, in its own word pieces (MiniLM: 256).
+    pub max_input_tokens: usize,
+    /// Dimension of the vectors the model produces (MiniLM: 384).
+    pub dimension: usize,
+    /// Texts per inference call.
+    pub batch_size: usize,
+    /// ONNX Runtime intra-op threads. Unset: all cores.
+    pub threads: Option<usize>,
+}
+
+/// Chunking settings, in the embedding model's own tokens.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkingSettings {
+    /// Largest chunk, in word pieces (excluding the model's two special tokens). Must stay
+    /// below `embedding.max_input_tokens - 2`.
+    pub max_tokens: usize,
+    /// Tokens shared by consecutive chunks.
+    pub overlap_tokens: usize,
+}
+
+/// Ingestion settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Time allowed to extract the text of one PDF before it is stopped and failed, in seconds.
+    pub pdf_timeout_secs: u64,
+    /// Files larger than this many bytes fail with "file too large".
+    pub max_file_bytes: u64,
+    /// Documents whose extracted text exceeds this many characters fail with "text too long".
+    pub max_text_chars: usize,
+    /// Documents parsed and chunked at the same time. Unset: the number of cores.
+    pub parallel_documents: Option<usize>,
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| home().join(fallback), PathBuf::from)
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: xdg("XDG_DATA_HOME", ".local/share").join("enclave"),
+            models_dir: xdg("XDG_CACHE_HOME", ".cache").join("enclave/models"),
+            database: DatabaseSettings::default(),
+            vectors: VectorSettings::default(),
+            embedding: EmbeddingSettings::default(),
+            chunking: ChunkingSettings::default(),
+            ingest: IngestSettings::default(),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for VectorSettings {
+    fn default() -> Self {
+        Self {
+            backend: VectorBackend::Edge,
+            path: None,
+        }
+    }
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        Self {
+            model_dir: None,
+            onnxruntime: None,
+            max_input_tokens: 256,
+            dimension: 384,
+            batch_size: 32,
+            threads: None,
+        }
+    }
+}
+
+impl Default for ChunkingSettings {
+    fn default() -> Self {
+        Self {
+            max_tokens: 200,
+            overlap_tokens: 32,
+        }
+    }
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            pdf_timeout_secs: 120,
+            max_file_bytes: 200 * 1024 * 1024,
+            max_text_chars: 5_000_000,
+            parallel_documents: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (or `ENCLAVE_CONFIG`, or `./enclave.toml` if it exists),
+    /// then `ENCLAVE_*` variables. A file named explicitly must exist.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let explicit = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("ENCLAVE_CONFIG").map(PathBuf::from));
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match explicit {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(SettingsError::FileNotFound(path));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => {
+                let local = Path::new("enclave.toml");
+                if local.is_file() {
+                    figment = figment.merge(Toml::file(local));
+                }
+            }
+        }
+        figment = figment.merge(Env::prefixed("ENCLAVE_").ignore(&["CONFIG"]).split("__"));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that are well-formed but inconsistent.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let c = &self.chunking;
+        let limit = self.embedding.max_input_tokens.saturating_sub(2);
+        if c.max_tokens == 0 || c.max_tokens > limit {
+            return Err(SettingsError::Invalid(format!(
+                "chunking.max_tokens = {} must be between 1 and {limit} (embedding.max_input_tokens - 2)",
+                c.max_tokens
+            )));
+        }
+        if c.overlap_tokens >= c.max_tokens {
+            return Err(SettingsError::Invalid(format!(
+                "chunking.overlap_tokens = {} must be smaller than chunking.max_tokens = {}",
+                c.overlap_tokens, c.max_tokens
+            )));
+        }
+        if self.embedding.batch_size == 0 {
+            return Err(SettingsError::Invalid(
+                "embedding.batch_size must be at least 1".into(),
+            ));
+        }
+        if self.ingest.pdf_timeout_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "ingest.pdf_timeout_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The metadata database URL, the embedded SQLite file unless one is configured.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("enclave.db").display()
+            ),
+        }
+    }
+
+    /// The qdrant-edge directory.
+    pub fn vectors_path(&self) -> PathBuf {
+        self.vectors
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("vectors"))
+    }
+
+    /// The embedding model directory.
+    pub fn embedding_model_dir(&self) -> PathBuf {
+        self.embedding
+            .model_dir
+            .clone()
+            .unwrap_or_else(|| self.models_dir.join("all-minilm-l6-v2"))
+    }
+
+    /// The ONNX Runtime library.
+    pub fn onnxruntime_path(&self) -> PathBuf {
+        self.embedding
+            .onnxruntime
+            .clone()
+            .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+            .unwrap_or_else(|| self.models_dir.join("onnxruntime/libonnxruntime.so"))
+    }
+
+    /// Documents processed at once.
+    pub fn parallel_documents(&self) -> usize {
+        self.ingest.parallel_documents.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Figment's Jail isolates environment variables and the working directory per test.
+    #[test]
+    fn defaults_are_embedded_and_valid() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HOME", "/home/u");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.vectors.backend, VectorBackend::Edge);
+            assert!(s.database_url().starts_with("sqlite://"));
+            assert!(s.database_url().contains("enclave.db"));
+            assert!(s.vectors_path().ends_with("vectors"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment_override() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "enclave.toml",
+                "data_dir = \"/srv/enclave\"\n[chunking]\nmax_tokens = 120\noverlap_tokens = 10\n",
+            )?;
+            jail.set_env("ENCLAVE_CHUNKING__OVERLAP_TOKENS", "20");
+            jail.set_env("ENCLAVE_DATABASE__URL", "postgres://localhost/enclave");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.data_dir, PathBuf::from("/srv/enclave"));
+            assert_eq!(s.chunking.max_tokens, 120);
+            assert_eq!(s.chunking.overlap_tokens, 20);
+            assert_eq!(s.database_url(), "postgres://localhost/enclave");
+            assert_eq!(s.vectors_path(), PathBuf::from("/srv/enclave/vectors"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn inconsistent_values_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ENCLAVE_CHUNKING__MAX_TOKENS", "400");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("chunking.max_tokens"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("enclave.toml", "[chunking]\nmax_tokenz = 3\n")?;
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("max_tokenz"), "{err}");
+            let err = Settings::load(Some(Path::new("/nonexistent.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("/nonexistent.toml"), "{err}");
+            Ok(())
+        });
+    }
+}

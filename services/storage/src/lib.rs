@@ -1,0 +1,29 @@
+//! Enclave's stores.
+//!
+//! - [`MetaStore`]: collections, documents, versions, pages, chunks and ingest runs, in SQLite
+//!   (embedded default) or PostgreSQL (production) through one sqlx code path.
+//! - [`VectorStore`]: the seam for dense + BM25 vectors with filterable payloads;
+//!   [`EdgeVectorStore`] is the in-process qdrant-edge backend.
+//!
+//! The metadata store is the source of truth. A chunk is visible to readers only when its
+//! `(document, version)` is the document's active version there; vector hits of any other
+//! version are dropped by the reader. That is what lets a new version replace an old one with
+//! readers never seeing a mix, and what makes every interrupted operation repairable by
+//! [`MetaStore::pending_purges`] + [`VectorStore::delete_version`].
+
+mod error;
+mod meta;
+mod vectors;
+
+pub use error::StorageError;
+pub use meta::{
+    ChunkRecord, Collection, CollectionStats, Document, DocumentFailure, MetaStore, NewVersion,
+    PageRecord, PurgeTask, RunCounts, Timestamp, VersionState, now,
+};
+pub use vectors::{
+    Bm25Encoder, ChunkPoint, EdgeVectorStore, PointPayload, VectorFilter, VectorHit, VectorQuery,
+    VectorStore, chunk_point_id,
+};
+
+/// Result of storage operations.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

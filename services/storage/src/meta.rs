@@ -1,0 +1,981 @@
+//! The metadata store: one sqlx code path over SQLite and PostgreSQL (the `Any` driver), with
+//! a migration set per backend in `migrations/` that keeps the same tables and meanings.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::{Result, StorageError};
+
+/// Timestamps are stored as RFC 3339 UTC strings (sortable, identical on both backends).
+pub type Timestamp = String;
+
+/// Now, as stored.
+pub fn now() -> Timestamp {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Lifecycle of one version of a document's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionState {
+    /// Being parsed, embedded and stored. Found at start-up, it was interrupted.
+    Indexing,
+    /// The version readers see.
+    Active,
+    /// Replaced by a newer version; its vectors and chunks are to be purged.
+    Superseded,
+    /// Replaced, and its vectors and chunks are gone.
+    Purged,
+    /// Could not be ingested (see its error); holds no chunks.
+    Failed,
+    /// Interrupted part-way; its vectors and chunks are gone.
+    Abandoned,
+}
+
+impl VersionState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Indexing => "indexing",
+            Self::Active => "active",
+            Self::Superseded => "superseded",
+            Self::Purged => "purged",
+            Self::Failed => "failed",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
+impl FromStr for VersionState {
+    type Err = StorageError;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "indexing" => Self::Indexing,
+            "active" => Self::Active,
+            "superseded" => Self::Superseded,
+            "purged" => Self::Purged,
+            "failed" => Self::Failed,
+            "abandoned" => Self::Abandoned,
+            other => return Err(StorageError::Corrupt(format!("version state '{other}'"))),
+        })
+    }
+}
+
+/// A named set of documents searched together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Collection {
+    pub id: String,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// A document as stored. `version` is the active version (0: none yet).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Document {
+    pub id: String,
+    pub collection_id: String,
+    pub source_uri: String,
+    pub external_id: Option<String>,
+    pub parent_id: Option<String>,
+    pub title: String,
+    pub mime_type: Option<String>,
+    /// sha256 of the content last seen for this document (ingested or failed).
+    pub sha256: String,
+    pub version: i64,
+    /// `indexing`, `ready`, `failed`, `no_text`, `interrupted` or `deleting`.
+    pub status: String,
+    pub error: Option<String>,
+    pub metadata: serde_json::Value,
+    pub tags: Vec<String>,
+    pub access: Vec<String>,
+    pub byte_size: i64,
+    pub page_count: i64,
+    pub chunk_count: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Document {
+    /// Whether processing of the last seen content ended (successfully or not), so that the
+    /// same content need not be processed again.
+    pub fn is_settled(&self) -> bool {
+        matches!(self.status.as_str(), "ready" | "failed" | "no_text")
+    }
+}
+
+/// What is known of a document before its content is processed.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub collection_id: String,
+    pub source_uri: String,
+    pub external_id: Option<String>,
+    pub parent_id: Option<String>,
+    pub title: String,
+    pub mime_type: Option<String>,
+    pub sha256: String,
+    pub byte_size: i64,
+    pub metadata: serde_json::Value,
+    pub tags: Vec<String>,
+    pub access: Vec<String>,
+}
+
+/// The text of one page of one version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRecord {
+    /// 1-based.
+    pub page_number: i64,
+    /// Char offset of the page's first character in the document text (pages joined by a
+    /// blank line).
+    pub char_start: i64,
+    pub text: String,
+}
+
+/// One chunk of one version. `char_start..char_end` are char offsets into the document text
+/// (pages joined by a blank line) and give back `text` exactly.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChunkRecord {
+    /// Also the id of the chunk's point in the vector store.
+    pub id: String,
+    pub document_id: String,
+    pub version: i64,
+    pub ordinal: i64,
+    pub text: String,
+    pub page_start: i64,
+    pub page_end: i64,
+    pub char_start: i64,
+    pub char_end: i64,
+    pub token_count: i64,
+    pub section: Option<String>,
+}
+
+/// A version whose vectors (and rows) must be removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeTask {
+    pub document_id: String,
+    pub version: i64,
+    pub state: VersionState,
+}
+
+/// Documents of one collection by status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CollectionStats {
+    pub collection: String,
+    pub ready: i64,
+    pub failed: i64,
+    pub no_text: i64,
+    pub other: i64,
+    pub pages: i64,
+    pub chunks: i64,
+}
+
+/// A document that could not be ingested, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DocumentFailure {
+    pub collection: String,
+    pub document_id: String,
+    pub source_uri: String,
+    pub status: String,
+    pub error: String,
+    pub updated_at: Timestamp,
+}
+
+/// Counters of an ingest run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunCounts {
+    pub files: i64,
+    pub ingested: i64,
+    pub unchanged: i64,
+    pub failed: i64,
+    pub pages: i64,
+    pub chunks: i64,
+}
+
+/// Metadata store over a pooled SQLite or PostgreSQL connection.
+#[derive(Debug, Clone)]
+pub struct MetaStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const DOCUMENT_COLUMNS: &str = "id, collection_id, source_uri, external_id, parent_id, title, \
+     mime_type, sha256, version, status, error, metadata, tags, access, byte_size, page_count, \
+     chunk_count, created_at, updated_at";
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T> {
+    let raw: String = row.try_get(column)?;
+    serde_json::from_str(&raw).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
+}
+
+fn document_from_row(row: &AnyRow) -> Result<Document> {
+    Ok(Document {
+        id: row.try_get("id")?,
+        collection_id: row.try_get("collection_id")?,
+        source_uri: row.try_get("source_uri")?,
+        external_id: row.try_get("external_id")?,
+        parent_id: row.try_get("parent_id")?,
+        title: row.try_get("title")?,
+        mime_type: row.try_get("mime_type")?,
+        sha256: row.try_get("sha256")?,
+        version: row.try_get("version")?,
+        status: row.try_get("status")?,
+        error: row.try_get("error")?,
+        metadata: json_column(row, "metadata")?,
+        tags: json_column(row, "tags")?,
+        access: json_column(row, "access")?,
+        byte_size: row.try_get("byte_size")?,
+        page_count: row.try_get("page_count")?,
+        chunk_count: row.try_get("chunk_count")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn chunk_from_row(row: &AnyRow) -> Result<ChunkRecord> {
+    Ok(ChunkRecord {
+        id: row.try_get("id")?,
+        document_id: row.try_get("document_id")?,
+        version: row.try_get("version")?,
+        ordinal: row.try_get("ordinal")?,
+        text: row.try_get("text")?,
+        page_start: row.try_get("page_start")?,
+        page_end: row.try_get("page_end")?,
+        char_start: row.try_get("char_start")?,
+        char_end: row.try_get("char_end")?,
+        token_count: row.try_get("token_count")?,
+        section: row.try_get("section")?,
+    })
+}
+
+fn json_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+impl MetaStore {
+    /// Connects to `url` (`sqlite://PATH[?mode=rwc]` or `postgres://...`), creating the SQLite
+    /// file's directory if needed, and applies pending migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StorageError::UnsupportedDatabase(url.to_string()));
+        };
+        if backend == Backend::Sqlite {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:")
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            if let Some(dir) = Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 30000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// Whether this store is PostgreSQL (else SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.backend == Backend::Postgres
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The collection named `name`, created if it does not exist.
+    pub async fn ensure_collection(&self, name: &str) -> Result<Collection> {
+        if let Some(c) = self.collection_by_name(name).await? {
+            return Ok(c);
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let created_at = now();
+        sqlx::query(
+            "INSERT INTO collections (id, name, settings, created_at) VALUES ($1, $2, '{}', $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(&created_at)
+        .execute(&self.pool)
+        .await?;
+        self.collection_by_name(name)
+            .await?
+            .ok_or_else(|| StorageError::NotFound(format!("collection '{name}'")))
+    }
+
+    /// The collection named `name`.
+    pub async fn collection_by_name(&self, name: &str) -> Result<Option<Collection>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM collections WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Collection {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// All collections, by name.
+    pub async fn collections(&self) -> Result<Vec<Collection>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM collections ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Collection {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The document of `collection_id` with this source URI.
+    pub async fn document_by_source(
+        &self,
+        collection_id: &str,
+        source_uri: &str,
+    ) -> Result<Option<Document>> {
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE collection_id = $1 AND source_uri = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(collection_id)
+            .bind(source_uri)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(document_from_row).transpose()
+    }
+
+    /// The document with this id.
+    pub async fn document(&self, id: &str) -> Result<Option<Document>> {
+        let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(document_from_row).transpose()
+    }
+
+    /// Documents of a collection (all collections when `None`), by source URI.
+    pub async fn documents(&self, collection_id: Option<&str>) -> Result<Vec<Document>> {
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents \
+             WHERE ($1 = '' OR collection_id = $1) ORDER BY source_uri"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(collection_id.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(document_from_row).collect()
+    }
+
+    /// Child documents of `parent_id` (email attachments).
+    pub async fn children(&self, parent_id: &str) -> Result<Vec<Document>> {
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE parent_id = $1 ORDER BY source_uri"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(parent_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(document_from_row).collect()
+    }
+
+    /// Starts a new version of the document identified by `(collection, source_uri)`, creating
+    /// the document if needed. The document's status becomes `indexing`; its active version (if
+    /// any) stays visible until [`MetaStore::activate_version`]. Returns `(document id, version)`.
+    pub async fn begin_version(&self, new: &NewVersion) -> Result<(String, i64)> {
+        let mut tx = self.pool.begin().await?;
+        let ts = now();
+        let existing =
+            sqlx::query("SELECT id FROM documents WHERE collection_id = $1 AND source_uri = $2")
+                .bind(&new.collection_id)
+                .bind(&new.source_uri)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let id = match existing {
+            Some(row) => {
+                let id: String = row.try_get("id")?;
+                sqlx::query(
+                    "UPDATE documents SET sha256 = $2, status = 'indexing', error = NULL, \
+                     byte_size = $3, mime_type = $4, updated_at = $5, \
+                     external_id = COALESCE($6, external_id), \
+                     parent_id = COALESCE($7, parent_id) WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(&new.sha256)
+                .bind(new.byte_size)
+                .bind(&new.mime_type)
+                .bind(&ts)
+                .bind(&new.external_id)
+                .bind(&new.parent_id)
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                sqlx::query(
+                    "INSERT INTO documents (id, collection_id, source_uri, external_id, parent_id, \
+                     title, mime_type, sha256, version, status, metadata, tags, access, byte_size, \
+                     created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 'indexing', $9, $10, $11, $12, $13, $13)",
+                )
+                .bind(&id)
+                .bind(&new.collection_id)
+                .bind(&new.source_uri)
+                .bind(&new.external_id)
+                .bind(&new.parent_id)
+                .bind(&new.title)
+                .bind(&new.mime_type)
+                .bind(&new.sha256)
+                .bind(json_text(&new.metadata))
+                .bind(json_text(&new.tags))
+                .bind(json_text(&new.access))
+                .bind(new.byte_size)
+                .bind(&ts)
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+        };
+        let next: i64 = sqlx::query(
+            "SELECT COALESCE(MAX(version), 0) + 1 AS next FROM document_versions WHERE document_id = $1",
+        )
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("next")?;
+        sqlx::query(
+            "INSERT INTO document_versions (document_id, version, sha256, state, created_at) \
+             VALUES ($1, $2, $3, 'indexing', $4)",
+        )
+        .bind(&id)
+        .bind(next)
+        .bind(&new.sha256)
+        .bind(&ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((id, next))
+    }
+
+    /// Stores the pages and chunks of a version being indexed, in one transaction.
+    pub async fn store_chunks(
+        &self,
+        document_id: &str,
+        version: i64,
+        pages: &[PageRecord],
+        chunks: &[ChunkRecord],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for p in pages {
+            sqlx::query(
+                "INSERT INTO pages (document_id, version, page_number, char_start, text) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(document_id)
+            .bind(version)
+            .bind(p.page_number)
+            .bind(p.char_start)
+            .bind(&p.text)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for c in chunks {
+            sqlx::query(
+                "INSERT INTO chunks (id, document_id, version, ordinal, text, page_start, page_end, \
+                 char_start, char_end, token_count, section) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&c.id)
+            .bind(document_id)
+            .bind(version)
+            .bind(c.ordinal)
+            .bind(&c.text)
+            .bind(c.page_start)
+            .bind(c.page_end)
+            .bind(c.char_start)
+            .bind(c.char_end)
+            .bind(c.token_count)
+            .bind(&c.section)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Makes `version` the one readers see, atomically: the previous active version becomes
+    /// `superseded` (its vectors are purged afterwards). Title and metadata come from the parsed
+    /// content. Returns the superseded version, if any.
+    pub async fn activate_version(
+        &self,
+        document_id: &str,
+        version: i64,
+        title: &str,
+        metadata: &serde_json::Value,
+        page_count: i64,
+        chunk_count: i64,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let ts = now();
+        let previous: i64 = sqlx::query("SELECT version FROM documents WHERE id = $1")
+            .bind(document_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("version")?;
+        sqlx::query(
+            "UPDATE document_versions SET state = 'superseded' \
+             WHERE document_id = $1 AND state = 'active'",
+        )
+        .bind(document_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE document_versions SET state = 'active', page_count = $3, chunk_count = $4, \
+             finished_at = $5 WHERE document_id = $1 AND version = $2",
+        )
+        .bind(document_id)
+        .bind(version)
+        .bind(page_count)
+        .bind(chunk_count)
+        .bind(&ts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE documents SET version = $2, status = 'ready', error = NULL, title = $3, \
+             metadata = $4, page_count = $5, chunk_count = $6, updated_at = $7, \
+             sha256 = (SELECT sha256 FROM document_versions WHERE document_id = $1 AND version = $2) \
+             WHERE id = $1",
+        )
+        .bind(document_id)
+        .bind(version)
+        .bind(title)
+        .bind(json_text(metadata))
+        .bind(page_count)
+        .bind(chunk_count)
+        .bind(&ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((previous > 0 && previous != version).then_some(previous))
+    }
+
+    /// Records that `version` could not be ingested. `status` is `failed` or `no_text`. A
+    /// previously active version stays visible; the document shows the failure.
+    pub async fn fail_version(
+        &self,
+        document_id: &str,
+        version: i64,
+        status: &str,
+        error: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let ts = now();
+        sqlx::query(
+            "UPDATE document_versions SET state = 'failed', error = $3, finished_at = $4 \
+             WHERE document_id = $1 AND version = $2",
+        )
+        .bind(document_id)
+        .bind(version)
+        .bind(error)
+        .bind(&ts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE documents SET status = $2, error = $3, updated_at = $4 WHERE id = $1")
+            .bind(document_id)
+            .bind(status)
+            .bind(error)
+            .bind(&ts)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a failure that happened before any content could be read (an unreadable file, a
+    /// symlink loop, a file over the size limit): the document shows `failed` with `error`; an
+    /// active version, if any, stays visible. Returns the document id.
+    pub async fn record_failure(
+        &self,
+        collection_id: &str,
+        source_uri: &str,
+        title: &str,
+        error: &str,
+    ) -> Result<String> {
+        let ts = now();
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO documents (id, collection_id, source_uri, title, sha256, version, status, \
+             error, created_at, updated_at) VALUES ($1, $2, $3, $4, '', 0, 'failed', $5, $6, $6) \
+             ON CONFLICT (collection_id, source_uri) DO UPDATE SET status = 'failed', \
+             error = excluded.error, sha256 = '', updated_at = excluded.updated_at",
+        )
+        .bind(&id)
+        .bind(collection_id)
+        .bind(source_uri)
+        .bind(title)
+        .bind(error)
+        .bind(&ts)
+        .execute(&self.pool)
+        .await?;
+        let row =
+            sqlx::query("SELECT id FROM documents WHERE collection_id = $1 AND source_uri = $2")
+                .bind(collection_id)
+                .bind(source_uri)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Versions whose vectors and rows must be removed: interrupted ones (`indexing`, when no
+    /// ingest is running), superseded ones, and failed ones (which may hold partial rows).
+    pub async fn pending_purges(&self, include_indexing: bool) -> Result<Vec<PurgeTask>> {
+        let rows = sqlx::query(
+            "SELECT document_id, version, state FROM document_versions \
+             WHERE state IN ('superseded', 'failed') OR ($1 = 1 AND state = 'indexing') \
+             ORDER BY document_id, version",
+        )
+        .bind(i64::from(include_indexing))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tasks = Vec::new();
+        for r in rows {
+            let state: String = r.try_get("state")?;
+            let task = PurgeTask {
+                document_id: r.try_get("document_id")?,
+                version: r.try_get("version")?,
+                state: state.parse()?,
+            };
+            // failed versions are purged once: their rows are gone when marked 'failed' below
+            if task.state == VersionState::Failed && !self.has_rows(&task).await? {
+                continue;
+            }
+            tasks.push(task);
+        }
+        Ok(tasks)
+    }
+
+    async fn has_rows(&self, task: &PurgeTask) -> Result<bool> {
+        let n: i64 = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM chunks WHERE document_id = $1 AND version = $2) + \
+             (SELECT COUNT(*) FROM pages WHERE document_id = $1 AND version = $2) AS n",
+        )
+        .bind(&task.document_id)
+        .bind(task.version)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(n > 0)
+    }
+
+    /// Completes a purge after the version's vectors were deleted: removes its chunk and page
+    /// rows and moves it to its final state (`purged`, `abandoned`; `failed` stays `failed`).
+    /// An interrupted version also returns its document to a state that makes the next ingest
+    /// process the content again.
+    pub async fn finish_purge(&self, task: &PurgeTask) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM chunks WHERE document_id = $1 AND version = $2")
+            .bind(&task.document_id)
+            .bind(task.version)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM pages WHERE document_id = $1 AND version = $2")
+            .bind(&task.document_id)
+            .bind(task.version)
+            .execute(&mut *tx)
+            .await?;
+        let final_state = match task.state {
+            VersionState::Superseded => VersionState::Purged,
+            VersionState::Indexing => VersionState::Abandoned,
+            other => other,
+        };
+        sqlx::query(
+            "UPDATE document_versions SET state = $3, \
+             error = CASE WHEN $3 = 'abandoned' THEN 'interrupted before it finished' ELSE error END \
+             WHERE document_id = $1 AND version = $2",
+        )
+        .bind(&task.document_id)
+        .bind(task.version)
+        .bind(final_state.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if task.state == VersionState::Indexing {
+            // Back to the active version's content hash (so that the file is seen as changed)
+            // or to 'interrupted' when there is none.
+            sqlx::query(
+                "UPDATE documents SET \
+                 status = CASE WHEN version > 0 THEN 'ready' ELSE 'interrupted' END, \
+                 error = CASE WHEN version > 0 THEN NULL \
+                         ELSE 'ingest was interrupted; it is retried by the next ingest' END, \
+                 sha256 = COALESCE((SELECT v.sha256 FROM document_versions v \
+                          WHERE v.document_id = documents.id AND v.version = documents.version), sha256) \
+                 WHERE id = $1 AND status = 'indexing'",
+            )
+            .bind(&task.document_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a document for deletion (its vectors are removed next, then the row).
+    pub async fn mark_deleting(&self, document_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE documents SET status = 'deleting', updated_at = $2 WHERE id = $1 OR parent_id = $1",
+        )
+        .bind(document_id)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Documents marked for deletion.
+    pub async fn deleting_documents(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM documents WHERE status = 'deleting'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(Into::into))
+            .collect()
+    }
+
+    /// Removes a document row with its versions, pages and chunks (after its vectors are gone).
+    pub async fn delete_document_row(&self, document_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["chunks", "pages", "document_versions"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE document_id = $1"))
+                .bind(document_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM documents WHERE id = $1")
+            .bind(document_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Chunks of the active version of a document, in order.
+    pub async fn active_chunks(&self, document_id: &str) -> Result<Vec<ChunkRecord>> {
+        let rows = sqlx::query(
+            "SELECT c.* FROM chunks c JOIN documents d ON d.id = c.document_id \
+             AND d.version = c.version WHERE c.document_id = $1 ORDER BY c.ordinal",
+        )
+        .bind(document_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(chunk_from_row).collect()
+    }
+
+    /// Chunks with these ids that belong to their document's active version (others are
+    /// dropped: that is how readers never see a version that is not, or no longer, active).
+    pub async fn visible_chunks(&self, ids: &[String]) -> Result<Vec<ChunkRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT c.* FROM chunks c JOIN documents d ON d.id = c.document_id \
+                 AND d.version = c.version WHERE c.id = $1 AND d.status <> 'deleting'",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(r) = row {
+                out.push(chunk_from_row(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pages of the active version of a document, in order.
+    pub async fn active_pages(&self, document_id: &str) -> Result<Vec<PageRecord>> {
+        let rows = sqlx::query(
+            "SELECT p.page_number, p.char_start, p.text FROM pages p JOIN documents d \
+             ON d.id = p.document_id AND d.version = p.version \
+             WHERE p.document_id = $1 ORDER BY p.page_number",
+        )
+        .bind(document_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PageRecord {
+                    page_number: r.try_get("page_number")?,
+                    char_start: r.try_get("char_start")?,
+                    text: r.try_get("text")?,
+                })
+            })
+            .collect()
+    }
+
+    /// `(version, state)` of every version of a document, oldest first.
+    pub async fn versions(&self, document_id: &str) -> Result<Vec<(i64, VersionState)>> {
+        let rows = sqlx::query(
+            "SELECT version, state FROM document_versions WHERE document_id = $1 ORDER BY version",
+        )
+        .bind(document_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok((r.try_get("version")?, state.parse()?))
+            })
+            .collect()
+    }
+
+    /// Number of chunk rows, all versions (for consistency checks).
+    pub async fn chunk_row_count(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM chunks")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+
+    /// Ids of all chunk rows (for consistency checks against the vector store).
+    pub async fn chunk_ids(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM chunks ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(Into::into))
+            .collect()
+    }
+
+    /// Documents per collection by status, with page and chunk totals of ready documents.
+    pub async fn collection_stats(&self) -> Result<Vec<CollectionStats>> {
+        let rows = sqlx::query(
+            "SELECT c.name AS collection, \
+             COALESCE(SUM(CASE WHEN d.status = 'ready' THEN 1 ELSE 0 END), 0) AS ready, \
+             COALESCE(SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
+             COALESCE(SUM(CASE WHEN d.status = 'no_text' THEN 1 ELSE 0 END), 0) AS no_text, \
+             COALESCE(SUM(CASE WHEN d.status NOT IN ('ready', 'failed', 'no_text') THEN 1 ELSE 0 END), 0) AS other, \
+             COALESCE(SUM(CASE WHEN d.version > 0 THEN d.page_count ELSE 0 END), 0) AS pages, \
+             COALESCE(SUM(CASE WHEN d.version > 0 THEN d.chunk_count ELSE 0 END), 0) AS chunks \
+             FROM collections c LEFT JOIN documents d ON d.collection_id = c.id \
+             GROUP BY c.name ORDER BY c.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CollectionStats {
+                    collection: r.try_get("collection")?,
+                    ready: r.try_get("ready")?,
+                    failed: r.try_get("failed")?,
+                    no_text: r.try_get("no_text")?,
+                    other: r.try_get("other")?,
+                    pages: r.try_get("pages")?,
+                    chunks: r.try_get("chunks")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every document whose last content could not be ingested, with its reason.
+    pub async fn failures(&self) -> Result<Vec<DocumentFailure>> {
+        let rows = sqlx::query(
+            "SELECT c.name AS collection, d.id, d.source_uri, d.status, d.error, d.updated_at \
+             FROM documents d JOIN collections c ON c.id = d.collection_id \
+             WHERE d.status IN ('failed', 'no_text', 'interrupted') ORDER BY c.name, d.source_uri",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DocumentFailure {
+                    collection: r.try_get("collection")?,
+                    document_id: r.try_get("id")?,
+                    source_uri: r.try_get("source_uri")?,
+                    status: r.try_get("status")?,
+                    error: r.try_get::<Option<String>, _>("error")?.unwrap_or_default(),
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Opens an ingest run record; returns its id.
+    pub async fn start_run(&self, collection_id: &str) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO ingest_runs (id, collection_id, started_at, status) VALUES ($1, $2, $3, 'running')",
+        )
+        .bind(&id)
+        .bind(collection_id)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Closes an ingest run record with its counters.
+    pub async fn finish_run(&self, run_id: &str, counts: &RunCounts) -> Result<()> {
+        sqlx::query(
+            "UPDATE ingest_runs SET finished_at = $2, status = 'finished', files = $3, ingested = $4, \
+             unchanged = $5, failed = $6, pages = $7, chunks = $8 WHERE id = $1",
+        )
+        .bind(run_id)
+        .bind(now())
+        .bind(counts.files)
+        .bind(counts.ingested)
+        .bind(counts.unchanged)
+        .bind(counts.failed)
+        .bind(counts.pages)
+        .bind(counts.chunks)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,460 @@
+//! The vector store seam and its in-process qdrant-edge backend.
+//!
+//! Every chunk is one point: a dense vector (`dense`, cosine), a BM25 sparse vector (`bm25`,
+//! IDF applied by the store at query time) and a payload with the fields filters run on
+//! (`collection_id`, `document_id`, `version`, `access`, `tags`, `mime_type`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use qdrant_edge::{
+    Condition, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
+    EdgeVectorParamsBuilder, FieldCondition, Filter, Match, Modifier, NamedQuery, PointId,
+    PointOperations, PointStruct, ScoringQuery, ScrollRequest, SparseVector, UpdateOperation,
+    ValueVariants, VectorInternal, Vectors, WithPayloadInterface, WithVector,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, StorageError};
+
+const DENSE: &str = "dense";
+const BM25: &str = "bm25";
+
+/// Namespace of chunk point ids (UUID v5 of `document/version/ordinal`).
+const CHUNK_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x3c1e_a7c2_58f4_4b0e_9d51_6a2f_0e7b_d413);
+
+/// The deterministic id of a chunk (and of its point): re-running an interrupted ingest
+/// overwrites the same points instead of adding new ones.
+pub fn chunk_point_id(document_id: &str, version: i64, ordinal: i64) -> String {
+    uuid::Uuid::new_v5(
+        &CHUNK_NAMESPACE,
+        format!("{document_id}/{version}/{ordinal}").as_bytes(),
+    )
+    .to_string()
+}
+
+/// Payload stored with every point; the fields filters run on inside the search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointPayload {
+    pub collection_id: String,
+    pub document_id: String,
+    pub version: i64,
+    pub ordinal: i64,
+    pub access: Vec<String>,
+    pub tags: Vec<String>,
+    pub mime_type: String,
+}
+
+/// One chunk's point: id (UUID string), dense vector, BM25 sparse vector (indices, values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkPoint {
+    pub id: String,
+    pub dense: Vec<f32>,
+    pub sparse: (Vec<u32>, Vec<f32>),
+    pub payload: PointPayload,
+}
+
+/// Filters applied inside the vector search. Empty lists mean "no restriction".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VectorFilter {
+    pub collection_ids: Vec<String>,
+    pub document_ids: Vec<String>,
+    /// Points must carry at least one of these access tags.
+    pub access_any: Vec<String>,
+    pub mime_types: Vec<String>,
+    pub tags_any: Vec<String>,
+}
+
+/// The query of a search: a dense vector or a BM25 sparse vector.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VectorQuery {
+    Dense(Vec<f32>),
+    Bm25(Vec<u32>, Vec<f32>),
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorHit {
+    pub id: String,
+    pub score: f32,
+    pub payload: PointPayload,
+}
+
+/// The seam between Enclave and a vector database. Implementations are safe to share between
+/// tasks; blocking backends run their work off the async runtime.
+#[async_trait]
+pub trait VectorStore: Send + Sync {
+    /// Inserts or replaces points (same id: replaced).
+    async fn upsert(&self, points: Vec<ChunkPoint>) -> Result<()>;
+    /// Deletes every point of one version of a document.
+    async fn delete_version(&self, document_id: &str, version: i64) -> Result<()>;
+    /// Deletes every point of a document, all versions.
+    async fn delete_document(&self, document_id: &str) -> Result<()>;
+    /// Counts points matching a filter.
+    async fn count(&self, filter: &VectorFilter) -> Result<usize>;
+    /// Ids of all points (for consistency checks), sorted.
+    async fn point_ids(&self) -> Result<Vec<String>>;
+    /// The `limit` best points for a query, best first.
+    async fn search(
+        &self,
+        query: VectorQuery,
+        filter: &VectorFilter,
+        limit: usize,
+    ) -> Result<Vec<VectorHit>>;
+    /// Makes every acknowledged write durable.
+    async fn flush(&self) -> Result<()>;
+}
+
+/// In-process qdrant-edge shard in a local directory.
+#[derive(Clone)]
+pub struct EdgeVectorStore {
+    shard: Arc<EdgeShard>,
+    /// Serialises writes and flushes: the shard's flush gives up (panics) when it finds its
+    /// write-ahead log locked by a concurrent update.
+    writes: Arc<std::sync::Mutex<()>>,
+    dimension: usize,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for EdgeVectorStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeVectorStore")
+            .field("path", &self.path)
+            .field("dimension", &self.dimension)
+            .finish()
+    }
+}
+
+fn edge_err(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Vector(e.to_string())
+}
+
+fn keyword(key: &str, value: &str) -> Condition {
+    Condition::Field(FieldCondition::new_match(
+        key.try_into()
+            .expect("static payload key is a valid JSON path"),
+        Match::new_value(ValueVariants::String(value.to_string())),
+    ))
+}
+
+fn integer(key: &str, value: i64) -> Condition {
+    Condition::Field(FieldCondition::new_match(
+        key.try_into()
+            .expect("static payload key is a valid JSON path"),
+        Match::new_value(ValueVariants::Integer(value)),
+    ))
+}
+
+/// `key` equals one of `values`: a nested `should` filter.
+fn any_of(key: &str, values: &[String]) -> Condition {
+    Condition::Filter(Filter {
+        should: Some(values.iter().map(|v| keyword(key, v)).collect()),
+        ..Default::default()
+    })
+}
+
+fn to_filter(f: &VectorFilter) -> Option<Filter> {
+    let mut must = Vec::new();
+    for (key, values) in [
+        ("collection_id", &f.collection_ids),
+        ("document_id", &f.document_ids),
+        ("access", &f.access_any),
+        ("mime_type", &f.mime_types),
+        ("tags", &f.tags_any),
+    ] {
+        if !values.is_empty() {
+            must.push(any_of(key, values));
+        }
+    }
+    (!must.is_empty()).then(|| Filter {
+        must: Some(must),
+        ..Default::default()
+    })
+}
+
+fn point_id(id: &str) -> Result<PointId> {
+    uuid::Uuid::parse_str(id)
+        .map(PointId::Uuid)
+        .map_err(|e| StorageError::Vector(format!("point id '{id}' is not a UUID: {e}")))
+}
+
+fn id_string(id: &PointId) -> String {
+    match id {
+        PointId::Uuid(u) => u.to_string(),
+        PointId::NumId(n) => n.to_string(),
+    }
+}
+
+impl EdgeVectorStore {
+    /// Opens the shard at `path`, creating it (for `dimension`-sized dense vectors) when the
+    /// directory holds none. Opening a shard made for another dimension is an error.
+    pub fn open(path: &Path, dimension: usize) -> Result<Self> {
+        std::fs::create_dir_all(path).map_err(|source| StorageError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let config = EdgeConfigBuilder::new()
+            .vector(
+                DENSE,
+                EdgeVectorParamsBuilder::new(dimension, Distance::Cosine)
+                    .on_disk(true)
+                    .build(),
+            )
+            .sparse_vector(
+                BM25,
+                EdgeSparseVectorParamsBuilder::new()
+                    .modifier(Modifier::Idf)
+                    .build(),
+            )
+            .on_disk_payload(true)
+            .build();
+        let exists = path.join("edge_config.json").is_file();
+        let shard = if exists {
+            EdgeShard::load(path, None).map_err(edge_err)?
+        } else {
+            EdgeShard::new(path, config).map_err(edge_err)?
+        };
+        let stored = shard
+            .config()
+            .vectors
+            .get(DENSE)
+            .map(|p| p.size)
+            .ok_or_else(|| {
+                StorageError::Vector(format!("{}: no '{DENSE}' vector", path.display()))
+            })?;
+        if stored != dimension {
+            return Err(StorageError::Dimension {
+                got: dimension,
+                want: stored,
+            });
+        }
+        Ok(Self {
+            shard: Arc::new(shard),
+            writes: Arc::default(),
+            dimension,
+            path: path.to_path_buf(),
+        })
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&EdgeShard) -> Result<T> + Send + 'static,
+    {
+        let shard = Arc::clone(&self.shard);
+        tokio::task::spawn_blocking(move || f(&shard))
+            .await
+            .map_err(|e| StorageError::Vector(format!("vector store task failed: {e}")))?
+    }
+
+    /// Runs one write (or flush) on the shard, off the async runtime, one at a time.
+    async fn write<F>(&self, f: F) -> Result<()>
+    where
+        F: FnOnce(&EdgeShard) -> Result<()> + Send + 'static,
+    {
+        let writes = Arc::clone(&self.writes);
+        self.blocking(move |shard| {
+            let _guard = writes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(shard)
+        })
+        .await
+    }
+
+    async fn update(&self, op: PointOperations) -> Result<()> {
+        self.write(move |shard| {
+            shard
+                .update(UpdateOperation::PointOperation(op))
+                .map_err(edge_err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl VectorStore for EdgeVectorStore {
+    async fn upsert(&self, points: Vec<ChunkPoint>) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut persisted = Vec::with_capacity(points.len());
+        for p in points {
+            if p.dense.len() != self.dimension {
+                return Err(StorageError::Dimension {
+                    got: p.dense.len(),
+                    want: self.dimension,
+                });
+            }
+            let sparse = SparseVector::new(p.sparse.0, p.sparse.1).map_err(edge_err)?;
+            let vectors = Vectors::new_named([
+                (DENSE, VectorInternal::Dense(p.dense)),
+                (BM25, VectorInternal::Sparse(sparse)),
+            ]);
+            let payload = serde_json::to_value(&p.payload).map_err(edge_err)?;
+            persisted.push(PointStruct::new(point_id(&p.id)?, vectors, payload).into());
+        }
+        self.update(PointOperations::UpsertPoints(
+            qdrant_edge::PointInsertOperations::PointsList(persisted),
+        ))
+        .await
+    }
+
+    async fn delete_version(&self, document_id: &str, version: i64) -> Result<()> {
+        let filter = Filter {
+            must: Some(vec![
+                keyword("document_id", document_id),
+                integer("version", version),
+            ]),
+            ..Default::default()
+        };
+        self.update(PointOperations::DeletePointsByFilter(filter))
+            .await
+    }
+
+    async fn delete_document(&self, document_id: &str) -> Result<()> {
+        let filter = Filter::new_must(keyword("document_id", document_id));
+        self.update(PointOperations::DeletePointsByFilter(filter))
+            .await
+    }
+
+    async fn count(&self, filter: &VectorFilter) -> Result<usize> {
+        let filter = to_filter(filter);
+        self.blocking(move |shard| {
+            shard
+                .count(qdrant_edge::CountRequest {
+                    filter,
+                    exact: true,
+                })
+                .map_err(edge_err)
+        })
+        .await
+    }
+
+    async fn point_ids(&self) -> Result<Vec<String>> {
+        self.blocking(|shard| {
+            let mut ids = Vec::new();
+            let mut offset = None;
+            loop {
+                let (records, next) = shard
+                    .scroll(ScrollRequest {
+                        offset,
+                        limit: Some(1000),
+                        filter: None,
+                        with_payload: Some(WithPayloadInterface::Bool(false)),
+                        with_vector: WithVector::Bool(false),
+                        order_by: None,
+                    })
+                    .map_err(edge_err)?;
+                ids.extend(records.iter().map(|r| id_string(&r.id)));
+                match next {
+                    Some(n) => offset = Some(n),
+                    None => break,
+                }
+            }
+            ids.sort();
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        query: VectorQuery,
+        filter: &VectorFilter,
+        limit: usize,
+    ) -> Result<Vec<VectorHit>> {
+        let (using, vector) = match query {
+            VectorQuery::Dense(v) => {
+                if v.len() != self.dimension {
+                    return Err(StorageError::Dimension {
+                        got: v.len(),
+                        want: self.dimension,
+                    });
+                }
+                (DENSE, VectorInternal::Dense(v))
+            }
+            VectorQuery::Bm25(i, v) => (
+                BM25,
+                VectorInternal::Sparse(SparseVector::new(i, v).map_err(edge_err)?),
+            ),
+        };
+        let request = qdrant_edge::QueryRequest {
+            prefetches: Vec::new(),
+            query: Some(ScoringQuery::Vector(qdrant_edge::QueryEnum::Nearest(
+                NamedQuery {
+                    query: vector,
+                    using: Some(using.into()),
+                },
+            ))),
+            filter: to_filter(filter),
+            score_threshold: None,
+            limit,
+            offset: 0,
+            params: None,
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
+        };
+        let points = self
+            .blocking(move |shard| shard.query(request).map_err(edge_err))
+            .await?;
+        points
+            .into_iter()
+            .map(|p| {
+                let payload = p
+                    .payload
+                    .map(|pl| serde_json::Value::Object(pl.0.into_iter().collect()))
+                    .unwrap_or_default();
+                let payload: PointPayload = serde_json::from_value(payload)
+                    .map_err(|e| StorageError::Corrupt(format!("point payload: {e}")))?;
+                Ok(VectorHit {
+                    id: id_string(&p.id),
+                    score: p.score,
+                    payload,
+                })
+            })
+            .collect()
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.write(|shard| {
+            shard.flush();
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// BM25 sparse encoder (qdrant's tokenizer pipeline: English stop words and stemming). The
+/// store applies IDF at query time, so documents and queries are encoded independently.
+#[derive(Debug, Clone)]
+pub struct Bm25Encoder {
+    inner: Arc<qdrant_edge::bm25_embed::EdgeBm25>,
+}
+
+impl Bm25Encoder {
+    /// The default English BM25 (k1 = 1.2, b = 0.75).
+    pub fn new() -> Result<Self> {
+        let inner = qdrant_edge::bm25_embed::EdgeBm25::new(
+            qdrant_edge::bm25_embed::EdgeBm25Config::default(),
+        )
+        .map_err(edge_err)?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Sparse vector of a document's text: (term ids, weights).
+    pub fn document(&self, text: &str) -> (Vec<u32>, Vec<f32>) {
+        let v = self.inner.embed_document(text);
+        (v.indices, v.values)
+    }
+
+    /// Sparse vector of a query.
+    pub fn query(&self, text: &str) -> (Vec<u32>, Vec<f32>) {
+        let v = self.inner.embed_query(text);
+        (v.indices, v.values)
+    }
+}

@@ -1,0 +1,68 @@
+//! Wiring: settings to stores, models and the ingest pipeline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use enclave_embed::{OnnxEmbedder, OnnxEmbedderConfig};
+use enclave_ingest::parse::pdf::PdfIsolation;
+use enclave_ingest::{Chunker, IngestOptions, Ingestor};
+use enclave_settings::{Settings, VectorBackend};
+use enclave_storage::{EdgeVectorStore, MetaStore, VectorStore};
+
+/// Connects to the metadata store named by the settings.
+pub async fn meta_store(settings: &Settings) -> anyhow::Result<MetaStore> {
+    let url = settings.database_url();
+    MetaStore::connect(&url, settings.database.max_connections)
+        .await
+        .with_context(|| format!("opening the metadata database {url}"))
+}
+
+/// Opens the vector store named by the settings.
+pub fn vector_store(settings: &Settings) -> anyhow::Result<Arc<dyn VectorStore>> {
+    match settings.vectors.backend {
+        VectorBackend::Edge => {
+            let path = settings.vectors_path();
+            let store = EdgeVectorStore::open(&path, settings.embedding.dimension)
+                .with_context(|| format!("opening the vector store {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Loads the embedding model.
+pub async fn embedder(settings: &Settings) -> anyhow::Result<OnnxEmbedder> {
+    let config = OnnxEmbedderConfig {
+        model_dir: settings.embedding_model_dir(),
+        onnxruntime: settings.onnxruntime_path(),
+        max_input_tokens: settings.embedding.max_input_tokens,
+        batch_size: settings.embedding.batch_size,
+        threads: settings.embedding.threads,
+    };
+    Ok(OnnxEmbedder::start(config).await?)
+}
+
+/// The whole ingest pipeline.
+pub async fn ingestor(settings: &Settings) -> anyhow::Result<Ingestor> {
+    let meta = meta_store(settings).await?;
+    let vectors = vector_store(settings)?;
+    let embedder = embedder(settings).await?;
+    let chunker = Chunker::new(
+        embedder.tokenizer(),
+        settings.chunking.max_tokens,
+        settings.chunking.overlap_tokens,
+    )?;
+    let program = std::env::current_exe().context("locating the enclave executable")?;
+    let options = IngestOptions {
+        pdf: PdfIsolation {
+            program,
+            args: vec!["extract-pdf".into()],
+            timeout: Duration::from_secs(settings.ingest.pdf_timeout_secs),
+        },
+        max_file_bytes: settings.ingest.max_file_bytes,
+        max_text_chars: settings.ingest.max_text_chars,
+        parallel_documents: settings.parallel_documents(),
+        embed_batch: settings.embedding.batch_size,
+    };
+    Ok(Ingestor::new(meta, vectors, embedder, chunker, options)?)
+}

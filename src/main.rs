@@ -1,0 +1,73 @@
+//! `enclave`: the command line of the Enclave knowledge service.
+
+mod app;
+mod ingest_cmd;
+mod status_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Enclave: grounded, cited answers from your own documents, on your own machines.
+#[derive(Debug, Parser)]
+#[command(name = "enclave", version, about)]
+struct Cli {
+    /// Configuration file (TOML). Default: $ENCLAVE_CONFIG, else ./enclave.toml if present.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ingest files and folders (recursively) into a collection.
+    Ingest(ingest_cmd::IngestArgs),
+    /// Documents per collection and every failure with its reason.
+    Status(status_cmd::StatusArgs),
+    /// Reads a PDF on standard input and writes its pages as JSON (the isolated extractor
+    /// the ingest pipeline starts for every PDF).
+    #[command(hide = true)]
+    ExtractPdf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::ExtractPdf = cli.command {
+        // No runtime, no logging: the child only extracts.
+        return ExitCode::from(u8::try_from(enclave_ingest::parse::pdf::child_main()).unwrap_or(1));
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ENCLAVE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let settings = enclave_settings::Settings::load(cli.config.as_deref())?;
+        match cli.command {
+            Command::Ingest(args) => ingest_cmd::run(&settings, args).await,
+            Command::Status(args) => status_cmd::run(&settings, args).await,
+            Command::ExtractPdf => unreachable!("handled before the runtime starts"),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
