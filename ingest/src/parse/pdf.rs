@@ -756,6 +756,9 @@ mod tests {
 
     fn encrypted_pdf(user_password: &str) -> Vec<u8> {
         let mut doc = build_pdf(&[page(&["Top secret text"])], None);
+        // The standard security handler derives the key from the file identifier.
+        let file_id = Object::String(b"enclave-test-id!".to_vec(), StringFormat::Hexadecimal);
+        doc.trailer.set("ID", vec![file_id.clone(), file_id]);
         let version = EncryptionVersion::V2 {
             document: &doc,
             owner_password: "owner-pw",

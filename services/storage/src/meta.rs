@@ -897,12 +897,12 @@ impl MetaStore {
     pub async fn collection_stats(&self) -> Result<Vec<CollectionStats>> {
         let rows = sqlx::query(
             "SELECT c.name AS collection, \
-             COALESCE(SUM(CASE WHEN d.status = 'ready' THEN 1 ELSE 0 END), 0) AS ready, \
-             COALESCE(SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
-             COALESCE(SUM(CASE WHEN d.status = 'no_text' THEN 1 ELSE 0 END), 0) AS no_text, \
-             COALESCE(SUM(CASE WHEN d.status NOT IN ('ready', 'failed', 'no_text') THEN 1 ELSE 0 END), 0) AS other, \
-             COALESCE(SUM(CASE WHEN d.version > 0 THEN d.page_count ELSE 0 END), 0) AS pages, \
-             COALESCE(SUM(CASE WHEN d.version > 0 THEN d.chunk_count ELSE 0 END), 0) AS chunks \
+             CAST(COALESCE(SUM(CASE WHEN d.status = 'ready' THEN 1 ELSE 0 END), 0) AS BIGINT) AS ready, \
+             CAST(COALESCE(SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed, \
+             CAST(COALESCE(SUM(CASE WHEN d.status = 'no_text' THEN 1 ELSE 0 END), 0) AS BIGINT) AS no_text, \
+             CAST(COALESCE(SUM(CASE WHEN d.status NOT IN ('ready', 'failed', 'no_text') THEN 1 ELSE 0 END), 0) AS BIGINT) AS other, \
+             CAST(COALESCE(SUM(CASE WHEN d.version > 0 THEN d.page_count ELSE 0 END), 0) AS BIGINT) AS pages, \
+             CAST(COALESCE(SUM(CASE WHEN d.version > 0 THEN d.chunk_count ELSE 0 END), 0) AS BIGINT) AS chunks \
              FROM collections c LEFT JOIN documents d ON d.collection_id = c.id \
              GROUP BY c.name ORDER BY c.name",
         )
