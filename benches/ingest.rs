@@ -11,8 +11,10 @@
 //!    pipeline does), for several `embedding.batch_size` values.
 //! 3. **End to end**: the real CLI, `enclave ingest --json DIR`, as a child process on a fresh
 //!    data directory (embedded SQLite + qdrant-edge), then a second time on the same data
-//!    directory (every file unchanged). Peak RSS is the child's `ru_maxrss` from `wait4`, which
-//!    covers the child and the `extract-pdf` grandchildren it reaped.
+//!    directory (every file unchanged). CPU time and peak RSS are `getrusage(RUSAGE_CHILDREN)`
+//!    of a small helper process whose only child is `enclave ingest`: they include the
+//!    `extract-pdf` grandchildren, and the peak is that of the largest single process (see
+//!    [`run_measured`] for why a helper).
 //!
 //! Run (release profile; models from `scripts/fetch-models`, corpus in ~/.cache/enclave/corpus):
 //!
@@ -53,7 +55,6 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -97,6 +98,15 @@ struct Args {
         default_values_t = [8, 32, 64]
     )]
     batch_sizes: Vec<usize>,
+    /// ONNX Runtime intra-op threads to compare (`embedding.threads`; 0 = all cores, the
+    /// default). Every batch size runs with every value.
+    #[arg(
+        long,
+        env = "ENCLAVE_BENCH_EMBED_THREADS",
+        value_delimiter = ',',
+        default_values_t = [0]
+    )]
+    embed_threads: Vec<usize>,
     /// Run `pdftotext -raw` instead of `pdftotext -layout`.
     #[arg(long, env = "ENCLAVE_BENCH_PDFTOTEXT_RAW")]
     pdftotext_raw: bool,
@@ -118,6 +128,10 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == MEASURE_ARG) {
+        std::process::exit(measure_main(&argv[2..]));
+    }
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -764,8 +778,11 @@ struct EmbedResults {
 
 struct EmbedRow {
     batch_size: usize,
+    /// ONNX Runtime intra-op threads; None: all cores.
+    threads: Option<usize>,
     load: Duration,
     wall: Duration,
+    cpu: Duration,
 }
 
 async fn embed_phase(
@@ -809,12 +826,8 @@ async fn embed_phase(
             files.len()
         );
     }
-    let step = total_chunks.div_ceil(args.chunks.max(1)).max(1);
-    let inputs: Vec<String> = all
-        .into_iter()
-        .step_by(step)
-        .take(args.chunks.max(1))
-        .collect();
+    let n = args.chunks.clamp(1, total_chunks);
+    let inputs: Vec<String> = (0..n).map(|i| all[i * total_chunks / n].clone()).collect();
     let max_input = settings.embedding.max_input_tokens;
     let mut input_tokens = 0;
     let mut truncated = 0;
@@ -830,40 +843,47 @@ async fn embed_phase(
     }
 
     let mut rows = Vec::new();
-    for &batch_size in &args.batch_sizes {
-        let batch_size = batch_size.max(1);
-        eprintln!("  batch size {batch_size}");
-        let config = OnnxEmbedderConfig {
-            model_dir: model_dir.clone(),
-            onnxruntime: settings.onnxruntime_path(),
-            max_input_tokens: max_input,
-            batch_size,
-            threads: settings.embedding.threads,
-        };
-        let started = Instant::now();
-        let embedder = OnnxEmbedder::start(config).await?;
-        let load = started.elapsed();
-        // Warm-up: one batch, so that the first inference's allocations are not timed.
-        embedder
-            .embed(inputs.iter().take(batch_size).cloned().collect())
-            .await?;
-        let started = Instant::now();
-        let mut vectors = 0;
-        // Calls of 4 batches, as the pipeline makes them.
-        for call in inputs.chunks(batch_size * 4) {
-            vectors += embedder.embed(call.to_vec()).await?.len();
+    for &threads in &args.embed_threads {
+        for &batch_size in &args.batch_sizes {
+            let batch_size = batch_size.max(1);
+            let threads = (threads > 0).then_some(threads);
+            eprintln!("  batch size {batch_size}, threads {threads:?}");
+            let config = OnnxEmbedderConfig {
+                model_dir: model_dir.clone(),
+                onnxruntime: settings.onnxruntime_path(),
+                max_input_tokens: max_input,
+                batch_size,
+                threads: threads.or(settings.embedding.threads),
+            };
+            let started = Instant::now();
+            let embedder = OnnxEmbedder::start(config).await?;
+            let load = started.elapsed();
+            // Warm-up: one batch, so that the first inference's allocations are not timed.
+            embedder
+                .embed(inputs.iter().take(batch_size).cloned().collect())
+                .await?;
+            let cpu = CpuClock::start();
+            let started = Instant::now();
+            let mut vectors = 0;
+            // Calls of 4 batches, as the pipeline makes them.
+            for call in inputs.chunks(batch_size * 4) {
+                vectors += embedder.embed(call.to_vec()).await?.len();
+            }
+            let wall = started.elapsed();
+            let cpu = cpu.elapsed();
+            anyhow::ensure!(
+                vectors == inputs.len(),
+                "{vectors} vectors for {} texts",
+                inputs.len()
+            );
+            rows.push(EmbedRow {
+                batch_size,
+                threads,
+                load,
+                wall,
+                cpu,
+            });
         }
-        let wall = started.elapsed();
-        anyhow::ensure!(
-            vectors == inputs.len(),
-            "{vectors} vectors for {} texts",
-            inputs.len()
-        );
-        rows.push(EmbedRow {
-            batch_size,
-            load,
-            wall,
-        });
     }
     Ok(EmbedResults {
         documents: parse.documents.len(),
@@ -893,33 +913,34 @@ fn report_embed(out: &mut String, e: &EmbedResults, settings: &Settings) {
         out,
         "Embedded: {} chunks spread over all of them, as the pipeline sends them (title + text, \
          calls of 4 batches): {:.1} model tokens per input with [CLS]/[SEP] ({} truncated at {}). \
-         ONNX Runtime threads: {}. One warm-up batch before timing.\n",
+         One warm-up batch before timing. tokens/s counts those model tokens; CPU s is the \
+         process's user + system time while embedding.\n",
         e.inputs,
         e.input_tokens as f64 / e.inputs as f64,
         e.truncated,
         settings.embedding.max_input_tokens,
-        settings
-            .embedding
-            .threads
-            .map_or_else(|| "all cores".to_string(), |t| t.to_string())
     );
     let _ = writeln!(
         out,
-        "| batch size | chunks | time s | chunks/s | tokens/s | ms per chunk | model load s |"
+        "| batch size | ORT threads | chunks | time s | CPU s | chunks/s | tokens/s | ms per chunk | model load s |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &e.rows {
         let default = if r.batch_size == settings.embedding.batch_size {
             " (default)"
         } else {
             ""
         };
+        let threads = r
+            .threads
+            .map_or_else(|| "all cores".to_string(), |t| t.to_string());
         let _ = writeln!(
             out,
-            "| {}{default} | {} | {:.2} | {:.1} | {:.0} | {:.1} | {:.2} |",
+            "| {}{default} | {threads} | {} | {:.2} | {:.2} | {:.1} | {:.0} | {:.1} | {:.2} |",
             r.batch_size,
             e.inputs,
             r.wall.as_secs_f64(),
+            r.cpu.as_secs_f64(),
             per_s(e.inputs as f64, r.wall),
             per_s(e.input_tokens as f64, r.wall),
             r.wall.as_secs_f64() * 1000.0 / e.inputs as f64,
@@ -979,7 +1000,7 @@ fn e2e_phase(sample: &[&SampleFile]) -> anyhow::Result<E2eResults> {
             }
         }
         cmd.env("ENCLAVE_DATA_DIR", &data);
-        let run = run_measured(cmd)?;
+        let run = run_measured(&cmd)?;
         if !run.success {
             bail!(
                 "enclave ingest failed ({}):\n{}",
@@ -1016,78 +1037,103 @@ struct Measured {
     max_rss_kib: i64,
 }
 
-/// Runs a command to its end and reaps it with `wait4`, whose resource usage is the child's
-/// together with that of the children it reaped itself (the kernel reports RUSAGE_BOTH of the
-/// child): `ru_maxrss` is then the peak RSS of the largest process of the tree. This is what
-/// `getrusage(RUSAGE_CHILDREN)` would report in a process whose only child this is; in this
-/// process RUSAGE_CHILDREN would also carry the earlier pdftotext and extract-pdf children.
-fn run_measured(mut cmd: Command) -> anyhow::Result<Measured> {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {cmd:?}"))?;
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = pipe(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let err = pipe(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let pid = libc::pid_t::try_from(child.id()).context("child pid")?;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain old data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: valid pointers to locals; `pid` is our child, not yet reaped (std's Child
-        // only waits when asked to, and is not asked).
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            break;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e).context("wait4");
-        }
+/// First argument of this program when it runs as the measuring helper of [`run_measured`].
+const MEASURE_ARG: &str = "__measure-child";
+/// Precedes the helper's report, the last line of its stdout.
+const MEASURE_MARKER: &str = "--enclave-bench-rusage--";
+
+/// Runs `cmd` to its end and measures it with `getrusage(RUSAGE_CHILDREN)`, in a helper
+/// process (this program re-executed) whose only child is `cmd`. RUSAGE_CHILDREN covers the
+/// children a process has waited for and, through them, their own reaped children, so it
+/// includes the extract-pdf grandchildren of `enclave ingest`; its `ru_maxrss` is the peak RSS
+/// of the largest single process of that tree (KiB). The helper is needed twice over: in this
+/// process RUSAGE_CHILDREN would also carry the earlier pdftotext and extract-pdf children, and
+/// Linux starts a spawned child's `ru_maxrss` at its parent's own peak RSS (the parent's memory
+/// is accounted when the child execs), which for this process is the size of the models and
+/// documents it loaded, over a gigabyte. The helper is a fresh, small process.
+fn run_measured(cmd: &Command) -> anyhow::Result<Measured> {
+    let exe = std::env::current_exe().context("locating the bench executable")?;
+    let mut helper = Command::new(exe);
+    helper
+        .arg(MEASURE_ARG)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null());
+    if let Some(dir) = cmd.get_current_dir() {
+        helper.current_dir(dir);
     }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => helper.env(k, v),
+            None => helper.env_remove(k),
+        };
+    }
+    let started = Instant::now();
+    let output = helper
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
     let wall = started.elapsed();
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    let (success, status) = if libc::WIFEXITED(status) {
-        (
-            libc::WEXITSTATUS(status) == 0,
-            format!("exit status {}", libc::WEXITSTATUS(status)),
-        )
-    } else if libc::WIFSIGNALED(status) {
-        (false, format!("signal {}", libc::WTERMSIG(status)))
-    } else {
-        (false, format!("wait status {status}"))
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (child_stdout, report) = stdout
+        .rsplit_once(MEASURE_MARKER)
+        .with_context(|| format!("no report from the measuring helper ({})", output.status))?;
+    let fields: Vec<&str> = report.split_whitespace().collect();
+    let field = |i: usize| -> anyhow::Result<i64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("bad helper report {report:?}"))
     };
+    let (max_rss_kib, cpu_us, code) = (field(0)?, field(1)?, field(2)?);
     Ok(Measured {
-        success,
-        status,
-        stdout,
-        stderr,
+        success: code == 0,
+        status: if code >= 128 {
+            format!("signal {}", code - 128)
+        } else {
+            format!("exit status {code}")
+        },
+        stdout: child_stdout.as_bytes().to_vec(),
+        stderr: output.stderr,
         wall,
-        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
-        max_rss_kib: usage.ru_maxrss,
+        cpu: Duration::from_micros(u64::try_from(cpu_us).unwrap_or(0)),
+        max_rss_kib,
     })
+}
+
+/// The helper: runs `argv` with this process's stdio, then prints the marker, the peak RSS
+/// (KiB) and CPU time (µs) of its reaped children, and the child's exit code (128 + signal).
+fn measure_main(argv: &[OsString]) -> i32 {
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("{MEASURE_ARG}: no command");
+        return 2;
+    };
+    let code = match Command::new(program).args(args).status() {
+        Ok(status) => status
+            .code()
+            .or_else(|| {
+                use std::os::unix::process::ExitStatusExt;
+                status.signal().map(|s| 128 + s)
+            })
+            .unwrap_or(255),
+        Err(e) => {
+            eprintln!(
+                "{MEASURE_ARG}: cannot start {}: {e}",
+                program.to_string_lossy()
+            );
+            127
+        }
+    };
+    // SAFETY: rusage is plain old data that getrusage fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a local.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+    println!(
+        "\n{MEASURE_MARKER} {} {} {code}",
+        usage.ru_maxrss,
+        cpu.as_micros()
+    );
+    0
 }
 
 fn report_e2e(out: &mut String, e: &E2eResults, sample: &[&SampleFile], parse: &ParseResults) {
@@ -1096,9 +1142,10 @@ fn report_e2e(out: &mut String, e: &E2eResults, sample: &[&SampleFile], parse: &
         out,
         "A child process on a fresh data directory (embedded SQLite + qdrant-edge), then again on \
          the same one. pipeline s / pages/s are the summary's `elapsed_s` / `pages_per_s` (after \
-         the model is loaded); process s is the child's whole life. CPU s and peak RSS come from \
-         `wait4` and include the extract-pdf grandchildren (the peak is that of the largest \
-         single process, not a sum).\n"
+         the model is loaded); process s is the child's whole life. CPU s and peak RSS are \
+         `getrusage(RUSAGE_CHILDREN)` in a helper process whose only child is `enclave ingest`: \
+         they include the extract-pdf grandchildren (the peak is that of the largest single \
+         process, not a sum).\n"
     );
     let _ = writeln!(
         out,
@@ -1136,7 +1183,7 @@ fn report_e2e(out: &mut String, e: &E2eResults, sample: &[&SampleFile], parse: &
         .sum();
     let _ = writeln!(
         out,
-        "For comparison, phase 1 extracted these files one at a time in {:.1} s.",
+        "For comparison, phase 1 extracted these files one at a time in {:.2} s.",
         sequential.as_secs_f64()
     );
     if !e.passed_env.is_empty() {

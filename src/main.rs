@@ -1,6 +1,7 @@
 //! `enclave`: the command line of the Enclave knowledge service.
 
 mod app;
+mod delete_cmd;
 mod ingest_cmd;
 mod status_cmd;
 
@@ -26,6 +27,8 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// Documents per collection and every failure with its reason.
     Status(status_cmd::StatusArgs),
+    /// Delete documents (by id, path or source URI) with their chunks and vectors.
+    Delete(delete_cmd::DeleteArgs),
     /// Reads a PDF on standard input and writes its pages as JSON (the isolated extractor
     /// the ingest pipeline starts for every PDF).
     #[command(hide = true)]
@@ -41,7 +44,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ENCLAVE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,qdrant_edge=error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Ingest(args) => ingest_cmd::run(&settings, args).await,
             Command::Status(args) => status_cmd::run(&settings, args).await,
+            Command::Delete(args) => delete_cmd::run(&settings, args).await,
             Command::ExtractPdf => unreachable!("handled before the runtime starts"),
         }
     });

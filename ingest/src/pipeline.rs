@@ -210,56 +210,9 @@ impl Ingestor {
         &self.vectors
     }
 
-    /// Repairs what an interrupted run left behind (see the module documentation). Must not
-    /// run while another ingest writes to the same stores. Returns the number of repairs.
+    /// Repairs what an interrupted run left behind (see [`recover`]).
     pub async fn recover(&self) -> Result<usize, IngestError> {
-        let tasks = self.meta.pending_purges(true).await?;
-        let deleting = self.meta.deleting_documents().await?;
-        if tasks.is_empty() && deleting.is_empty() {
-            return Ok(0);
-        }
-        for t in &tasks {
-            self.vectors
-                .delete_version(&t.document_id, t.version)
-                .await?;
-        }
-        for id in &deleting {
-            self.vectors.delete_document(id).await?;
-        }
-        self.vectors.flush().await?;
-        for t in &tasks {
-            self.meta.finish_purge(t).await?;
-        }
-        for id in &deleting {
-            self.meta.delete_document_row(id).await?;
-        }
-        tracing::info!(
-            versions = tasks.len(),
-            deleted = deleting.len(),
-            "repaired an interrupted ingest"
-        );
-        Ok(tasks.len() + deleting.len())
-    }
-
-    /// Deletes a document (and its attachments): vectors first, then rows, resumable.
-    pub async fn delete_document(&self, document_id: &str) -> Result<(), IngestError> {
-        let mut ids = vec![document_id.to_string()];
-        ids.extend(
-            self.meta
-                .children(document_id)
-                .await?
-                .into_iter()
-                .map(|d| d.id),
-        );
-        self.meta.mark_deleting(document_id).await?;
-        for id in &ids {
-            self.vectors.delete_document(id).await?;
-        }
-        self.vectors.flush().await?;
-        for id in ids.iter().rev() {
-            self.meta.delete_document_row(id).await?;
-        }
-        Ok(())
+        recover(&self.meta, self.vectors.as_ref()).await
     }
 
     /// Ingests files and folders into a collection. One bad file fails alone; only store
@@ -660,4 +613,59 @@ impl Ingestor {
         }
         Ok((pages.len(), records.len(), attachments))
     }
+}
+
+/// Repairs what an interrupted run left behind (see the module documentation): versions left
+/// `indexing` or `superseded` lose their points and rows, documents marked `deleting` are
+/// removed. Must not run while an ingest writes to the same stores. Returns the repairs made.
+pub async fn recover(meta: &MetaStore, vectors: &dyn VectorStore) -> Result<usize, IngestError> {
+    let tasks = meta.pending_purges(true).await?;
+    let deleting = meta.deleting_documents().await?;
+    if tasks.is_empty() && deleting.is_empty() {
+        return Ok(0);
+    }
+    for t in &tasks {
+        vectors.delete_version(&t.document_id, t.version).await?;
+    }
+    for id in &deleting {
+        vectors.delete_document(id).await?;
+    }
+    vectors.flush().await?;
+    for t in &tasks {
+        meta.finish_purge(t).await?;
+    }
+    for id in &deleting {
+        meta.delete_document_row(id).await?;
+    }
+    tracing::info!(
+        versions = tasks.len(),
+        deleted = deleting.len(),
+        "repaired an interrupted ingest"
+    );
+    Ok(tasks.len() + deleting.len())
+}
+
+/// Deletes a document and its attachments: marked `deleting`, vectors removed and flushed,
+/// then rows; an interruption is finished by [`recover`].
+pub async fn delete_document(
+    meta: &MetaStore,
+    vectors: &dyn VectorStore,
+    document_id: &str,
+) -> Result<(), IngestError> {
+    if meta.document(document_id).await?.is_none() {
+        return Err(IngestError::Storage(
+            enclave_storage::StorageError::NotFound(format!("document {document_id}")),
+        ));
+    }
+    let mut ids = vec![document_id.to_string()];
+    ids.extend(meta.children(document_id).await?.into_iter().map(|d| d.id));
+    meta.mark_deleting(document_id).await?;
+    for id in &ids {
+        vectors.delete_document(id).await?;
+    }
+    vectors.flush().await?;
+    for id in ids.iter().rev() {
+        meta.delete_document_row(id).await?;
+    }
+    Ok(())
 }

@@ -98,7 +98,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
     }
 
     if body.trim().is_empty() && attachments.is_empty() {
-        return Err(ParseError::NoText);
+        return Err(ParseError::EmptyEmail);
     }
     Ok(ParsedDocument {
         title: subject,
@@ -308,15 +308,15 @@ Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n\
     }
 
     #[test]
-    fn no_body_and_no_attachment_is_no_text() {
+    fn no_body_and_no_attachment_is_an_empty_email() {
         let err = parse(b"From: a@example.org\r\nSubject: empty\r\n\r\n  \r\n").unwrap_err();
-        assert_eq!(err, ParseError::NoText);
+        assert_eq!(err, ParseError::EmptyEmail);
         // Only an unsupported attachment: nothing to index either.
         let eml = "From: a@example.org\r\nMIME-Version: 1.0\r\n\
 Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n\
 --m\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename=\"p.png\"\r\n\r\nxx\r\n\
 --m--\r\n";
-        assert_eq!(parse(eml.as_bytes()).unwrap_err(), ParseError::NoText);
+        assert_eq!(parse(eml.as_bytes()).unwrap_err(), ParseError::EmptyEmail);
     }
 
     #[test]

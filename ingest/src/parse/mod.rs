@@ -135,8 +135,10 @@ pub enum ParseError {
     Unsupported(String),
     #[error("empty file")]
     Empty,
-    #[error("no extractable text (a scan or an image-only document; OCR is not available)")]
+    #[error("no extractable text (for a PDF: scanned or image-only pages; OCR is not available)")]
     NoText,
+    #[error("email has no body text and no attachments")]
+    EmptyEmail,
     #[error("encrypted PDF: cannot be read without its password")]
     Encrypted,
     #[error("malformed {kind}: {reason}")]

@@ -9,10 +9,12 @@
 //!
 //! [`extract_in_process`] does the actual work and is what the child runs.
 
+use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::rc::Rc;
 use std::time::Duration;
 
 use lopdf::{Dictionary, Document, Object};
@@ -119,30 +121,18 @@ fn extract_unguarded(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
         return Err(malformed("the document has no pages".to_string()));
     }
 
-    let mut pages = Vec::with_capacity(page_count);
-    let mut failed_pages = Vec::new();
-    let mut first_failure: Option<ParseError> = None;
-    for number in 1..=page_count {
-        let text = u32::try_from(number)
-            .map_err(|_| malformed("too many pages".to_string()))
-            .and_then(|n| extract_page(&doc, n));
-        match text {
-            Ok(text) => pages.push(clean_page(&text)),
-            Err(e) => {
-                pages.push(String::new());
-                failed_pages.push(Value::from(number));
-                if first_failure.is_none() {
-                    first_failure = Some(e);
-                }
-            }
-        }
-    }
+    let (pages, failures) = extract_pages(&doc, page_count);
+    let pages: Vec<String> = pages.iter().map(|p| clean_page(p)).collect();
 
-    if pages.iter().all(|p| p.trim().is_empty()) {
-        return Err(first_failure.unwrap_or(ParseError::NoText));
+    if pages.iter().all(|p| p.is_empty()) {
+        return Err(failures
+            .into_iter()
+            .next()
+            .map_or(ParseError::NoText, |(_, e)| e));
     }
-    if !failed_pages.is_empty() {
-        metadata.insert("failed_pages".into(), Value::Array(failed_pages));
+    if !failures.is_empty() {
+        let numbers = failures.iter().map(|(n, _)| Value::from(*n)).collect();
+        metadata.insert("failed_pages".into(), Value::Array(numbers));
     }
     Ok(ParsedDocument {
         title,
@@ -150,6 +140,143 @@ fn extract_unguarded(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
         metadata,
         ..ParsedDocument::default()
     })
+}
+
+/// The raw text of every page, with the pages that failed (number and error; their text is
+/// empty). The whole document is extracted in one pass; when that fails on a page, the pages
+/// after it are extracted one by one (slower: pdf-extract walks the page tree for each).
+fn extract_pages(doc: &Document, page_count: usize) -> (Vec<String>, Vec<(usize, ParseError)>) {
+    let mut failures = Vec::new();
+    let mut pages = match extract_all_pages(doc) {
+        Ok(pages) if pages.len() == page_count => return (pages, failures),
+        Ok(pages) => pages,
+        Err((done, error)) => {
+            let mut pages = done;
+            failures.push((pages.len() + 1, error));
+            pages.push(String::new());
+            pages
+        }
+    };
+    pages.truncate(page_count);
+    for number in pages.len() + 1..=page_count {
+        let text = u32::try_from(number)
+            .map_err(|_| malformed("too many pages".to_string()))
+            .and_then(|n| extract_page(doc, n));
+        match text {
+            Ok(text) => pages.push(text),
+            Err(e) => {
+                pages.push(String::new());
+                failures.push((number, e));
+            }
+        }
+    }
+    (pages, failures)
+}
+
+/// One pass of pdf-extract over the whole document. On failure: the pages completed before the
+/// failing one, and the error (a panic becomes [`ParseError::Crashed`]).
+fn extract_all_pages(doc: &Document) -> Result<Vec<String>, (Vec<String>, ParseError)> {
+    let sink = PageSink::default();
+    let mut output = PagedText {
+        sink: sink.clone(),
+        completed: 0,
+        inner: pdf_extract::PlainTextOutput::new(sink.clone()),
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        pdf_extract::output_doc(doc, &mut output)
+    }));
+    let completed = output.completed;
+    drop(output);
+    let mut pages = sink.pages.take();
+    match result {
+        Ok(Ok(())) => Ok(pages),
+        Ok(Err(e)) => {
+            pages.truncate(completed);
+            let number = completed + 1;
+            Err((pages, malformed(format!("page {number}: {e}"))))
+        }
+        Err(payload) => {
+            pages.truncate(completed);
+            let number = completed + 1;
+            let message = panic_message(payload.as_ref());
+            Err((
+                pages,
+                ParseError::Crashed(format!("page {number}: {message}")),
+            ))
+        }
+    }
+}
+
+/// Where [`PagedText`] has pdf-extract's plain-text output written: one string per page.
+#[derive(Clone, Default)]
+struct PageSink {
+    pages: Rc<RefCell<Vec<String>>>,
+}
+
+impl std::fmt::Write for PageSink {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if let Some(page) = self.pages.borrow_mut().last_mut() {
+            page.push_str(s);
+        }
+        Ok(())
+    }
+}
+
+impl pdf_extract::ConvertToFmt for PageSink {
+    type Writer = PageSink;
+    fn convert(self) -> PageSink {
+        self
+    }
+}
+
+/// pdf-extract's plain-text output device, starting a new string at each page.
+struct PagedText {
+    sink: PageSink,
+    /// Pages whose `end_page` was reached.
+    completed: usize,
+    inner: pdf_extract::PlainTextOutput<PageSink>,
+}
+
+impl pdf_extract::OutputDev for PagedText {
+    fn begin_page(
+        &mut self,
+        page_num: u32,
+        media_box: &pdf_extract::MediaBox,
+        art_box: Option<(f64, f64, f64, f64)>,
+    ) -> Result<(), pdf_extract::OutputError> {
+        self.sink.pages.borrow_mut().push(String::new());
+        self.inner.begin_page(page_num, media_box, art_box)
+    }
+
+    fn end_page(&mut self) -> Result<(), pdf_extract::OutputError> {
+        self.inner.end_page()?;
+        self.completed += 1;
+        Ok(())
+    }
+
+    fn output_character(
+        &mut self,
+        trm: &pdf_extract::Transform,
+        width: f64,
+        spacing: f64,
+        font_size: f64,
+        char: &str,
+    ) -> Result<(), pdf_extract::OutputError> {
+        self.inner
+            .output_character(trm, width, spacing, font_size, char)
+    }
+
+    fn begin_word(&mut self) -> Result<(), pdf_extract::OutputError> {
+        self.inner.begin_word()
+    }
+
+    fn end_word(&mut self) -> Result<(), pdf_extract::OutputError> {
+        self.inner.end_word()
+    }
+
+    fn end_line(&mut self) -> Result<(), pdf_extract::OutputError> {
+        self.inner.end_line()
+    }
 }
 
 /// The text of one page (numbered from 1); a panic becomes [`ParseError::Crashed`].
@@ -201,12 +328,12 @@ fn read_info(doc: &Document, metadata: &mut serde_json::Map<String, Value>) -> O
         (!text.is_empty()).then_some(text)
     };
     for (key, name) in INFO_TEXT_KEYS {
-        if let Some(value) = text(*key) {
+        if let Some(value) = text(key) {
             metadata.insert((*name).to_string(), Value::String(value));
         }
     }
     for (key, name) in INFO_DATE_KEYS {
-        if let Some(date) = text(*key).and_then(|d| pdf_date_to_rfc3339(&d)) {
+        if let Some(date) = text(key).and_then(|d| pdf_date_to_rfc3339(&d)) {
             metadata.insert((*name).to_string(), Value::String(date));
         }
     }
@@ -339,11 +466,13 @@ fn clean_page(raw: &str) -> String {
             newlines += 1;
             continue;
         }
-        if !out.is_empty() {
+        if out.is_empty() {
+            out.push_str(line.trim_start());
+        } else {
             out.push_str(if newlines > 1 { "\n\n" } else { "\n" });
+            out.push_str(line);
         }
         newlines = 1;
-        out.push_str(line);
     }
     out
 }
@@ -748,9 +877,13 @@ mod tests {
             lines: &["unreadable"],
             media_box: false,
         };
-        let bytes = save(&mut build_pdf(&[page(&["readable"]), no_box], None));
+        let bytes = save(&mut build_pdf(
+            &[page(&["readable"]), no_box, page(&["after the bad page"])],
+            None,
+        ));
         let doc = extract_in_process(&bytes).unwrap();
-        assert_eq!(doc.pages, vec!["readable", ""]);
+        assert_eq!(doc.pages, vec!["readable", "", "after the bad page"]);
+        assert_eq!(doc.metadata["page_count"], 3);
         assert_eq!(doc.metadata["failed_pages"], serde_json::json!([2]));
     }
 
@@ -827,10 +960,7 @@ mod tests {
     fn pages_are_cleaned() {
         let raw =
             "\n\n  title line  \r\nbody\u{0}\u{7} text\t\n\n\n\n\nnext \u{FB01}nd\rlast   \n\n";
-        assert_eq!(
-            clean_page(raw),
-            "  title line\nbody text\n\nnext find\nlast"
-        );
+        assert_eq!(clean_page(raw), "title line\nbody text\n\nnext find\nlast");
     }
 
     fn isolation(script: &str, timeout: Duration) -> PdfIsolation {

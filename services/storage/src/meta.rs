@@ -291,8 +291,15 @@ impl MetaStore {
                 })?;
             }
         }
+        // SQLite has one writer at a time, and a deferred transaction that reads before it
+        // writes fails at once ("database is locked") when another connection writes: one
+        // connection serialises the embedded store's work instead.
+        let max_connections = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => max_connections.max(1),
+        };
         let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
+            .max_connections(max_connections)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -39,10 +39,13 @@ impl PgDatabase {
 
     async fn drop_now(self) {
         let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     }
 }
 
@@ -113,14 +116,23 @@ async fn metadata_lifecycle(store: &MetaStore) {
     let (pages, chunks) = chunks_for(&doc, v1, &["alpha one", "beta two"]);
     store.store_chunks(&doc, v1, &pages, &chunks).await.unwrap();
     // Not visible before activation.
-    assert!(store.visible_chunks(&[chunks[0].id.clone()]).await.unwrap().is_empty());
+    assert!(
+        store
+            .visible_chunks(&[chunks[0].id.clone()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let prev = store
         .activate_version(&doc, v1, "Memo", &serde_json::json!({"k": 1}), 1, 2)
         .await
         .unwrap();
     assert_eq!(prev, None);
     let d = store.document(&doc).await.unwrap().unwrap();
-    assert_eq!((d.status.as_str(), d.version, d.title.as_str()), ("ready", 1, "Memo"));
+    assert_eq!(
+        (d.status.as_str(), d.version, d.title.as_str()),
+        ("ready", 1, "Memo")
+    );
     assert_eq!(d.metadata, serde_json::json!({"k": 1}));
     assert_eq!(d.tags, vec!["legal".to_string()]);
     assert_eq!(d.external_id.as_deref(), Some("ext-1"));
@@ -135,9 +147,16 @@ async fn metadata_lifecycle(store: &MetaStore) {
         .unwrap();
     assert_eq!((doc_again.as_str(), v2), (doc.as_str(), 2));
     let (pages2, chunks2) = chunks_for(&doc, v2, &["gamma three"]);
-    store.store_chunks(&doc, v2, &pages2, &chunks2).await.unwrap();
+    store
+        .store_chunks(&doc, v2, &pages2, &chunks2)
+        .await
+        .unwrap();
     // Readers still see version 1 only.
-    let ids: Vec<String> = chunks.iter().chain(&chunks2).map(|c| c.id.clone()).collect();
+    let ids: Vec<String> = chunks
+        .iter()
+        .chain(&chunks2)
+        .map(|c| c.id.clone())
+        .collect();
     assert_eq!(store.visible_chunks(&ids).await.unwrap(), chunks);
     let prev = store
         .activate_version(&doc, v2, "Memo", &serde_json::json!({}), 1, 1)
@@ -147,7 +166,10 @@ async fn metadata_lifecycle(store: &MetaStore) {
     assert_eq!(store.visible_chunks(&ids).await.unwrap(), chunks2);
     let purges = store.pending_purges(false).await.unwrap();
     assert_eq!(purges.len(), 1);
-    assert_eq!((purges[0].version, purges[0].state), (1, VersionState::Superseded));
+    assert_eq!(
+        (purges[0].version, purges[0].state),
+        (1, VersionState::Superseded)
+    );
     store.finish_purge(&purges[0]).await.unwrap();
     assert!(store.pending_purges(true).await.unwrap().is_empty());
     assert_eq!(store.chunk_row_count().await.unwrap(), 1);
@@ -162,13 +184,19 @@ async fn metadata_lifecycle(store: &MetaStore) {
         .await
         .unwrap();
     let (pages3, chunks3) = chunks_for(&doc, v3, &["delta four"]);
-    store.store_chunks(&doc, v3, &pages3, &chunks3).await.unwrap();
+    store
+        .store_chunks(&doc, v3, &pages3, &chunks3)
+        .await
+        .unwrap();
     assert!(store.pending_purges(false).await.unwrap().is_empty());
     let purges = store.pending_purges(true).await.unwrap();
     assert_eq!((purges.len(), purges[0].state), (1, VersionState::Indexing));
     store.finish_purge(&purges[0]).await.unwrap();
     let d = store.document(&doc).await.unwrap().unwrap();
-    assert_eq!((d.status.as_str(), d.version, d.sha256.as_str()), ("ready", 2, "sha-2"));
+    assert_eq!(
+        (d.status.as_str(), d.version, d.sha256.as_str()),
+        ("ready", 2, "sha-2")
+    );
     assert_eq!(store.chunk_row_count().await.unwrap(), 1);
 
     // A failed version keeps the active one visible and shows the reason.
@@ -190,11 +218,21 @@ async fn metadata_lifecycle(store: &MetaStore) {
 
     // A failure before any content (unreadable file) on a new source.
     let bad = store
-        .record_failure(&c.id, "file:///locked.pdf", "locked.pdf", "cannot read: Permission denied")
+        .record_failure(
+            &c.id,
+            "file:///locked.pdf",
+            "locked.pdf",
+            "cannot read: Permission denied",
+        )
         .await
         .unwrap();
     let again = store
-        .record_failure(&c.id, "file:///locked.pdf", "locked.pdf", "cannot read: again")
+        .record_failure(
+            &c.id,
+            "file:///locked.pdf",
+            "locked.pdf",
+            "cannot read: again",
+        )
         .await
         .unwrap();
     assert_eq!(bad, again);
@@ -241,11 +279,20 @@ async fn metadata_on_postgres() {
 
 #[tokio::test]
 async fn unsupported_database_url_is_named() {
-    let err = MetaStore::connect("mysql://localhost/x", 1).await.unwrap_err();
+    let err = MetaStore::connect("mysql://localhost/x", 1)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("mysql://localhost/x"), "{err}");
 }
 
-fn point(doc: &str, version: i64, ordinal: i64, collection: &str, dense: Vec<f32>, text: &str) -> ChunkPoint {
+fn point(
+    doc: &str,
+    version: i64,
+    ordinal: i64,
+    collection: &str,
+    dense: Vec<f32>,
+    text: &str,
+) -> ChunkPoint {
     let bm25 = Bm25Encoder::new().unwrap();
     ChunkPoint {
         id: chunk_point_id(doc, version, ordinal),
@@ -273,14 +320,35 @@ async fn edge_vector_store_round_trip() {
         store
             .upsert(vec![
                 point("d1", 1, 0, "c1", vec![1.0, 0.0, 0.0], "the quick brown fox"),
-                point("d1", 1, 1, "c1", vec![0.0, 1.0, 0.0], "lazy dogs sleep all day"),
-                point("d2", 1, 0, "c2", vec![0.9, 0.1, 0.0], "foxes are quick animals"),
+                point(
+                    "d1",
+                    1,
+                    1,
+                    "c1",
+                    vec![0.0, 1.0, 0.0],
+                    "lazy dogs sleep all day",
+                ),
+                point(
+                    "d2",
+                    1,
+                    0,
+                    "c2",
+                    vec![0.9, 0.1, 0.0],
+                    "foxes are quick animals",
+                ),
             ])
             .await
             .unwrap();
         // Same id again: replaced, not added.
         store
-            .upsert(vec![point("d1", 1, 1, "c1", vec![0.0, 1.0, 0.0], "lazy dogs sleep all day")])
+            .upsert(vec![point(
+                "d1",
+                1,
+                1,
+                "c1",
+                vec![0.0, 1.0, 0.0],
+                "lazy dogs sleep all day",
+            )])
             .await
             .unwrap();
         assert_eq!(store.count(&VectorFilter::default()).await.unwrap(), 3);
@@ -291,7 +359,11 @@ async fn edge_vector_store_round_trip() {
     assert_eq!(store.point_ids().await.unwrap().len(), 3);
 
     let hits = store
-        .search(VectorQuery::Dense(vec![1.0, 0.0, 0.0]), &VectorFilter::default(), 2)
+        .search(
+            VectorQuery::Dense(vec![1.0, 0.0, 0.0]),
+            &VectorFilter::default(),
+            2,
+        )
         .await
         .unwrap();
     assert_eq!(hits.len(), 2);
@@ -324,7 +396,17 @@ async fn edge_vector_store_round_trip() {
     assert_eq!(hits[0].id, chunk_point_id("d1", 1, 1), "{hits:?}");
 
     // Deleting a version or a document removes exactly its points.
-    store.upsert(vec![point("d1", 2, 0, "c1", vec![0.0, 0.0, 1.0], "new text")]).await.unwrap();
+    store
+        .upsert(vec![point(
+            "d1",
+            2,
+            0,
+            "c1",
+            vec![0.0, 0.0, 1.0],
+            "new text",
+        )])
+        .await
+        .unwrap();
     store.delete_version("d1", 1).await.unwrap();
     let d1 = VectorFilter {
         document_ids: vec!["d1".into()],
@@ -333,7 +415,10 @@ async fn edge_vector_store_round_trip() {
     assert_eq!(store.count(&d1).await.unwrap(), 1);
     store.delete_document("d1").await.unwrap();
     assert_eq!(store.count(&d1).await.unwrap(), 0);
-    assert_eq!(store.point_ids().await.unwrap(), vec![chunk_point_id("d2", 1, 0)]);
+    assert_eq!(
+        store.point_ids().await.unwrap(),
+        vec![chunk_point_id("d2", 1, 0)]
+    );
 
     // Wrong dimensions are refused with both numbers.
     let err = store

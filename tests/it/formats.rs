@@ -1,0 +1,175 @@
+//! Memos of every supported kind, an email with a PDF attachment, on SQLite and PostgreSQL.
+
+use base64::Engine;
+
+use crate::common::{PgDatabase, TestEnv, assert_consistent, corpus_file, document_text};
+
+/// Writes the memo set into `dir`; returns the attachment's bytes.
+fn write_memos(dir: &std::path::Path) -> Vec<u8> {
+    std::fs::write(
+        dir.join("retention.txt"),
+        "Records retention policy.\n\nClient files are kept for seven years after the matter \
+         closes. Afterwards they are shredded by an approved contractor.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("handbook.md"),
+        "# Staff handbook\n\nWelcome to the firm.\n\n## Travel\n\nBook travel through the \
+         portal. Economy class for flights under six hours.\n\n## Expenses\n\nSubmit receipts \
+         within thirty days.\n\n```\n# not a heading\n```\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("notice.html"),
+        "<html><head><title>Office notice</title><style>p{color:red}</style>\
+         <script>alert('x')</script></head><body><h1>Office closure</h1>\
+         <p>The office is closed on <b>Friday</b> for maintenance.</p>\
+         <ul><li>Work from home</li><li>VPN is available</li></ul></body></html>",
+    )
+    .unwrap();
+    let pdf = std::fs::read(corpus_file("simh__hpiop.pdf")).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&pdf);
+    let wrapped: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let eml = format!(
+        "From: Alice Archer <alice@example.org>\r\n\
+         To: Bob Baker <bob@example.org>\r\n\
+         Cc: Carol <carol@example.org>\r\n\
+         Subject: HP I/O processor notes\r\n\
+         Date: Tue, 3 Mar 2026 10:15:00 +0100\r\n\
+         Message-ID: <memo-1@example.org>\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"XYZ\"\r\n\
+         \r\n\
+         --XYZ\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         Bob, the notes on the I/O processor are attached. The interrupt\r\n\
+         priority question is answered on page two.\r\n\
+         --XYZ\r\n\
+         Content-Type: application/pdf; name=\"hpiop.pdf\"\r\n\
+         Content-Disposition: attachment; filename=\"hpiop.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\
+         \r\n\
+         {}\r\n\
+         --XYZ--\r\n",
+        wrapped.join("\r\n")
+    );
+    std::fs::write(dir.join("notes.eml"), eml).unwrap();
+    std::fs::write(dir.join("diagram.vsdx"), b"PK\x03\x04 not supported").unwrap();
+    pdf
+}
+
+async fn memos_scenario(env: &TestEnv) {
+    let docs = env.docs();
+    write_memos(&docs);
+    let summary = env.ingest(&[&docs]);
+    assert_eq!(summary["files"], 5, "{summary}");
+    assert_eq!(summary["failed"], 1, "{summary}");
+    assert_eq!(summary["ingested"], 4, "{summary}");
+    let failures = summary["failures"].as_array().unwrap();
+    assert!(
+        failures[0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("diagram.vsdx")
+    );
+    assert!(
+        failures[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("unsupported type: .vsdx"),
+        "{summary}"
+    );
+
+    let meta = env.meta().await;
+    let all = meta.documents(None).await.unwrap();
+    let by_name = |suffix: &str| {
+        all.iter()
+            .find(|d| d.source_uri.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no document ending in {suffix}: {all:#?}"))
+            .clone()
+    };
+
+    let txt = by_name("retention.txt");
+    assert_eq!((txt.status.as_str(), txt.page_count), ("ready", 1));
+    assert_eq!(txt.mime_type.as_deref(), Some("text/plain"));
+
+    let md = by_name("handbook.md");
+    assert_eq!(md.title, "Staff handbook");
+    let chunks = meta.active_chunks(&md.id).await.unwrap();
+    let sections: Vec<_> = chunks.iter().filter_map(|c| c.section.clone()).collect();
+    assert!(!sections.is_empty(), "{chunks:#?}");
+    assert!(chunks.iter().any(|c| c.text.contains("thirty days")));
+
+    let html = by_name("notice.html");
+    assert_eq!(html.title, "Office notice");
+    let text = document_text(&meta.active_pages(&html.id).await.unwrap());
+    assert!(text.contains("closed on Friday"), "{text}");
+    assert!(text.contains("Work from home"), "{text}");
+    assert!(!text.contains("alert"), "script leaked: {text}");
+    assert!(!text.contains("color:red"), "style leaked: {text}");
+
+    let eml = by_name("notes.eml");
+    assert_eq!(eml.title, "HP I/O processor notes");
+    assert_eq!(eml.mime_type.as_deref(), Some("message/rfc822"));
+    let m = &eml.metadata;
+    assert!(
+        m["from"].as_str().unwrap().contains("alice@example.org"),
+        "{m}"
+    );
+    assert!(m["to"].as_str().unwrap().contains("bob@example.org"), "{m}");
+    assert!(
+        m["cc"].as_str().unwrap().contains("carol@example.org"),
+        "{m}"
+    );
+    assert!(m["date"].as_str().unwrap().starts_with("2026-03-03"), "{m}");
+    assert_eq!(m["subject"], "HP I/O processor notes");
+    let body = document_text(&meta.active_pages(&eml.id).await.unwrap());
+    assert!(body.contains("interrupt"), "{body}");
+    assert!(
+        !body.contains("JVBER"),
+        "attachment bytes leaked into the body"
+    );
+
+    // The attachment is a child document with its own pages and chunks.
+    let children = meta.children(&eml.id).await.unwrap();
+    assert_eq!(children.len(), 1, "{children:#?}");
+    let child = &children[0];
+    assert_eq!(child.status, "ready", "{child:#?}");
+    assert_eq!(child.mime_type.as_deref(), Some("application/pdf"));
+    assert_eq!(child.page_count, 2);
+    assert!(
+        child.source_uri.contains("#attachment/1/hpiop.pdf"),
+        "{}",
+        child.source_uri
+    );
+    assert!(child.chunk_count > 0);
+
+    let stats = meta.collection_stats().await.unwrap();
+    assert_eq!((stats[0].ready, stats[0].failed), (5, 1), "{stats:?}");
+    meta.close().await;
+    assert_consistent(env).await;
+
+    // The status command lists the failure with its reason.
+    let status = env.run(&["status"]);
+    assert!(status.contains("diagram.vsdx"), "{status}");
+    assert!(status.contains("unsupported type"), "{status}");
+}
+
+#[tokio::test]
+async fn memos_and_email_attachments_on_sqlite() {
+    let env = TestEnv::embedded();
+    memos_scenario(&env).await;
+}
+
+#[tokio::test]
+async fn memos_and_email_attachments_on_postgres() {
+    let db = PgDatabase::create().await;
+    let env = TestEnv::postgres(&db);
+    memos_scenario(&env).await;
+    db.drop_now().await;
+}

@@ -1,0 +1,9 @@
+//! Enclave's integration tests: the real `enclave` binary over real documents, with the real
+//! stores (SQLite + qdrant-edge, and PostgreSQL) and the real embedding model.
+
+mod bad_inputs;
+mod chunks;
+mod common;
+mod crash;
+mod formats;
+mod lifecycle;
