@@ -92,6 +92,7 @@ async fn bad_inputs_fail_alone_with_clear_reasons() {
         assert!(program.to_str().unwrap().ends_with("enclave"));
         let mut sandboxed = Command::new("setpriv");
         sandboxed
+            .env_clear()
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(&bin)
             .args(args)

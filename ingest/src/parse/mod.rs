@@ -137,7 +137,7 @@ pub enum ParseError {
     Empty,
     #[error("no extractable text (for a PDF: scanned or image-only pages; OCR is not available)")]
     NoText,
-    #[error("email has no body text and no attachments")]
+    #[error("email has no body text and no attachment that can be indexed")]
     EmptyEmail,
     #[error("encrypted PDF: cannot be read without its password")]
     Encrypted,

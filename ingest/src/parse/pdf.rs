@@ -350,7 +350,7 @@ fn info_dictionary(doc: &Document) -> Option<&Dictionary> {
 
 /// Decodes a PDF text string: UTF-16BE (or, leniently, UTF-16LE) with a byte-order mark,
 /// UTF-8 with a byte-order mark (PDF 2.0), else PDFDocEncoding. Control characters are dropped.
-pub fn decode_pdf_string(bytes: &[u8]) -> String {
+fn decode_pdf_string(bytes: &[u8]) -> String {
     let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
         let units = rest.chunks_exact(2).map(|c| unit([c[0], c[1]]));
         char::decode_utf16(units)
@@ -393,7 +393,7 @@ fn pdf_doc_char(b: u8) -> char {
 
 /// Converts a PDF date (`D:YYYYMMDDHHmmSSOHH'mm'`, everything after the year optional) to
 /// RFC 3339; `None` when it is not a valid date.
-pub fn pdf_date_to_rfc3339(date: &str) -> Option<String> {
+fn pdf_date_to_rfc3339(date: &str) -> Option<String> {
     let s = date.trim();
     let s = s.strip_prefix("D:").unwrap_or(s);
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();

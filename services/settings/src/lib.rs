@@ -197,6 +197,17 @@ impl Default for IngestSettings {
     }
 }
 
+/// Top-level keys of [`Settings`], as `ENCLAVE_*` variables name them.
+const SECTIONS: [&str; 7] = [
+    "data_dir",
+    "models_dir",
+    "database",
+    "vectors",
+    "embedding",
+    "chunking",
+    "ingest",
+];
+
 impl Settings {
     /// Loads defaults, then `file` (or `ENCLAVE_CONFIG`, or `./enclave.toml` if it exists),
     /// then `ENCLAVE_*` variables. A file named explicitly must exist.
@@ -219,7 +230,16 @@ impl Settings {
                 }
             }
         }
-        figment = figment.merge(Env::prefixed("ENCLAVE_").ignore(&["CONFIG"]).split("__"));
+        // Only variables naming a settings section are read: ENCLAVE_LOG, ENCLAVE_CONFIG and
+        // the scripts' ENCLAVE_CACHE-style variables are not settings.
+        figment = figment.merge(
+            Env::prefixed("ENCLAVE_")
+                .filter(|key| {
+                    let top = key.as_str().split("__").next().unwrap_or_default();
+                    SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(top))
+                })
+                .split("__"),
+        );
         let settings: Settings = figment
             .extract()
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
@@ -327,6 +347,9 @@ mod tests {
             )?;
             jail.set_env("ENCLAVE_CHUNKING__OVERLAP_TOKENS", "20");
             jail.set_env("ENCLAVE_DATABASE__URL", "postgres://localhost/enclave");
+            // Not settings: ignored, not refused.
+            jail.set_env("ENCLAVE_LOG", "debug");
+            jail.set_env("ENCLAVE_CORPUS_DIR", "/somewhere");
             let s = Settings::load(None).map_err(|e| e.to_string())?;
             assert_eq!(s.data_dir, PathBuf::from("/srv/enclave"));
             assert_eq!(s.chunking.max_tokens, 120);
@@ -353,6 +376,10 @@ mod tests {
             jail.create_file("enclave.toml", "[chunking]\nmax_tokenz = 3\n")?;
             let err = Settings::load(None).unwrap_err().to_string();
             assert!(err.contains("max_tokenz"), "{err}");
+            jail.create_file("enclave.toml", "")?;
+            jail.set_env("ENCLAVE_INGEST__PDF_TIMEOUT", "3");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("pdf_timeout"), "{err}");
             let err = Settings::load(Some(Path::new("/nonexistent.toml")))
                 .unwrap_err()
                 .to_string();
