@@ -32,13 +32,16 @@
 //!   `~/.cache/enclave/corpus`.
 //! - `ENCLAVE_BENCH_FILES` (`--files`, 40) and `ENCLAVE_BENCH_OFFSET` (`--offset`, 4): the parse
 //!   sample is every Nth PDF in file-name order, N = ceil(PDFs / files), starting at the
-//!   `offset`-th (0-based). On the Debian corpus the defaults give 40 PDFs and 1,569 pages
-//!   without the two 2,415-page R reference manuals, which would be 60% of any sample's pages.
+//!   `offset`-th (0-based). On the Debian corpus the defaults give 40 PDFs and 1,569 pages,
+//!   without the two 2,415-page R reference manuals that would be most of the pages of any
+//!   sample holding one.
 //! - `ENCLAVE_BENCH_E2E_FILES` (`--e2e-files`, 10): the end-to-end sample is the last file of
 //!   every group of ceil(sample / e2e-files) files of the parse sample (300 pages by default).
 //! - `ENCLAVE_BENCH_CHUNKS` (`--chunks`, 512): chunks embedded per batch size, spread evenly
 //!   over all the chunks of the parse sample.
 //! - `ENCLAVE_BENCH_BATCH_SIZES` (`--batch-sizes`, `8,32,64`).
+//! - `ENCLAVE_BENCH_EMBED_THREADS` (`--embed-threads`, `0`): ONNX Runtime intra-op threads to
+//!   compare, e.g. `0,1` (0: all cores, the default); each runs every batch size.
 //! - `ENCLAVE_BENCH_PDFTOTEXT_RAW` (`--pdftotext-raw`): run `pdftotext -raw` instead of `-layout`.
 //! - `ENCLAVE_BENCH_NO_IN_PROCESS` (`--no-in-process`), `ENCLAVE_BENCH_NO_EMBED`
 //!   (`--no-embed`), `ENCLAVE_BENCH_NO_E2E` (`--no-e2e`): skip a measurement.
@@ -48,8 +51,9 @@
 //! from `$ENCLAVE_MODELS_DIR` or `~/.cache/enclave/models`, ONNX Runtime from `ORT_DYLIB_PATH` or
 //! the models folder. The `enclave ingest` child runs in an empty folder (no `enclave.toml`) with
 //! `ENCLAVE_DATA_DIR` set to a fresh temporary folder; of the other `ENCLAVE_*` variables it only
-//! gets `ENCLAVE_MODELS_DIR` and nested settings (`ENCLAVE_INGEST__PARALLEL_DOCUMENTS=1`, ...),
-//! which the report lists. Timings are wall-clock on a machine that may be shared: the load
+//! gets `ENCLAVE_MODELS_DIR` and nested settings, which the report lists: for example
+//! `ENCLAVE_EMBEDDING__BATCH_SIZE=8` or `ENCLAVE_INGEST__PARALLEL_DOCUMENTS=1` change the
+//! end-to-end run (only). Timings are wall-clock on a machine that may be shared: the load
 //! average before and after is printed with the results.
 
 use std::collections::BTreeMap;
@@ -258,7 +262,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         report_embed(&mut out, e, &settings);
     }
     if let Some(e) = &e2e {
-        report_e2e(&mut out, e, &e2e_sample, &parse);
+        report_e2e(&mut out, e, &e2e_sample, &parse, embed.as_ref(), &settings);
     }
     print!("{out}");
     Ok(())
@@ -448,7 +452,7 @@ fn measure_parse(
             wall,
             cpu,
             pages: Some(doc.pages.len()),
-            chars: doc.pages.iter().map(|p| p.chars().count()).sum(),
+            chars: doc.pages.iter().map(|p| non_space(p)).sum(),
             failed_pages: doc
                 .metadata
                 .get("failed_pages")
@@ -484,7 +488,7 @@ fn run_pdftotext(path: &Path, raw: bool) -> Measure {
                 cpu,
                 // pdftotext ends every page with a form feed.
                 pages: Some(text.matches('\u{c}').count()),
-                chars: text.chars().filter(|c| *c != '\u{c}').count(),
+                chars: non_space(&text),
                 failed_pages: 0,
                 error: None,
             }
@@ -590,7 +594,7 @@ fn report_parse(out: &mut String, files: &[SampleFile], parse: &ParseResults, ar
     );
     let _ = writeln!(
         out,
-        "| extractor | files ok | failed | pages ok | pages with errors | chars | time s | CPU s | pages/s | vs pdftotext |"
+        "| extractor | files ok | failed | pages ok | pages with errors | non-space chars | time s | CPU s | pages/s | vs pdftotext |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let base = pdftotext.pages_per_s();
@@ -723,7 +727,7 @@ fn report_parse(out: &mut String, files: &[SampleFile], parse: &ParseResults, ar
     }
     let _ = writeln!(
         out,
-        "| file | pages | KiB | enclave s | enclave pages/s | in-process s | pdftotext s | enclave/pdftotext time | enclave chars / pdftotext chars |"
+        "| file | pages | KiB | enclave s | enclave pages/s | in-process s | pdftotext s | enclave/pdftotext time | enclave/pdftotext non-space chars |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for f in rows {
@@ -1136,7 +1140,14 @@ fn measure_main(argv: &[OsString]) -> i32 {
     0
 }
 
-fn report_e2e(out: &mut String, e: &E2eResults, sample: &[&SampleFile], parse: &ParseResults) {
+fn report_e2e(
+    out: &mut String,
+    e: &E2eResults,
+    sample: &[&SampleFile],
+    parse: &ParseResults,
+    embed: Option<&EmbedResults>,
+    settings: &Settings,
+) {
     let _ = writeln!(out, "## 3. End to end: `enclave ingest --json`\n");
     let _ = writeln!(
         out,
@@ -1149,19 +1160,26 @@ fn report_e2e(out: &mut String, e: &E2eResults, sample: &[&SampleFile], parse: &
     );
     let _ = writeln!(
         out,
-        "| pass | files | ingested | unchanged | failed | pages | chunks | pipeline s | pages/s | process s | CPU s | peak RSS MiB |"
+        "| pass | files | ingested | unchanged | failed | pages | chunks | pipeline s | pages/s | chunks/s | process s | CPU s | peak RSS MiB |"
     );
     let _ = writeln!(
         out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for p in &e.passes {
         let s = &p.summary;
         let int = |k: &str| s[k].as_i64().map_or("?".to_string(), |v| v.to_string());
-        let float = |k: &str| s[k].as_f64().map_or("?".to_string(), |v| format!("{v:.1}"));
+        let float = |k: &str, digits: usize| {
+            s[k].as_f64()
+                .map_or("?".to_string(), |v| format!("{v:.digits$}"))
+        };
+        let chunks_per_s = match (s["chunks"].as_f64(), s["elapsed_s"].as_f64()) {
+            (Some(c), Some(t)) if t > 0.0 => format!("{:.1}", c / t),
+            _ => "?".to_string(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {chunks_per_s} | {:.1} | {:.1} | {:.0} |",
             p.name,
             int("files"),
             int("ingested"),
@@ -1169,8 +1187,8 @@ fn report_e2e(out: &mut String, e: &E2eResults, sample: &[&SampleFile], parse: &
             int("failed"),
             int("pages"),
             int("chunks"),
-            float("elapsed_s"),
-            float("pages_per_s"),
+            float("elapsed_s", 2),
+            float("pages_per_s", 1),
             p.wall.as_secs_f64(),
             p.cpu.as_secs_f64(),
             p.max_rss_kib as f64 / 1024.0
@@ -1186,6 +1204,23 @@ fn report_e2e(out: &mut String, e: &E2eResults, sample: &[&SampleFile], parse: &
         "For comparison, phase 1 extracted these files one at a time in {:.2} s.",
         sequential.as_secs_f64()
     );
+    let default_row = embed.and_then(|m| {
+        m.rows
+            .iter()
+            .find(|r| r.batch_size == settings.embedding.batch_size && r.threads.is_none())
+            .map(|r| per_s(m.inputs as f64, r.wall))
+    });
+    let first_chunks = e.passes.first().and_then(|p| p.summary["chunks"].as_f64());
+    if let (Some(rate), Some(chunks)) = (default_row, first_chunks)
+        && rate > 0.0
+    {
+        let _ = writeln!(
+            out,
+            "At phase 2's rate for the default batch size ({rate:.1} chunks/s), embedding the \
+             first pass's {chunks:.0} chunks alone would take {:.1} s.",
+            chunks / rate
+        );
+    }
     if !e.passed_env.is_empty() {
         let _ = writeln!(
             out,
@@ -1301,6 +1336,11 @@ fn pdfinfo_pages(path: &Path) -> Option<usize> {
         .lines()
         .find_map(|l| l.strip_prefix("Pages:"))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Characters that are not white space: layouts pad with spaces, text is the rest.
+fn non_space(text: &str) -> usize {
+    text.chars().filter(|c| !c.is_whitespace()).count()
 }
 
 /// One line of text for a Markdown table cell, at most `max` chars.

@@ -66,3 +66,22 @@ pub async fn ingestor(settings: &Settings) -> anyhow::Result<Ingestor> {
     };
     Ok(Ingestor::new(meta, vectors, embedder, chunker, options)?)
 }
+
+/// The retriever over the configured stores and embedding model.
+pub async fn retriever(settings: &Settings) -> anyhow::Result<enclave_retrieval::Retriever> {
+    let meta = meta_store(settings).await?;
+    let vectors = vector_store(settings)?;
+    let embedder = embedder(settings).await?;
+    Ok(enclave_retrieval::Retriever::new(
+        meta,
+        vectors,
+        embedder,
+        enclave_retrieval::RetrievalOptions {
+            dense_weight: settings.retrieval.dense_weight,
+            bm25_weight: settings.retrieval.bm25_weight,
+            rrf_k: settings.retrieval.rrf_k,
+            candidates_factor: settings.retrieval.candidates_factor,
+            min_dense_score: settings.retrieval.min_dense_score,
+        },
+    )?)
+}

@@ -2,7 +2,9 @@
 
 mod app;
 mod delete_cmd;
+mod eval_cmd;
 mod ingest_cmd;
+mod search_cmd;
 mod status_cmd;
 
 use std::path::PathBuf;
@@ -27,6 +29,10 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// Documents per collection and every failure with its reason.
     Status(status_cmd::StatusArgs),
+    /// Passages that answer a query: hybrid dense + BM25 search, no model.
+    Search(search_cmd::SearchArgs),
+    /// Retrieval quality on a question set: recall@k, MRR, nDCG, refusals, latency.
+    Eval(eval_cmd::EvalArgs),
     /// Delete documents (by id, path or source URI) with their chunks and vectors.
     Delete(delete_cmd::DeleteArgs),
     /// Reads a PDF on standard input and writes its pages as JSON (the isolated extractor
@@ -64,6 +70,8 @@ fn main() -> ExitCode {
             Command::Ingest(args) => ingest_cmd::run(&settings, args).await,
             Command::Status(args) => status_cmd::run(&settings, args).await,
             Command::Delete(args) => delete_cmd::run(&settings, args).await,
+            Command::Search(args) => search_cmd::run(&settings, args).await,
+            Command::Eval(args) => eval_cmd::run(&settings, args).await,
             Command::ExtractPdf => unreachable!("handled before the runtime starts"),
         }
     });

@@ -46,6 +46,8 @@ pub struct Settings {
     pub chunking: ChunkingSettings,
     /// Ingestion limits and parallelism.
     pub ingest: IngestSettings,
+    /// Search: fusion weights and the relevance threshold.
+    pub retrieval: RetrievalSettings,
 }
 
 /// Metadata database settings.
@@ -122,6 +124,34 @@ pub struct IngestSettings {
     pub parallel_documents: Option<usize>,
 }
 
+/// Retrieval settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalSettings {
+    /// Weight of the dense (embedding) ranking in hybrid fusion.
+    pub dense_weight: f32,
+    /// Weight of the BM25 ranking in hybrid fusion.
+    pub bm25_weight: f32,
+    /// The `k` of reciprocal rank fusion: higher flattens the difference between ranks.
+    pub rrf_k: f32,
+    /// Candidates fetched per channel, as a multiple of the number of passages asked for.
+    pub candidates_factor: usize,
+    /// Cosine similarity the best passage must reach for a search to count as relevant.
+    pub min_dense_score: f32,
+}
+
+impl Default for RetrievalSettings {
+    fn default() -> Self {
+        Self {
+            dense_weight: 1.0,
+            bm25_weight: 1.0,
+            rrf_k: 60.0,
+            candidates_factor: 4,
+            min_dense_score: 0.30,
+        }
+    }
+}
+
 fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
@@ -142,6 +172,7 @@ impl Default for Settings {
             embedding: EmbeddingSettings::default(),
             chunking: ChunkingSettings::default(),
             ingest: IngestSettings::default(),
+            retrieval: RetrievalSettings::default(),
         }
     }
 }
@@ -198,7 +229,7 @@ impl Default for IngestSettings {
 }
 
 /// Top-level keys of [`Settings`], as `ENCLAVE_*` variables name them.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "data_dir",
     "models_dir",
     "database",
@@ -206,6 +237,7 @@ const SECTIONS: [&str; 7] = [
     "embedding",
     "chunking",
     "ingest",
+    "retrieval",
 ];
 
 impl Settings {

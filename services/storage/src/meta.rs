@@ -845,6 +845,56 @@ impl MetaStore {
         Ok(out)
     }
 
+    /// Chunks of one version with ordinals in `first..=last`, in order.
+    pub async fn chunk_range(
+        &self,
+        document_id: &str,
+        version: i64,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<ChunkRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM chunks WHERE document_id = $1 AND version = $2 \
+             AND ordinal >= $3 AND ordinal <= $4 ORDER BY ordinal",
+        )
+        .bind(document_id)
+        .bind(version)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(chunk_from_row).collect()
+    }
+
+    /// Pages `first..=last` of one version, in order.
+    pub async fn page_range(
+        &self,
+        document_id: &str,
+        version: i64,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<PageRecord>> {
+        let rows = sqlx::query(
+            "SELECT page_number, char_start, text FROM pages WHERE document_id = $1 \
+             AND version = $2 AND page_number >= $3 AND page_number <= $4 ORDER BY page_number",
+        )
+        .bind(document_id)
+        .bind(version)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PageRecord {
+                    page_number: r.try_get("page_number")?,
+                    char_start: r.try_get("char_start")?,
+                    text: r.try_get("text")?,
+                })
+            })
+            .collect()
+    }
+
     /// Pages of the active version of a document, in order.
     pub async fn active_pages(&self, document_id: &str) -> Result<Vec<PageRecord>> {
         let rows = sqlx::query(

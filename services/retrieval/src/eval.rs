@@ -1,0 +1,237 @@
+//! Retrieval evaluation: a set of questions with the document and pages that answer them
+//! (or marked unanswerable), scored per search mode.
+//!
+//! A retrieved passage is a hit when it comes from the expected document (its source ends
+//! with the expected file name) and its page range meets one of the expected pages. With one
+//! relevant section per question, nDCG@10 is `1 / log2(1 + rank of the first hit)`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Passage, SearchResults};
+
+/// One line of an evaluation set (JSON Lines).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct EvalItem {
+    pub id: String,
+    pub question: String,
+    /// File name of the document that answers, matched against the end of its source URI.
+    #[serde(default)]
+    pub document: Option<String>,
+    /// 1-based pages where the answer is.
+    #[serde(default)]
+    pub pages: Vec<i64>,
+    /// The first words of the answer, for answer checks.
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// True when the corpus does not answer the question.
+    #[serde(default)]
+    pub unanswerable: bool,
+}
+
+impl EvalItem {
+    /// Whether a passage answers this item.
+    pub fn is_hit(&self, p: &Passage) -> bool {
+        let Some(doc) = &self.document else {
+            return false;
+        };
+        p.source_uri.ends_with(doc.as_str())
+            && self
+                .pages
+                .iter()
+                .any(|&n| p.chunk.page_start <= n && n <= p.chunk.page_end)
+    }
+
+    /// Rank (1-based) of the first hit among the results.
+    pub fn first_hit(&self, results: &SearchResults) -> Option<usize> {
+        results
+            .passages
+            .iter()
+            .position(|p| self.is_hit(p))
+            .map(|i| i + 1)
+    }
+}
+
+/// Parses a JSON Lines evaluation set; errors name the line.
+pub fn parse_set(text: &str) -> Result<Vec<EvalItem>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let item: EvalItem =
+                serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1))?;
+            if !item.unanswerable && (item.document.is_none() || item.pages.is_empty()) {
+                return Err(format!(
+                    "line {}: an answerable item needs \"document\" and \"pages\"",
+                    i + 1
+                ));
+            }
+            Ok(item)
+        })
+        .collect()
+}
+
+/// Accumulated metrics of one search mode.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ModeReport {
+    pub answerable: usize,
+    pub hits_at_1: usize,
+    pub hits_at_5: usize,
+    pub hits_at_10: usize,
+    pub reciprocal_ranks: f64,
+    pub ndcg_at_10: f64,
+    pub unanswerable: usize,
+    /// Unanswerable questions for which retrieval reported nothing relevant.
+    pub refused: usize,
+    /// Answerable questions for which retrieval wrongly reported nothing relevant.
+    pub false_refusals: usize,
+    pub latencies_ms: Vec<f64>,
+}
+
+impl ModeReport {
+    /// Adds one question's results.
+    pub fn add(&mut self, item: &EvalItem, results: &SearchResults) {
+        self.latencies_ms.push(results.took_ms);
+        if item.unanswerable {
+            self.unanswerable += 1;
+            if !results.relevant {
+                self.refused += 1;
+            }
+            return;
+        }
+        self.answerable += 1;
+        if !results.relevant {
+            self.false_refusals += 1;
+        }
+        if let Some(rank) = item.first_hit(results) {
+            self.hits_at_1 += usize::from(rank <= 1);
+            self.hits_at_5 += usize::from(rank <= 5);
+            self.hits_at_10 += usize::from(rank <= 10);
+            self.reciprocal_ranks += 1.0 / rank as f64;
+            if rank <= 10 {
+                self.ndcg_at_10 += 1.0 / (1.0 + rank as f64).log2();
+            }
+        }
+    }
+
+    fn ratio(n: usize, d: usize) -> f64 {
+        if d == 0 { 0.0 } else { n as f64 / d as f64 }
+    }
+
+    pub fn recall_at_1(&self) -> f64 {
+        Self::ratio(self.hits_at_1, self.answerable)
+    }
+    pub fn recall_at_5(&self) -> f64 {
+        Self::ratio(self.hits_at_5, self.answerable)
+    }
+    pub fn recall_at_10(&self) -> f64 {
+        Self::ratio(self.hits_at_10, self.answerable)
+    }
+    pub fn mrr(&self) -> f64 {
+        if self.answerable == 0 {
+            0.0
+        } else {
+            self.reciprocal_ranks / self.answerable as f64
+        }
+    }
+    pub fn ndcg(&self) -> f64 {
+        if self.answerable == 0 {
+            0.0
+        } else {
+            self.ndcg_at_10 / self.answerable as f64
+        }
+    }
+    /// Share of unanswerable questions that retrieval refused.
+    pub fn refusal_accuracy(&self) -> f64 {
+        Self::ratio(self.refused, self.unanswerable)
+    }
+
+    /// Latency percentile (0..=100) in milliseconds, nearest rank.
+    pub fn latency_percentile(&self, pct: f64) -> f64 {
+        let mut v = self.latencies_ms.clone();
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort_by(f64::total_cmp);
+        let rank = ((pct / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+        v[rank.min(v.len()) - 1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Scores, SearchMode};
+    use enclave_storage::ChunkRecord;
+
+    fn passage(source: &str, p0: i64, p1: i64) -> Passage {
+        Passage {
+            chunk: ChunkRecord {
+                id: String::new(),
+                document_id: String::new(),
+                version: 1,
+                ordinal: 0,
+                text: String::new(),
+                page_start: p0,
+                page_end: p1,
+                char_start: 0,
+                char_end: 0,
+                token_count: 0,
+                section: None,
+            },
+            document_title: String::new(),
+            source_uri: source.into(),
+            scores: Scores::default(),
+            context: String::new(),
+        }
+    }
+
+    fn results(passages: Vec<Passage>, relevant: bool) -> SearchResults {
+        SearchResults {
+            passages,
+            relevant,
+            mode: SearchMode::Hybrid,
+            took_ms: 10.0,
+        }
+    }
+
+    #[test]
+    fn metrics_follow_the_first_hit() {
+        let items = parse_set(
+            "{\"id\":\"a\",\"question\":\"q\",\"document\":\"faq.pdf\",\"pages\":[9]}\n\n\
+             {\"id\":\"b\",\"question\":\"q\",\"unanswerable\":true}\n",
+        )
+        .unwrap();
+        let mut r = ModeReport::default();
+        // hit at rank 2: the first passage is the right document on the wrong page
+        r.add(
+            &items[0],
+            &results(
+                vec![
+                    passage("file:///x/faq.pdf", 3, 3),
+                    passage("file:///x/faq.pdf", 8, 9),
+                ],
+                true,
+            ),
+        );
+        r.add(
+            &items[1],
+            &results(vec![passage("file:///y.pdf", 1, 1)], false),
+        );
+        assert_eq!(
+            (r.hits_at_1, r.hits_at_5, r.answerable, r.unanswerable),
+            (0, 1, 1, 1)
+        );
+        assert!((r.mrr() - 0.5).abs() < 1e-9);
+        assert!((r.ndcg() - 1.0 / 3f64.log2()).abs() < 1e-9);
+        assert_eq!(r.refusal_accuracy(), 1.0);
+        assert_eq!(r.latency_percentile(50.0), 10.0);
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let err = parse_set("{\"id\":\"a\",\"question\":\"q\"}").unwrap_err();
+        assert!(err.contains("line 1"), "{err}");
+        let err = parse_set("\n{oops").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+    }
+}

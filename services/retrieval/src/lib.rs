@@ -1,0 +1,401 @@
+//! Retrieval: a query becomes the passages of the corpus that answer it.
+//!
+//! Dense (embedding cosine) and BM25 (sparse, IDF by the store) candidates are searched inside
+//! the vector store with the filters applied there, fused by weighted reciprocal rank fusion,
+//! checked against the metadata store so that only active versions are returned, de-duplicated
+//! where chunks overlap, and optionally widened with their neighbouring chunks.
+//!
+//! The fusion is computed here rather than by the store's built-in RRF because the weights are
+//! configurable and every passage reports its per-channel scores and ranks.
+
+pub mod eval;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use enclave_embed::{Embedder, OnnxEmbedder};
+use enclave_storage::{
+    Bm25Encoder, ChunkRecord, Document, MetaStore, VectorFilter, VectorQuery, VectorStore,
+};
+use serde::{Deserialize, Serialize};
+
+/// Errors of retrieval.
+#[derive(Debug, thiserror::Error)]
+pub enum RetrievalError {
+    #[error(transparent)]
+    Storage(#[from] enclave_storage::StorageError),
+    #[error(transparent)]
+    Embed(#[from] enclave_embed::EmbedError),
+    /// A collection named in the request does not exist.
+    #[error("unknown collection '{0}'")]
+    UnknownCollection(String),
+    /// The request is not usable (empty query, zero limit, ...).
+    #[error("invalid search request: {0}")]
+    Invalid(String),
+}
+
+/// Which channels rank the passages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    Dense,
+    Bm25,
+    #[default]
+    Hybrid,
+}
+
+impl std::str::FromStr for SearchMode {
+    type Err = RetrievalError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "dense" => Ok(Self::Dense),
+            "bm25" => Ok(Self::Bm25),
+            "hybrid" => Ok(Self::Hybrid),
+            other => Err(RetrievalError::Invalid(format!(
+                "unknown mode '{other}' (dense, bm25, hybrid)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for SearchMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Dense => "dense",
+            Self::Bm25 => "bm25",
+            Self::Hybrid => "hybrid",
+        })
+    }
+}
+
+/// Fusion and relevance knobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrievalOptions {
+    /// Weight of the dense ranking in the fusion.
+    pub dense_weight: f32,
+    /// Weight of the BM25 ranking in the fusion.
+    pub bm25_weight: f32,
+    /// The `k` of reciprocal rank fusion (60 in the literature).
+    pub rrf_k: f32,
+    /// Candidates fetched per channel, as a multiple of the requested limit.
+    pub candidates_factor: usize,
+    /// The best passage must reach this cosine similarity (dense channel) for the results to
+    /// count as relevant; below it, the search reports "nothing relevant found".
+    pub min_dense_score: f32,
+}
+
+impl Default for RetrievalOptions {
+    fn default() -> Self {
+        Self {
+            dense_weight: 1.0,
+            bm25_weight: 1.0,
+            rrf_k: 60.0,
+            candidates_factor: 4,
+            min_dense_score: 0.30,
+        }
+    }
+}
+
+/// What to search for.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    pub query: String,
+    /// Collection names; empty: all collections.
+    pub collections: Vec<String>,
+    pub mode: SearchMode,
+    pub limit: usize,
+    /// Restrict to these MIME types (empty: any).
+    pub mime_types: Vec<String>,
+    /// Restrict to documents carrying one of these tags (empty: any).
+    pub tags: Vec<String>,
+    /// The caller's access tags: passages must carry one of them (empty: no restriction; the
+    /// server always fills this in from the caller's identity).
+    pub access: Vec<String>,
+    /// Add each passage's neighbouring chunks (one on each side) to its text.
+    pub expand_neighbours: bool,
+}
+
+/// Scores of a passage, per channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Scores {
+    /// Cosine similarity to the query, when the dense channel found it.
+    pub dense: Option<f32>,
+    /// BM25 score, when the BM25 channel found it.
+    pub bm25: Option<f32>,
+    /// Fused score that orders the results.
+    pub fused: f32,
+}
+
+/// A retrieved passage with everything a citation needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Passage {
+    pub chunk: ChunkRecord,
+    pub document_title: String,
+    pub source_uri: String,
+    pub scores: Scores,
+    /// The text handed to a reader: the chunk, or the chunk with its neighbours.
+    pub context: String,
+}
+
+/// The result of a search.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResults {
+    pub passages: Vec<Passage>,
+    /// False when nothing reached the relevance threshold: `passages` are then the nearest
+    /// ones, shown for reference only.
+    pub relevant: bool,
+    pub mode: SearchMode,
+    pub took_ms: f64,
+}
+
+/// Searches the corpus.
+#[derive(Clone)]
+pub struct Retriever {
+    meta: MetaStore,
+    vectors: Arc<dyn VectorStore>,
+    embedder: OnnxEmbedder,
+    bm25: Bm25Encoder,
+    options: RetrievalOptions,
+}
+
+impl Retriever {
+    pub fn new(
+        meta: MetaStore,
+        vectors: Arc<dyn VectorStore>,
+        embedder: OnnxEmbedder,
+        options: RetrievalOptions,
+    ) -> Result<Self, RetrievalError> {
+        Ok(Self {
+            meta,
+            vectors,
+            embedder,
+            bm25: Bm25Encoder::new()?,
+            options,
+        })
+    }
+
+    async fn filter(&self, request: &SearchRequest) -> Result<VectorFilter, RetrievalError> {
+        let mut collection_ids = Vec::new();
+        for name in &request.collections {
+            let c = self
+                .meta
+                .collection_by_name(name)
+                .await?
+                .ok_or_else(|| RetrievalError::UnknownCollection(name.clone()))?;
+            collection_ids.push(c.id);
+        }
+        Ok(VectorFilter {
+            collection_ids,
+            document_ids: Vec::new(),
+            access_any: request.access.clone(),
+            mime_types: request.mime_types.clone(),
+            tags_any: request.tags.clone(),
+        })
+    }
+
+    /// Runs a search.
+    pub async fn search(&self, request: &SearchRequest) -> Result<SearchResults, RetrievalError> {
+        let started = std::time::Instant::now();
+        let query = request.query.trim();
+        if query.is_empty() {
+            return Err(RetrievalError::Invalid("the query is empty".into()));
+        }
+        if request.limit == 0 {
+            return Err(RetrievalError::Invalid("limit must be at least 1".into()));
+        }
+        let filter = self.filter(request).await?;
+        let candidates = request.limit * self.options.candidates_factor.max(1);
+
+        // The dense channel always runs: its cosine decides relevance, whatever the mode.
+        let vector = self
+            .embedder
+            .embed(vec![query.to_string()])
+            .await?
+            .pop()
+            .unwrap_or_default();
+        let dense = self
+            .vectors
+            .search(VectorQuery::Dense(vector), &filter, candidates)
+            .await?;
+        let bm25 = if request.mode == SearchMode::Dense {
+            Vec::new()
+        } else {
+            let (i, v) = self.bm25.query(query);
+            if i.is_empty() {
+                Vec::new()
+            } else {
+                self.vectors
+                    .search(VectorQuery::Bm25(i, v), &filter, candidates)
+                    .await?
+            }
+        };
+
+        // Fuse: weighted reciprocal rank fusion over the channels the mode uses.
+        let mut scores: HashMap<String, Scores> = HashMap::new();
+        let (wd, wb) = match request.mode {
+            SearchMode::Dense => (1.0, 0.0),
+            SearchMode::Bm25 => (0.0, 1.0),
+            SearchMode::Hybrid => (self.options.dense_weight, self.options.bm25_weight),
+        };
+        for (rank, hit) in dense.iter().enumerate() {
+            let s = scores.entry(hit.id.clone()).or_default();
+            s.dense = Some(hit.score);
+            s.fused += wd / (self.options.rrf_k + rank as f32 + 1.0);
+        }
+        for (rank, hit) in bm25.iter().enumerate() {
+            let s = scores.entry(hit.id.clone()).or_default();
+            s.bm25 = Some(hit.score);
+            s.fused += wb / (self.options.rrf_k + rank as f32 + 1.0);
+        }
+        let best_dense = dense.first().map_or(0.0, |h| h.score);
+        let mut ranked: Vec<(String, Scores)> =
+            scores.into_iter().filter(|(_, s)| s.fused > 0.0).collect();
+        ranked.sort_by(|a, b| b.1.fused.total_cmp(&a.1.fused).then(a.0.cmp(&b.0)));
+
+        // Only chunks of active versions, in fused order.
+        let ids: Vec<String> = ranked.iter().map(|(id, _)| id.clone()).collect();
+        let visible: HashMap<String, ChunkRecord> = self
+            .meta
+            .visible_chunks(&ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let mut passages: Vec<Passage> = Vec::new();
+        let mut documents: HashMap<String, Document> = HashMap::new();
+        for (id, s) in ranked {
+            let Some(chunk) = visible.get(&id) else {
+                continue;
+            };
+            // De-duplicate overlapping chunks of one document: keep the better-ranked one.
+            if passages.iter().any(|p| overlaps(&p.chunk, chunk)) {
+                continue;
+            }
+            if !documents.contains_key(&chunk.document_id)
+                && let Some(d) = self.meta.document(&chunk.document_id).await?
+            {
+                documents.insert(d.id.clone(), d);
+            }
+            let Some(doc) = documents.get(&chunk.document_id) else {
+                continue;
+            };
+            passages.push(Passage {
+                chunk: chunk.clone(),
+                document_title: doc.title.clone(),
+                source_uri: doc.source_uri.clone(),
+                scores: s,
+                context: chunk.text.clone(),
+            });
+            if passages.len() == request.limit {
+                break;
+            }
+        }
+        if request.expand_neighbours {
+            for p in &mut passages {
+                p.context = self.with_neighbours(&p.chunk).await?;
+            }
+        }
+        Ok(SearchResults {
+            relevant: !passages.is_empty() && best_dense >= self.options.min_dense_score,
+            passages,
+            mode: request.mode,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// The chunk's text widened to the previous and next chunks of the same version, as one
+    /// span of the document text (so their overlap is not repeated).
+    async fn with_neighbours(&self, chunk: &ChunkRecord) -> Result<String, RetrievalError> {
+        let near = self
+            .meta
+            .chunk_range(
+                &chunk.document_id,
+                chunk.version,
+                chunk.ordinal - 1,
+                chunk.ordinal + 1,
+            )
+            .await?;
+        let (Some(first), Some(last)) = (near.first(), near.last()) else {
+            return Ok(chunk.text.clone());
+        };
+        let pages = self
+            .meta
+            .page_range(
+                &chunk.document_id,
+                chunk.version,
+                first.page_start,
+                last.page_end,
+            )
+            .await?;
+        let Some(base) = pages.first().map(|p| p.char_start) else {
+            return Ok(chunk.text.clone());
+        };
+        let text: Vec<char> = pages
+            .iter()
+            .map(|p| p.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
+            .chars()
+            .collect();
+        let s = (first.char_start - base).max(0) as usize;
+        let e = ((last.char_end - base).max(0) as usize).min(text.len());
+        Ok(text
+            .get(s..e)
+            .map_or_else(|| chunk.text.clone(), |t| t.iter().collect()))
+    }
+}
+
+/// Whether two chunks of the same document share more than half of the shorter one.
+fn overlaps(a: &ChunkRecord, b: &ChunkRecord) -> bool {
+    if a.document_id != b.document_id {
+        return false;
+    }
+    let shared = (a.char_end.min(b.char_end) - a.char_start.max(b.char_start)).max(0);
+    let shorter = (a.char_end - a.char_start)
+        .min(b.char_end - b.char_start)
+        .max(1);
+    shared * 2 > shorter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(doc: &str, s: i64, e: i64) -> ChunkRecord {
+        ChunkRecord {
+            id: format!("{doc}-{s}"),
+            document_id: doc.into(),
+            version: 1,
+            ordinal: 0,
+            text: String::new(),
+            page_start: 1,
+            page_end: 1,
+            char_start: s,
+            char_end: e,
+            token_count: 0,
+            section: None,
+        }
+    }
+
+    #[test]
+    fn overlap_needs_the_same_document_and_half_the_shorter_span() {
+        assert!(overlaps(&chunk("a", 0, 100), &chunk("a", 40, 140)));
+        assert!(!overlaps(&chunk("a", 0, 100), &chunk("a", 80, 180)));
+        assert!(!overlaps(&chunk("a", 0, 100), &chunk("b", 0, 100)));
+        assert!(overlaps(&chunk("a", 0, 100), &chunk("a", 10, 20)));
+    }
+
+    #[test]
+    fn modes_parse_and_print() {
+        for m in [SearchMode::Dense, SearchMode::Bm25, SearchMode::Hybrid] {
+            assert_eq!(m.to_string().parse::<SearchMode>().unwrap(), m);
+        }
+        assert!(
+            "fuzzy"
+                .parse::<SearchMode>()
+                .unwrap_err()
+                .to_string()
+                .contains("fuzzy")
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! `enclave search`.
+
+use std::process::ExitCode;
+
+use enclave_retrieval::{Retriever, SearchMode, SearchRequest};
+use enclave_settings::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    /// What to look for, in plain language.
+    #[arg(required = true, value_name = "QUERY")]
+    query: Vec<String>,
+    /// Collections to search (repeatable; default: all).
+    #[arg(long = "collection", value_name = "NAME")]
+    collections: Vec<String>,
+    /// Ranking: hybrid (dense + BM25 fused), dense or bm25.
+    #[arg(long, default_value = "hybrid")]
+    mode: SearchMode,
+    /// Number of passages.
+    #[arg(long, short = 'k', default_value_t = 5)]
+    limit: usize,
+    /// Only documents of this MIME type (repeatable), e.g. application/pdf.
+    #[arg(long = "type", value_name = "MIME")]
+    mime_types: Vec<String>,
+    /// Only documents with this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Only passages carrying this access tag (repeatable).
+    #[arg(long = "access", value_name = "TAG")]
+    access: Vec<String>,
+    /// Widen each passage with its neighbouring chunks.
+    #[arg(long)]
+    expand: bool,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn pages(start: i64, end: i64) -> String {
+    if start == end {
+        format!("p. {start}")
+    } else {
+        format!("pp. {start}-{end}")
+    }
+}
+
+fn snippet(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        format!("{}...", flat.chars().take(max).collect::<String>())
+    }
+}
+
+pub async fn run(settings: &Settings, args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let retriever: Retriever = crate::app::retriever(settings).await?;
+    let request = SearchRequest {
+        query: args.query.join(" "),
+        collections: args.collections,
+        mode: args.mode,
+        limit: args.limit,
+        mime_types: args.mime_types,
+        tags: args.tags,
+        access: args.access,
+        expand_neighbours: args.expand,
+    };
+    let results = retriever.search(&request).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if results.passages.is_empty() {
+        println!("No passages found.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !results.relevant {
+        println!("Nothing relevant found; the nearest passages:");
+    }
+    for (i, p) in results.passages.iter().enumerate() {
+        let s = &p.scores;
+        let mut scores = format!("{} {:.4}", results.mode, s.fused);
+        if let Some(d) = s.dense {
+            scores.push_str(&format!(", dense {d:.3}"));
+        }
+        if let Some(b) = s.bm25 {
+            scores.push_str(&format!(", bm25 {b:.2}"));
+        }
+        println!(
+            "[{}] {}, {} ({scores})",
+            i + 1,
+            p.document_title,
+            pages(p.chunk.page_start, p.chunk.page_end)
+        );
+        if let Some(section) = &p.chunk.section {
+            println!("    section: {section}");
+        }
+        println!("    {}", snippet(&p.context, 300));
+        println!(
+            "    {} (chars {}..{})",
+            p.source_uri, p.chunk.char_start, p.chunk.char_end
+        );
+    }
+    println!("({:.0} ms)", results.took_ms);
+    Ok(ExitCode::SUCCESS)
+}
