@@ -7,3 +7,4 @@ mod common;
 mod crash;
 mod formats;
 mod lifecycle;
+mod search;
