@@ -466,15 +466,56 @@ fn clean_page(raw: &str) -> String {
             newlines += 1;
             continue;
         }
+        let line = collapse_dot_leaders(line);
         if out.is_empty() {
             out.push_str(line.trim_start());
         } else {
             out.push_str(if newlines > 1 { "\n\n" } else { "\n" });
-            out.push_str(line);
+            out.push_str(&line);
         }
         newlines = 1;
     }
     out
+}
+
+/// Replaces the dot leaders of tables of contents (". . . . ." or ".........") with " ... ":
+/// they carry no meaning and would otherwise fill chunks with tokens.
+fn collapse_dot_leaders(line: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = line.as_bytes();
+    let mut out = String::new();
+    let mut last = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'.' {
+            // a run of dots, optionally separated by single spaces
+            let start = i;
+            let mut dots = 0;
+            let mut j = i;
+            while j < bytes.len() && bytes[j] == b'.' {
+                dots += 1;
+                j += 1;
+                if j + 1 < bytes.len() && bytes[j] == b' ' && bytes[j + 1] == b'.' {
+                    j += 1;
+                }
+            }
+            if dots >= 5 {
+                out.push_str(line[last..start].trim_end());
+                out.push_str(" ... ");
+                last = j;
+                while last < bytes.len() && bytes[last] == b' ' {
+                    last += 1;
+                }
+            }
+            i = j.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    if last == 0 {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    out.push_str(&line[last..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// The body of the PDF extraction child process: reads the PDF from stdin, runs
@@ -797,6 +838,20 @@ mod tests {
             ],
             Some(info),
         ))
+    }
+
+    #[test]
+    fn dot_leaders_collapse() {
+        assert_eq!(
+            collapse_dot_leaders("9.1 How can I keep it current? . . . . . . . . . . 41"),
+            "9.1 How can I keep it current? ... 41"
+        );
+        assert_eq!(collapse_dot_leaders("Intro.......... 3"), "Intro ... 3");
+        assert_eq!(
+            collapse_dot_leaders("e.g. the end. Next..."),
+            "e.g. the end. Next..."
+        );
+        assert_eq!(collapse_dot_leaders("no dots"), "no dots");
     }
 
     #[test]
