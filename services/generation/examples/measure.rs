@@ -42,7 +42,12 @@ fn loadavg() -> String {
 
 /// Five consecutive passages of the FAQ body, sized so that the whole prompt is about
 /// `target` tokens.
-fn rag_request(engine: &LlamaCppEngine, corpus: &str, question: &str, target: usize) -> GenerationRequest {
+fn rag_request(
+    engine: &LlamaCppEngine,
+    corpus: &str,
+    question: &str,
+    target: usize,
+) -> GenerationRequest {
     let body = &corpus[corpus.len() / 5..];
     let build = |chars: usize| {
         let passages = (0..5)
@@ -103,15 +108,28 @@ async fn main() {
         .expect("engine");
 
         // Warm-up (page the weights in).
-        run(engine.generate(GenerationRequest {
-            messages: vec![ChatMessage::user("Hi")],
-            max_tokens: 4,
-            ..GenerationRequest::default()
-        }).unwrap()).await;
+        run(engine
+            .generate(GenerationRequest {
+                messages: vec![ChatMessage::user("Hi")],
+                max_tokens: 4,
+                ..GenerationRequest::default()
+            })
+            .unwrap())
+        .await;
 
-        let cold = rag_request(&engine, &corpus, "How do I upgrade Debian to a new release?", 2000);
+        let cold = rag_request(
+            &engine,
+            &corpus,
+            "How do I upgrade Debian to a new release?",
+            2000,
+        );
         let (_, cold_stats) = run(engine.generate(cold).unwrap()).await;
-        let warm = rag_request(&engine, &corpus, "Which package manager should I use?", 2000);
+        let warm = rag_request(
+            &engine,
+            &corpus,
+            "Which package manager should I use?",
+            2000,
+        );
         let (_, warm_stats) = run(engine.generate(warm).unwrap()).await;
 
         let short = GenerationRequest {
@@ -133,9 +151,12 @@ async fn main() {
         .expect("engine");
         let started = Instant::now();
         let a = engine.generate(short.clone()).unwrap();
-        let b = engine.generate(GenerationRequest { seed: 1, ..short }).unwrap();
+        let b = engine
+            .generate(GenerationRequest { seed: 1, ..short })
+            .unwrap();
         let ((_, sa), (_, sb)) = tokio::join!(run(a), run(b));
-        let total = (sa.generated_tokens + sb.generated_tokens) as f64 / started.elapsed().as_secs_f64();
+        let total =
+            (sa.generated_tokens + sb.generated_tokens) as f64 / started.elapsed().as_secs_f64();
         drop(engine);
 
         println!(

@@ -96,7 +96,10 @@ async fn a_short_chat_produces_text_and_stats() {
         ),
         "{stats:?}"
     );
-    assert!(!text.contains("<|im_end|>"), "control tokens leak: {text:?}");
+    assert!(
+        !text.contains("<|im_end|>"),
+        "control tokens leak: {text:?}"
+    );
 }
 
 #[tokio::test]
@@ -178,7 +181,11 @@ async fn the_grammar_is_obeyed() {
 #[tokio::test]
 async fn an_invalid_grammar_is_refused() {
     let engine = shared();
-    for grammar in ["root ::= <<<", r#"answer ::= "yes""#, r#"root ::= undefined"#] {
+    for grammar in [
+        "root ::= <<<",
+        r#"answer ::= "yes""#,
+        r#"root ::= undefined"#,
+    ] {
         let request = GenerationRequest {
             grammar: Some(grammar.into()),
             ..chat("Hello", 8)
@@ -200,7 +207,10 @@ async fn eight_concurrent_requests_on_two_slots_all_complete() {
     let streams = (0..8)
         .map(|i| {
             engine
-                .generate(chat(&format!("Say a word that rhymes with number {i}."), 12))
+                .generate(chat(
+                    &format!("Say a word that rhymes with number {i}."),
+                    12,
+                ))
                 .expect("8 requests fit 2 slots + a queue of 8")
         })
         .collect::<Vec<_>>();
@@ -361,7 +371,8 @@ async fn the_prefix_cache_reuses_a_shared_prompt_and_changes_nothing() {
     let warm = start(|c| c.slots = 1);
     let (_, first) = collect(warm.generate(ask("Who develops Debian?")).unwrap()).await;
     assert_eq!(first.cached_prompt_tokens, 0);
-    let (pieces, second) = collect(warm.generate(ask("How are packages installed?")).unwrap()).await;
+    let (pieces, second) =
+        collect(warm.generate(ask("How are packages installed?")).unwrap()).await;
     assert!(
         second.cached_prompt_tokens > 40,
         "the system prompt was not reused: {second:?}"
@@ -391,23 +402,29 @@ fn a_missing_model_file_is_named() {
     let path = PathBuf::from("/nonexistent/models/nothing-here.gguf");
     let err = LlamaCppEngine::start(LlamaCppConfig::new(&path)).unwrap_err();
     assert!(matches!(err, GenerationError::ModelMissing { .. }), "{err}");
-    assert!(err.to_string().contains("/nonexistent/models/nothing-here.gguf"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("/nonexistent/models/nothing-here.gguf"),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_unloadable_model_file_is_named() {
-    let path = std::env::temp_dir().join(format!("enclave-not-a-model-{}.gguf", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("enclave-not-a-model-{}.gguf", std::process::id()));
     std::fs::write(&path, b"this is not a GGUF file").unwrap();
     let err = LlamaCppEngine::start(LlamaCppConfig::new(&path)).unwrap_err();
     std::fs::remove_file(&path).unwrap();
     assert!(matches!(err, GenerationError::ModelLoad { .. }), "{err}");
-    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_request_without_messages_is_refused() {
-    let err = shared()
-        .generate(GenerationRequest::default())
-        .unwrap_err();
+    let err = shared().generate(GenerationRequest::default()).unwrap_err();
     assert!(matches!(err, GenerationError::InvalidRequest(_)), "{err}");
 }
