@@ -85,3 +85,46 @@ pub async fn retriever(settings: &Settings) -> anyhow::Result<enclave_retrieval:
         },
     )?)
 }
+
+/// The generation engine chosen by the settings, with its model loaded.
+pub async fn generator(
+    settings: &Settings,
+) -> anyhow::Result<Arc<dyn enclave_generation::Generator>> {
+    use enclave_generation::{LlamaCppConfig, LlamaCppEngine};
+    match settings.generation.engine {
+        // GGUF on the CPU: llama.cpp is the engine built in for it.
+        enclave_settings::Engine::Auto | enclave_settings::Engine::LlamaCpp => {
+            let config = LlamaCppConfig {
+                model_path: settings.generation_model(),
+                threads: Some(settings.generation_threads()),
+                context_size: settings.generation.context_size,
+                slots: settings.generation.slots,
+                queue_capacity: settings.generation.queue_capacity,
+                prefix_cache: true,
+            };
+            let engine = tokio::task::spawn_blocking(move || LlamaCppEngine::start(config))
+                .await
+                .context("the model loading task failed")??;
+            Ok(Arc::new(engine))
+        }
+    }
+}
+
+/// Retrieval and generation, for grounded answers.
+pub async fn asker(settings: &Settings) -> anyhow::Result<enclave_answer::Asker> {
+    let retriever = retriever(settings).await?;
+    let generator = generator(settings).await?;
+    let g = &settings.generation;
+    Ok(enclave_answer::Asker::new(
+        retriever,
+        generator,
+        enclave_answer::AnswerOptions {
+            passages: g.passages,
+            max_tokens: g.max_tokens,
+            temperature: g.temperature,
+            system_prompt: g.system_prompt.clone(),
+            expand_neighbours: false,
+            max_chars_between_citations: g.max_chars_between_citations,
+        },
+    ))
+}

@@ -16,9 +16,106 @@ pub struct EvalArgs {
     /// Collection to search (default: all).
     #[arg(long = "collection", value_name = "NAME")]
     collections: Vec<String>,
+    /// Also ask the model: the first N answerable questions and every unanswerable one
+    /// (answer-level refusals, citations, whether the cited passage holds the answer).
+    #[arg(long, value_name = "N")]
+    answers: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Lower-cased words, for "does this passage contain the answer" checks.
+fn words(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+fn contains_words(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (words(haystack), words(needle));
+    !n.is_empty() && h.windows(n.len()).any(|w| w == n.as_slice())
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+struct AnswerReport {
+    answerable: usize,
+    with_citation: usize,
+    cited_passage_holds_answer: usize,
+    citations: usize,
+    removed_citations: usize,
+    unanswerable: usize,
+    refused: usize,
+    false_refusals: usize,
+    ttft_ms: Vec<f64>,
+    tokens_per_s: Vec<f64>,
+}
+
+async fn evaluate_answers(
+    settings: &Settings,
+    items: &[enclave_retrieval::eval::EvalItem],
+    n: usize,
+    collections: &[String],
+) -> anyhow::Result<AnswerReport> {
+    let asker = crate::app::asker(settings).await?;
+    let mut r = AnswerReport::default();
+    let chosen = items
+        .iter()
+        .filter(|i| !i.unanswerable)
+        .take(n)
+        .chain(items.iter().filter(|i| i.unanswerable));
+    for item in chosen {
+        let answer = asker
+            .answer(&enclave_answer::AskRequest {
+                question: item.question.clone(),
+                collections: collections.to_vec(),
+                ..Default::default()
+            })
+            .await?;
+        r.citations += answer.citations.len();
+        r.removed_citations += answer.removed_citations.len();
+        if let Some(t) = answer.timings.time_to_first_token_ms {
+            r.ttft_ms.push(t);
+        }
+        if let Some(t) = answer.timings.tokens_per_s {
+            r.tokens_per_s.push(t);
+        }
+        if item.unanswerable {
+            r.unanswerable += 1;
+            r.refused += usize::from(answer.refused);
+            continue;
+        }
+        r.answerable += 1;
+        r.false_refusals += usize::from(answer.refused);
+        r.with_citation += usize::from(!answer.citations.is_empty());
+        let expected = item.answer.clone().unwrap_or_default();
+        if answer
+            .citations
+            .iter()
+            .any(|c| contains_words(&c.quote, &expected))
+        {
+            r.cited_passage_holds_answer += 1;
+        }
+    }
+    Ok(r)
+}
+
+fn pct(n: usize, d: usize) -> String {
+    if d == 0 {
+        "n/a".into()
+    } else {
+        format!("{:.2} ({n}/{d})", n as f64 / d as f64)
+    }
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize - 1]
 }
 
 const MODES: [SearchMode; 3] = [SearchMode::Dense, SearchMode::Bm25, SearchMode::Hybrid];
@@ -43,6 +140,10 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
             report.add(item, &results);
         }
     }
+    let answers = match args.answers {
+        Some(n) => Some(evaluate_answers(settings, &items, n, &args.collections).await?),
+        None => None,
+    };
     if args.json {
         let rows: Vec<_> = reports
             .iter()
@@ -64,7 +165,12 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"retrieval": rows, "answers": answers})
+            )?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let (answerable, unanswerable) = (reports[0].1.answerable, reports[0].1.unanswerable);
@@ -96,9 +202,47 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
     }
     println!();
     println!(
-        "Refusal is decided by retrieval (best dense similarity below retrieval.min_dense_score = {}); \
-         answer and citation checks need the answer engine.",
+        "Refusal is decided by retrieval (best dense similarity below retrieval.min_dense_score = {}).",
         settings.retrieval.min_dense_score
     );
+    if let Some(a) = answers {
+        println!();
+        println!(
+            "Answers ({}, hybrid retrieval):",
+            settings.generation_model().display()
+        );
+        println!();
+        println!("| measure | value |");
+        println!("|---|---|");
+        println!(
+            "| answers with at least one citation | {} |",
+            pct(a.with_citation, a.answerable)
+        );
+        println!(
+            "| citations that resolve to a given passage | {} |",
+            pct(a.citations, a.citations + a.removed_citations)
+        );
+        println!(
+            "| answers whose cited passage contains the answer text | {} |",
+            pct(a.cited_passage_holds_answer, a.answerable)
+        );
+        println!(
+            "| refusals on unanswerable questions | {} |",
+            pct(a.refused, a.unanswerable)
+        );
+        println!(
+            "| wrong refusals on answerable questions | {} |",
+            pct(a.false_refusals, a.answerable)
+        );
+        println!(
+            "| time to first token p50 / p95 | {:.1} s / {:.1} s |",
+            percentile(&a.ttft_ms, 50.0) / 1000.0,
+            percentile(&a.ttft_ms, 95.0) / 1000.0
+        );
+        println!(
+            "| decode tokens/s p50 | {:.1} |",
+            percentile(&a.tokens_per_s, 50.0)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `enclave`: the command line of the Enclave knowledge service.
 
 mod app;
+mod ask_cmd;
 mod delete_cmd;
 mod eval_cmd;
 mod ingest_cmd;
@@ -29,6 +30,8 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// Documents per collection and every failure with its reason.
     Status(status_cmd::StatusArgs),
+    /// A grounded answer written by the local model, citing the passages it comes from.
+    Ask(ask_cmd::AskArgs),
     /// Passages that answer a query: hybrid dense + BM25 search, no model.
     Search(search_cmd::SearchArgs),
     /// Retrieval quality on a question set: recall@k, MRR, nDCG, refusals, latency.
@@ -42,6 +45,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, stop quietly when the reader of the output goes away
+    // (`enclave status | head`) instead of panicking on a broken pipe.
+    // SAFETY: called first thing, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Command::ExtractPdf = cli.command {
         // No runtime, no logging: the child only extracts.
@@ -71,6 +80,7 @@ fn main() -> ExitCode {
             Command::Status(args) => status_cmd::run(&settings, args).await,
             Command::Delete(args) => delete_cmd::run(&settings, args).await,
             Command::Search(args) => search_cmd::run(&settings, args).await,
+            Command::Ask(args) => ask_cmd::run(&settings, args).await,
             Command::Eval(args) => eval_cmd::run(&settings, args).await,
             Command::ExtractPdf => unreachable!("handled before the runtime starts"),
         }

@@ -13,6 +13,16 @@ pub struct StatusArgs {
 
 pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let meta = crate::app::meta_store(settings).await?;
+    let model = settings.generation_model();
+    let engine = match settings.generation.engine {
+        enclave_settings::Engine::Auto => "llama.cpp (auto: GGUF on CPU)",
+        enclave_settings::Engine::LlamaCpp => "llama.cpp",
+    };
+    let model_state = if model.is_file() {
+        "present"
+    } else {
+        "missing: run scripts/fetch-models llm"
+    };
     let stats = meta.collection_stats().await?;
     let failures = meta.failures().await?;
     if args.json {
@@ -21,6 +31,11 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
             serde_json::json!({
                 "database": settings.database_url(),
                 "vectors": settings.vectors_path(),
+                "engine": engine,
+                "model": model,
+                "model_present": model.is_file(),
+                "threads_per_slot": settings.generation_threads(),
+                "slots": settings.generation.slots,
                 "collections": stats,
                 "failures": failures,
             })
@@ -29,6 +44,12 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
     }
     println!("Database: {}", settings.database_url());
     println!("Vectors:  {}", settings.vectors_path().display());
+    println!(
+        "Answers:  {engine}, {} slot(s) x {} thread(s), model {} ({model_state})",
+        settings.generation.slots,
+        settings.generation_threads(),
+        model.display()
+    );
     if stats.is_empty() {
         println!("No collections yet: run `enclave ingest PATH...`.");
         return Ok(ExitCode::SUCCESS);

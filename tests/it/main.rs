@@ -1,6 +1,7 @@
 //! Enclave's integration tests: the real `enclave` binary over real documents, with the real
 //! stores (SQLite + qdrant-edge, and PostgreSQL) and the real embedding model.
 
+mod ask;
 mod bad_inputs;
 mod chunks;
 mod common;

