@@ -58,8 +58,9 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ENCLAVE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,qdrant_edge=error")),
+            tracing_subscriber::EnvFilter::try_from_env("ENCLAVE_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,qdrant_edge=error,llama-cpp-2=error")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -134,15 +134,20 @@ pub struct Asker {
     options: AnswerOptions,
 }
 
+/// Shortest run of text before a citation marker: an answer must say something, not only
+/// list markers.
+const MIN_RUN: usize = 12;
+
 /// The GBNF grammar of an answer citing sources `1..=n`: runs of free text (no brackets) of
-/// at most `max_run` characters, each followed by a marker `[k]` naming a given source, and an
+/// `MIN_RUN` to `max_run` characters, each followed by a marker `[k]` naming a given source, and an
 /// optional short closing run. So an answer cites early and often, and cannot cite anything
 /// else. (Unambiguous: no two text runs in a row, so the grammar engine keeps one parse.)
 pub fn citation_grammar(n: usize, max_run: usize) -> String {
     let ids: Vec<String> = (1..=n.max(1)).map(|i| format!("\"{i}\"")).collect();
     format!(
-        "root ::= (text? cite)+ text?\ntext ::= [^\\[\\]]{{1,{}}}\ncite ::= \"[\" ({}) \"]\"\n",
-        max_run.max(1),
+        "root ::= (text cite)+ text?\ntext ::= [^\\[\\]]{{{},{}}}\ncite ::= \"[\" ({}) \"]\"\n",
+        MIN_RUN,
+        max_run.max(MIN_RUN),
         ids.join(" | ")
     )
 }
@@ -385,7 +390,7 @@ mod tests {
     #[test]
     fn grammar_names_exactly_the_given_sources() {
         let g = citation_grammar(3, 200);
-        assert!(g.contains("{1,200}"), "{g}");
+        assert!(g.contains("{12,200}"), "{g}");
         assert!(g.contains("\"1\" | \"2\" | \"3\""), "{g}");
         assert!(!g.contains("\"4\""));
         assert!(g.starts_with("root ::="));
