@@ -7,6 +7,8 @@ use enclave_answer::{AskEvent, AskRequest};
 use enclave_retrieval::SearchMode;
 use enclave_settings::Settings;
 
+use crate::display::pages;
+
 #[derive(Debug, clap::Args)]
 pub struct AskArgs {
     /// The question, in plain language.
@@ -24,14 +26,6 @@ pub struct AskArgs {
     /// Print the finished answer as JSON instead of streaming it.
     #[arg(long)]
     json: bool,
-}
-
-fn pages(start: i64, end: i64) -> String {
-    if start == end {
-        format!("p. {start}")
-    } else {
-        format!("pp. {start}-{end}")
-    }
 }
 
 pub async fn run(settings: &Settings, args: AskArgs) -> anyhow::Result<ExitCode> {

@@ -3,6 +3,7 @@
 mod app;
 mod ask_cmd;
 mod delete_cmd;
+mod display;
 mod eval_cmd;
 mod ingest_cmd;
 mod search_cmd;

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use enclave_retrieval::{Retriever, SearchMode, SearchRequest};
 use enclave_settings::Settings;
 
+use crate::display::pages;
+
 #[derive(Debug, clap::Args)]
 pub struct SearchArgs {
     /// What to look for, in plain language.
@@ -34,14 +36,6 @@ pub struct SearchArgs {
     /// Print as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn pages(start: i64, end: i64) -> String {
-    if start == end {
-        format!("p. {start}")
-    } else {
-        format!("pp. {start}-{end}")
-    }
 }
 
 fn snippet(text: &str, max: usize) -> String {

@@ -258,6 +258,22 @@ fn chunk_from_row(row: &AnyRow) -> Result<ChunkRecord> {
     })
 }
 
+fn page_from_row(row: &AnyRow) -> Result<PageRecord> {
+    Ok(PageRecord {
+        page_number: row.try_get("page_number")?,
+        char_start: row.try_get("char_start")?,
+        text: row.try_get("text")?,
+    })
+}
+
+fn collection_from_row(row: &AnyRow) -> Result<Collection> {
+    Ok(Collection {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
 fn json_text<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
@@ -357,14 +373,7 @@ impl MetaStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(Collection {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(collection_from_row).transpose()
     }
 
     /// All collections, by name.
@@ -372,15 +381,7 @@ impl MetaStore {
         let rows = sqlx::query("SELECT id, name, created_at FROM collections ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Collection {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(collection_from_row).collect()
     }
 
     /// The document of `collection_id` with this source URI.
@@ -884,15 +885,7 @@ impl MetaStore {
         .bind(last)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PageRecord {
-                    page_number: r.try_get("page_number")?,
-                    char_start: r.try_get("char_start")?,
-                    text: r.try_get("text")?,
-                })
-            })
-            .collect()
+        rows.iter().map(page_from_row).collect()
     }
 
     /// Pages of the active version of a document, in order.
@@ -905,15 +898,7 @@ impl MetaStore {
         .bind(document_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PageRecord {
-                    page_number: r.try_get("page_number")?,
-                    char_start: r.try_get("char_start")?,
-                    text: r.try_get("text")?,
-                })
-            })
-            .collect()
+        rows.iter().map(page_from_row).collect()
     }
 
     /// `(version, state)` of every version of a document, oldest first.
