@@ -76,13 +76,7 @@ pub async fn retriever(settings: &Settings) -> anyhow::Result<enclave_retrieval:
         meta,
         vectors,
         embedder,
-        enclave_retrieval::RetrievalOptions {
-            dense_weight: settings.retrieval.dense_weight,
-            bm25_weight: settings.retrieval.bm25_weight,
-            rrf_k: settings.retrieval.rrf_k,
-            candidates_factor: settings.retrieval.candidates_factor,
-            min_dense_score: settings.retrieval.min_dense_score,
-        },
+        enclave_retrieval::RetrievalOptions::from(&settings.retrieval),
     )?)
 }
 

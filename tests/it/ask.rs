@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use enclave_answer::{AnswerError, AnswerOptions, AskEvent, AskRequest, Asker, NOT_IN_CORPUS};
-use enclave_embed::{OnnxEmbedder, OnnxEmbedderConfig};
 use enclave_generation::{GenerationError, LlamaCppConfig, LlamaCppEngine};
 use enclave_retrieval::{RetrievalOptions, Retriever};
 
-use crate::common::{TestEnv, corpus_file, document_text, models_dir};
+use crate::common::{TestEnv, corpus_file, document_text, embedder, models_dir};
 
 fn small_model() -> std::path::PathBuf {
     let p = models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -21,15 +20,7 @@ fn small_model() -> std::path::PathBuf {
 }
 
 async fn asker(env: &TestEnv, slots: usize, queue: usize) -> Asker {
-    let embedder = OnnxEmbedder::start(OnnxEmbedderConfig {
-        model_dir: models_dir().join("all-minilm-l6-v2"),
-        onnxruntime: models_dir().join("onnxruntime/libonnxruntime.so"),
-        max_input_tokens: 256,
-        batch_size: 8,
-        threads: None,
-    })
-    .await
-    .unwrap();
+    let embedder = embedder().await;
     let retriever = Retriever::new(
         env.meta().await,
         Arc::new(env.vectors()),

@@ -206,3 +206,16 @@ pub fn document_text(pages: &[enclave_storage::PageRecord]) -> String {
         .collect::<Vec<_>>()
         .join(enclave_ingest::parse::PAGE_SEPARATOR)
 }
+
+/// The real embedding model, as the binary loads it.
+pub async fn embedder() -> enclave_embed::OnnxEmbedder {
+    enclave_embed::OnnxEmbedder::start(enclave_embed::OnnxEmbedderConfig {
+        model_dir: models_dir().join("all-minilm-l6-v2"),
+        onnxruntime: models_dir().join("onnxruntime/libonnxruntime.so"),
+        max_input_tokens: 256,
+        batch_size: 8,
+        threads: None,
+    })
+    .await
+    .unwrap()
+}

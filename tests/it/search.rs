@@ -3,24 +3,15 @@
 
 use std::sync::Arc;
 
-use enclave_embed::{OnnxEmbedder, OnnxEmbedderConfig};
 use enclave_retrieval::eval::{ModeReport, parse_set};
 use enclave_retrieval::{RetrievalOptions, Retriever, SearchMode, SearchRequest};
 
-use crate::common::{TestEnv, corpus_file, models_dir};
+use crate::common::{TestEnv, corpus_file, embedder};
 
 const FAQ: &str = "debian-faq__FAQ__debian-faq.en.pdf";
 
 async fn retriever(env: &TestEnv) -> Retriever {
-    let embedder = OnnxEmbedder::start(OnnxEmbedderConfig {
-        model_dir: models_dir().join("all-minilm-l6-v2"),
-        onnxruntime: models_dir().join("onnxruntime/libonnxruntime.so"),
-        max_input_tokens: 256,
-        batch_size: 32,
-        threads: None,
-    })
-    .await
-    .unwrap();
+    let embedder = embedder().await;
     Retriever::new(
         env.meta().await,
         Arc::new(env.vectors()),

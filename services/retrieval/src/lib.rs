@@ -84,15 +84,22 @@ pub struct RetrievalOptions {
     pub min_dense_score: f32,
 }
 
+impl From<&enclave_settings::RetrievalSettings> for RetrievalOptions {
+    fn from(s: &enclave_settings::RetrievalSettings) -> Self {
+        Self {
+            dense_weight: s.dense_weight,
+            bm25_weight: s.bm25_weight,
+            rrf_k: s.rrf_k,
+            candidates_factor: s.candidates_factor,
+            min_dense_score: s.min_dense_score,
+        }
+    }
+}
+
+/// The documented defaults of the `[retrieval]` settings.
 impl Default for RetrievalOptions {
     fn default() -> Self {
-        Self {
-            dense_weight: 1.0,
-            bm25_weight: 1.0,
-            rrf_k: 60.0,
-            candidates_factor: 4,
-            min_dense_score: 0.30,
-        }
+        Self::from(&enclave_settings::RetrievalSettings::default())
     }
 }
 
