@@ -53,12 +53,11 @@ struct AnswerReport {
 }
 
 async fn evaluate_answers(
-    settings: &Settings,
+    asker: &enclave_answer::Asker,
     items: &[enclave_retrieval::eval::EvalItem],
     n: usize,
     collections: &[String],
 ) -> anyhow::Result<AnswerReport> {
-    let asker = crate::app::asker(settings).await?;
     let mut r = AnswerReport::default();
     let chosen = items
         .iter()
@@ -124,7 +123,15 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
     let text = std::fs::read_to_string(&args.set)
         .with_context(|| format!("reading {}", args.set.display()))?;
     let items = parse_set(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.set.display()))?;
-    let retriever = crate::app::retriever(settings).await?;
+    // One process opens the embedded vector store once: the asker's retriever serves both.
+    let asker = match args.answers {
+        Some(_) => Some(crate::app::asker(settings).await?),
+        None => None,
+    };
+    let retriever = match &asker {
+        Some(a) => a.retriever().clone(),
+        None => crate::app::retriever(settings).await?,
+    };
     let mut reports: Vec<(SearchMode, ModeReport)> =
         MODES.iter().map(|m| (*m, ModeReport::default())).collect();
     for item in &items {
@@ -140,9 +147,9 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
             report.add(item, &results);
         }
     }
-    let answers = match args.answers {
-        Some(n) => Some(evaluate_answers(settings, &items, n, &args.collections).await?),
-        None => None,
+    let answers = match (&asker, args.answers) {
+        (Some(a), Some(n)) => Some(evaluate_answers(a, &items, n, &args.collections).await?),
+        _ => None,
     };
     if args.json {
         let rows: Vec<_> = reports

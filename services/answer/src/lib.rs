@@ -225,6 +225,11 @@ impl Asker {
         }
     }
 
+    /// The retriever that finds the passages.
+    pub fn retriever(&self) -> &Retriever {
+        &self.retriever
+    }
+
     /// The engine and model that write the answers.
     pub fn engine(&self) -> enclave_generation::EngineInfo {
         self.generator.info()

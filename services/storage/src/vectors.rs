@@ -211,11 +211,23 @@ impl EdgeVectorStore {
             .on_disk_payload(true)
             .build();
         let exists = path.join("edge_config.json").is_file();
-        let shard = if exists {
-            EdgeShard::load(path, None).map_err(edge_err)?
+        let opened = if exists {
+            EdgeShard::load(path, None)
         } else {
-            EdgeShard::new(path, config).map_err(edge_err)?
+            EdgeShard::new(path, config)
         };
+        let shard = opened.map_err(|e| {
+            let message = e.to_string();
+            if message.contains("WouldBlock") {
+                StorageError::Vector(format!(
+                    "{} is in use by another Enclave process (the embedded vector store serves \
+                     one process at a time)",
+                    path.display()
+                ))
+            } else {
+                edge_err(message)
+            }
+        })?;
         let stored = shard
             .config()
             .vectors

@@ -430,3 +430,13 @@ async fn edge_vector_store_round_trip() {
     let err = EdgeVectorStore::open(&path, 384).unwrap_err();
     assert!(err.to_string().contains("384"), "{err}");
 }
+
+#[tokio::test]
+async fn a_vector_store_in_use_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vectors");
+    let _first = EdgeVectorStore::open(&path, 3).unwrap();
+    let err = EdgeVectorStore::open(&path, 3).unwrap_err().to_string();
+    assert!(err.contains("in use by another Enclave process"), "{err}");
+    assert!(err.contains(path.to_str().unwrap()), "{err}");
+}
