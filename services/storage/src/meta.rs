@@ -687,42 +687,28 @@ impl MetaStore {
     /// Versions whose vectors and rows must be removed: interrupted ones (`indexing`, when no
     /// ingest is running), superseded ones, and failed ones (which may hold partial rows).
     pub async fn pending_purges(&self, include_indexing: bool) -> Result<Vec<PurgeTask>> {
+        // A failed version is purged once: after its purge it holds no rows any more.
         let rows = sqlx::query(
-            "SELECT document_id, version, state FROM document_versions \
-             WHERE state IN ('superseded', 'failed') OR ($1 = 1 AND state = 'indexing') \
-             ORDER BY document_id, version",
+            "SELECT v.document_id, v.version, v.state FROM document_versions v \
+             WHERE v.state = 'superseded' OR ($1 = 1 AND v.state = 'indexing') \
+             OR (v.state = 'failed' AND (\
+                 EXISTS (SELECT 1 FROM chunks c WHERE c.document_id = v.document_id AND c.version = v.version) \
+                 OR EXISTS (SELECT 1 FROM pages p WHERE p.document_id = v.document_id AND p.version = v.version))) \
+             ORDER BY v.document_id, v.version",
         )
         .bind(i64::from(include_indexing))
         .fetch_all(&self.pool)
         .await?;
-        let mut tasks = Vec::new();
-        for r in rows {
-            let state: String = r.try_get("state")?;
-            let task = PurgeTask {
-                document_id: r.try_get("document_id")?,
-                version: r.try_get("version")?,
-                state: state.parse()?,
-            };
-            // failed versions are purged once: their rows are gone when marked 'failed' below
-            if task.state == VersionState::Failed && !self.has_rows(&task).await? {
-                continue;
-            }
-            tasks.push(task);
-        }
-        Ok(tasks)
-    }
-
-    async fn has_rows(&self, task: &PurgeTask) -> Result<bool> {
-        let n: i64 = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM chunks WHERE document_id = $1 AND version = $2) + \
-             (SELECT COUNT(*) FROM pages WHERE document_id = $1 AND version = $2) AS n",
-        )
-        .bind(&task.document_id)
-        .bind(task.version)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?;
-        Ok(n > 0)
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(PurgeTask {
+                    document_id: r.try_get("document_id")?,
+                    version: r.try_get("version")?,
+                    state: state.parse()?,
+                })
+            })
+            .collect()
     }
 
     /// Completes a purge after the version's vectors were deleted: removes its chunk and page
