@@ -47,6 +47,16 @@ pub async fn ingestor(settings: &Settings) -> anyhow::Result<Ingestor> {
     let meta = meta_store(settings).await?;
     let vectors = vector_store(settings)?;
     let embedder = embedder(settings).await?;
+    ingestor_with(settings, meta, vectors, embedder)
+}
+
+/// The ingest pipeline over stores and an embedder the caller opened.
+pub fn ingestor_with(
+    settings: &Settings,
+    meta: MetaStore,
+    vectors: Arc<dyn VectorStore>,
+    embedder: OnnxEmbedder,
+) -> anyhow::Result<Ingestor> {
     let chunker = Chunker::new(
         embedder.tokenizer(),
         settings.chunking.max_tokens,
@@ -104,21 +114,26 @@ pub async fn generator(
     }
 }
 
+/// How answers are written, from the `[generation]` settings.
+pub fn answer_options(settings: &Settings) -> enclave_answer::AnswerOptions {
+    let g = &settings.generation;
+    enclave_answer::AnswerOptions {
+        passages: g.passages,
+        max_tokens: g.max_tokens,
+        temperature: g.temperature,
+        system_prompt: g.system_prompt.clone(),
+        expand_neighbours: false,
+        max_chars_between_citations: g.max_chars_between_citations,
+    }
+}
+
 /// Retrieval and generation, for grounded answers.
 pub async fn asker(settings: &Settings) -> anyhow::Result<enclave_answer::Asker> {
     let retriever = retriever(settings).await?;
     let generator = generator(settings).await?;
-    let g = &settings.generation;
     Ok(enclave_answer::Asker::new(
         retriever,
         generator,
-        enclave_answer::AnswerOptions {
-            passages: g.passages,
-            max_tokens: g.max_tokens,
-            temperature: g.temperature,
-            system_prompt: g.system_prompt.clone(),
-            expand_neighbours: false,
-            max_chars_between_citations: g.max_chars_between_citations,
-        },
+        answer_options(settings),
     ))
 }

@@ -25,6 +25,9 @@ pub struct IngestArgs {
     /// Process again documents whose last attempt failed, even if unchanged.
     #[arg(long)]
     retry_failed: bool,
+    /// Make a new version of every document, even unchanged ones (re-index).
+    #[arg(long)]
+    force: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -66,6 +69,7 @@ pub async fn run(settings: &Settings, args: IngestArgs) -> anyhow::Result<ExitCo
         access: args.access,
         tags: args.tags,
         retry_failed: args.retry_failed,
+        force: args.force,
     };
     let summary = ingestor.ingest(&request, &progress).await;
     progress.bar.finish_and_clear();

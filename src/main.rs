@@ -1,5 +1,6 @@
 //! `enclave`: the command line of the Enclave knowledge service.
 
+mod access_cmd;
 mod app;
 mod ask_cmd;
 mod delete_cmd;
@@ -7,6 +8,7 @@ mod display;
 mod eval_cmd;
 mod ingest_cmd;
 mod search_cmd;
+mod serve_cmd;
 mod status_cmd;
 
 use std::path::PathBuf;
@@ -39,6 +41,12 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// Delete documents (by id, path or source URI) with their chunks and vectors.
     Delete(delete_cmd::DeleteArgs),
+    /// Serve the web UI, the REST API and the OpenAI-compatible API, with an ingest worker.
+    Serve(serve_cmd::ServeArgs),
+    /// People who sign in to the web UI.
+    Users(access_cmd::UsersArgs),
+    /// API keys for the REST and OpenAI-compatible APIs.
+    Keys(access_cmd::KeysArgs),
     /// Reads a PDF on standard input and writes its pages as JSON (the isolated extractor
     /// the ingest pipeline starts for every PDF).
     #[command(hide = true)]
@@ -84,6 +92,9 @@ fn main() -> ExitCode {
             Command::Search(args) => search_cmd::run(&settings, args).await,
             Command::Ask(args) => ask_cmd::run(&settings, args).await,
             Command::Eval(args) => eval_cmd::run(&settings, args).await,
+            Command::Serve(args) => serve_cmd::run(&settings, args).await,
+            Command::Users(args) => access_cmd::users(&settings, args).await,
+            Command::Keys(args) => access_cmd::keys(&settings, args).await,
             Command::ExtractPdf => unreachable!("handled before the runtime starts"),
         }
     });

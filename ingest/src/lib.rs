@@ -14,7 +14,7 @@ pub mod source;
 pub use chunk::{Chunk, Chunker};
 pub use pipeline::{
     FileOutcome, IngestObserver, IngestOptions, IngestRequest, IngestSummary, Ingestor,
-    delete_document, recover,
+    StoredContent, delete_document, recover,
 };
 
 /// Errors that stop an ingest as a whole (a single bad document never does: its failure is

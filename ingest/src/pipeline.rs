@@ -57,6 +57,28 @@ pub struct IngestRequest {
     pub tags: Vec<String>,
     /// Process documents whose last attempt failed even when their content is unchanged.
     pub retry_failed: bool,
+    /// Process every document again, even when its content is unchanged (re-index).
+    pub force: bool,
+}
+
+/// Content already kept by the caller (an upload, or a document to re-index), ingested as
+/// one document with the identity the caller gives it.
+#[derive(Debug, Clone)]
+pub struct StoredContent {
+    pub collection: String,
+    /// Where the bytes are.
+    pub path: PathBuf,
+    /// The original file name: type detection and the fallback title.
+    pub file_name: String,
+    /// The document's identity in its collection.
+    pub source_uri: String,
+    pub external_id: Option<String>,
+    /// Overrides the title found in the document.
+    pub title: Option<String>,
+    pub tags: Vec<String>,
+    pub access: Vec<String>,
+    /// Make a new version even when the content is unchanged.
+    pub force: bool,
 }
 
 /// How one file (or attachment) ended.
@@ -124,6 +146,9 @@ struct Blob {
     name: PathBuf,
     bytes: Vec<u8>,
     parent_id: Option<String>,
+    external_id: Option<String>,
+    /// Set by the caller: wins over the title found in the document.
+    title: Option<String>,
 }
 
 /// Everything the pipeline needs; cheap to clone.
@@ -334,8 +359,55 @@ impl Ingestor {
             name: path.to_path_buf(),
             bytes,
             parent_id: None,
+            external_id: None,
+            title: None,
         };
         self.ingest_blob(blob, collection_id, request).await
+    }
+
+    /// Ingests content the caller keeps (see [`StoredContent`]). Unlike [`Ingestor::ingest`],
+    /// runs no recovery: the caller must be the only writer, as an ingest worker is. A bad
+    /// document fails alone (`Ok(Failed)`); `Err` only for store failures.
+    pub async fn ingest_stored(&self, item: &StoredContent) -> Result<FileOutcome, IngestError> {
+        let collection = self.meta.ensure_collection(&item.collection).await?;
+        let request = IngestRequest {
+            paths: Vec::new(),
+            collection: item.collection.clone(),
+            access: item.access.clone(),
+            tags: item.tags.clone(),
+            retry_failed: true,
+            force: item.force,
+        };
+        let bytes = match tokio::fs::read(&item.path).await {
+            Ok(b) => b,
+            Err(e) => {
+                let reason = format!("cannot read the stored content: {e}");
+                self.meta
+                    .record_failure(&collection.id, &item.source_uri, &item.file_name, &reason)
+                    .await?;
+                return Ok(FileOutcome::Failed { reason });
+            }
+        };
+        if bytes.len() as u64 > self.options.max_file_bytes {
+            let reason = ParseError::TooLarge {
+                size: bytes.len() as u64,
+                limit: self.options.max_file_bytes,
+            }
+            .to_string();
+            self.meta
+                .record_failure(&collection.id, &item.source_uri, &item.file_name, &reason)
+                .await?;
+            return Ok(FileOutcome::Failed { reason });
+        }
+        let blob = Blob {
+            source_uri: item.source_uri.clone(),
+            name: PathBuf::from(&item.file_name),
+            bytes,
+            parent_id: None,
+            external_id: item.external_id.clone(),
+            title: item.title.clone(),
+        };
+        self.ingest_blob(blob, &collection.id, &request).await
     }
 
     /// Ingests one unit of content, then its attachments.
@@ -358,7 +430,11 @@ impl Ingestor {
                 .await?;
             if let Some(doc) = &existing {
                 let failed = doc.status != "ready";
-                if doc.sha256 == sha && doc.is_settled() && !(failed && request.retry_failed) {
+                if doc.sha256 == sha
+                    && doc.is_settled()
+                    && !(failed && request.retry_failed)
+                    && !request.force
+                {
                     return Ok(FileOutcome::Unchanged);
                 }
             }
@@ -366,9 +442,9 @@ impl Ingestor {
             let new = NewVersion {
                 collection_id: collection_id.to_string(),
                 source_uri: blob.source_uri.clone(),
-                external_id: None,
+                external_id: blob.external_id.clone(),
                 parent_id: blob.parent_id.clone(),
-                title: file_name(&blob.name),
+                title: blob.title.clone().unwrap_or_else(|| file_name(&blob.name)),
                 mime_type: kind.map(|k| k.mime_type().to_string()),
                 sha256: sha,
                 byte_size: blob.bytes.len() as i64,
@@ -394,6 +470,8 @@ impl Ingestor {
                             name: PathBuf::from(&att.file_name),
                             bytes: att.bytes,
                             parent_id: Some(doc_id.clone()),
+                            external_id: None,
+                            title: None,
                         };
                         let child_uri = child.source_uri.clone();
                         let child_outcome = self.ingest_blob(child, collection_id, request).await?;
@@ -499,10 +577,10 @@ impl Ingestor {
                 ),
             });
         }
-        let title = parsed
+        let title = blob
             .title
             .clone()
-            .filter(|t| !t.trim().is_empty())
+            .or_else(|| parsed.title.clone().filter(|t| !t.trim().is_empty()))
             .unwrap_or_else(|| new.title.clone());
         let (parsed, chunks) = {
             let chunker = self.chunker.clone();

@@ -51,6 +51,11 @@ pub fn file_uri(path: &Path) -> String {
     format!("file://{}", abs.display())
 }
 
+/// The path of a `file://` URI made by [`file_uri`] (`None` for other URIs).
+pub fn path_of_file_uri(uri: &str) -> Option<PathBuf> {
+    uri.strip_prefix("file://").map(PathBuf::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,6 +94,8 @@ pub struct Citation {
 pub struct Timings {
     pub retrieval_ms: f64,
     pub time_to_first_token_ms: Option<f64>,
+    /// Tokens of the prompt (sources, question and instructions).
+    pub prompt_tokens: usize,
     pub generated_tokens: usize,
     pub tokens_per_s: Option<f64>,
     pub total_ms: f64,
@@ -342,6 +344,7 @@ impl Asker {
                                 time_to_first_token_ms: Some(
                                     retrieval_ms + stats.queue_ms + stats.time_to_first_token_ms,
                                 ),
+                                prompt_tokens: stats.prompt_tokens,
                                 generated_tokens: stats.generated_tokens,
                                 tokens_per_s: Some(stats.decode_tokens_per_s),
                                 total_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -50,6 +50,67 @@ pub struct Settings {
     pub retrieval: RetrievalSettings,
     /// Answers: the language model and how it runs.
     pub generation: GenerationSettings,
+    /// The HTTP server (`enclave serve`).
+    pub server: ServerSettings,
+    /// Who may use the server. `ENCLAVE_AUTH=off` is a shorthand for `auth.enabled = false`.
+    pub auth: AuthSettings,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address and port to listen on (`--bind` overrides). Port 0 picks a free port.
+    pub bind: String,
+    /// Largest upload accepted by the API, in bytes; larger ones get 413.
+    pub max_upload_bytes: u64,
+    /// Largest JSON request body, in bytes.
+    pub max_json_bytes: usize,
+    /// HTTP worker threads. Unset: the number of cores.
+    pub workers: Option<usize>,
+    /// Seconds in-flight requests get to finish on shutdown (SIGTERM, Ctrl-C).
+    pub shutdown_timeout_secs: u64,
+    /// Directory where uploaded originals are kept (content-addressed). Unset: `data_dir/uploads`.
+    pub uploads_dir: Option<PathBuf>,
+    /// Uploads waiting for the ingest worker before new ones get 429.
+    pub ingest_queue_capacity: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            max_upload_bytes: 100 * 1024 * 1024,
+            max_json_bytes: 1024 * 1024,
+            workers: None,
+            shutdown_timeout_secs: 30,
+            uploads_dir: None,
+            ingest_queue_capacity: 10_000,
+        }
+    }
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// API keys for `/api/v1` and `/v1`, a login page for the UI. Off: a trusted single-user
+    /// mode where every request acts as an administrator (only behind a private interface).
+    pub enabled: bool,
+    /// Hours a UI login lasts.
+    pub session_hours: u64,
+    /// Mark the session cookie `Secure` (set when the server is reached over HTTPS).
+    pub secure_cookies: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_hours: 12,
+            secure_cookies: false,
+        }
+    }
 }
 
 /// Which generation engine writes answers.
@@ -237,6 +298,8 @@ impl Default for Settings {
             chunking: ChunkingSettings::default(),
             ingest: IngestSettings::default(),
             retrieval: RetrievalSettings::default(),
+            server: ServerSettings::default(),
+            auth: AuthSettings::default(),
             generation: GenerationSettings::default(),
         }
     }
@@ -294,7 +357,7 @@ impl Default for IngestSettings {
 }
 
 /// Top-level keys of [`Settings`], as `ENCLAVE_*` variables name them.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 11] = [
     "data_dir",
     "models_dir",
     "database",
@@ -304,6 +367,8 @@ const SECTIONS: [&str; 9] = [
     "ingest",
     "retrieval",
     "generation",
+    "server",
+    "auth",
 ];
 
 impl Settings {
@@ -334,10 +399,24 @@ impl Settings {
             Env::prefixed("ENCLAVE_")
                 .filter(|key| {
                     let top = key.as_str().split("__").next().unwrap_or_default();
-                    SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(top))
+                    // ENCLAVE_AUTH alone is the on/off shorthand, read below.
+                    !key.as_str().eq_ignore_ascii_case("auth")
+                        && SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(top))
                 })
                 .split("__"),
         );
+        if let Ok(value) = std::env::var("ENCLAVE_AUTH") {
+            let enabled = match value.to_ascii_lowercase().as_str() {
+                "on" | "true" | "1" | "yes" => true,
+                "off" | "false" | "0" | "no" => false,
+                other => {
+                    return Err(SettingsError::Invalid(format!(
+                        "ENCLAVE_AUTH = '{other}': use on or off"
+                    )));
+                }
+            };
+            figment = figment.merge(Serialized::default("auth.enabled", enabled));
+        }
         let settings: Settings = figment
             .extract()
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
@@ -415,6 +494,14 @@ impl Settings {
             .unwrap_or_else(|| self.models_dir.join("onnxruntime/libonnxruntime.so"))
     }
 
+    /// The directory of uploaded originals.
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.server
+            .uploads_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("uploads"))
+    }
+
     /// The GGUF model file that writes answers.
     pub fn generation_model(&self) -> PathBuf {
         self.generation.model.clone().unwrap_or_else(|| {
@@ -440,6 +527,8 @@ impl Settings {
 }
 
 #[cfg(test)]
+// figment's Jail closures return its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -475,6 +564,23 @@ mod tests {
             assert_eq!(s.chunking.overlap_tokens, 20);
             assert_eq!(s.database_url(), "postgres://localhost/enclave");
             assert_eq!(s.vectors_path(), PathBuf::from("/srv/enclave/vectors"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn auth_shorthand_and_server_section() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(s.auth.enabled, "authentication is on by default");
+            jail.set_env("ENCLAVE_AUTH", "off");
+            jail.set_env("ENCLAVE_SERVER__BIND", "0.0.0.0:9000");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(!s.auth.enabled);
+            assert_eq!(s.server.bind, "0.0.0.0:9000");
+            jail.set_env("ENCLAVE_AUTH", "maybe");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("ENCLAVE_AUTH"), "{err}");
             Ok(())
         });
     }

@@ -19,6 +19,9 @@ pub enum StorageError {
     /// A lookup found nothing.
     #[error("{0} not found")]
     NotFound(String),
+    /// The record already exists (a collection or user name taken).
+    #[error("{0} already exists")]
+    Conflict(String),
     /// Stored data could not be decoded (corrupt JSON column, unknown state).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

@@ -2,6 +2,7 @@
 //!
 //! - [`MetaStore`]: collections, documents, versions, pages, chunks and ingest runs, in SQLite
 //!   (embedded default) or PostgreSQL (production) through one sqlx code path.
+//! - Users, API keys and login sessions (hashed secrets only) in the same database.
 //! - [`VectorStore`]: the seam for dense + BM25 vectors with filterable payloads;
 //!   [`EdgeVectorStore`] is the in-process qdrant-edge backend.
 //!
@@ -11,14 +12,17 @@
 //! readers never seeing a mix, and what makes every interrupted operation repairable by
 //! [`MetaStore::pending_purges`] + [`VectorStore::delete_version`].
 
+mod access;
 mod error;
 mod meta;
 mod vectors;
 
+pub use access::{ApiKeyRecord, UserRecord};
 pub use error::StorageError;
 pub use meta::{
-    ChunkRecord, Collection, CollectionStats, Document, DocumentFailure, MetaStore, NewVersion,
-    PageRecord, PurgeTask, RunCounts, Timestamp, VersionState, now,
+    ChunkRecord, Collection, CollectionStats, Document, DocumentFailure, DocumentFilter,
+    DocumentPage, MetaStore, NewVersion, PageRecord, PurgeTask, RunCounts, Timestamp,
+    VersionRecord, VersionState, now,
 };
 pub use vectors::{
     Bm25Encoder, ChunkPoint, EdgeVectorStore, PointPayload, VectorFilter, VectorHit, VectorQuery,

@@ -202,10 +202,65 @@ pub struct RunCounts {
     pub chunks: i64,
 }
 
+/// One version of a document, as listed to curators and integrators.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionRecord {
+    pub version: i64,
+    pub state: VersionState,
+    pub sha256: String,
+    pub error: Option<String>,
+    pub page_count: i64,
+    pub chunk_count: i64,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Which documents a listing returns (every field narrows; `None`: any).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DocumentFilter {
+    pub collection_id: Option<String>,
+    pub status: Option<String>,
+    pub mime_type: Option<String>,
+    pub tag: Option<String>,
+    /// Leave out attachments (documents with a parent).
+    pub top_level_only: bool,
+}
+
+/// One page of a document listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DocumentPage {
+    pub documents: Vec<Document>,
+    /// Documents matching the filter, all pages together.
+    pub total: i64,
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds `$1..$5` of [`MetaStore::list_documents`]'s condition.
+fn bind_filter<'q>(q: AnyQuery<'q>, filter: &DocumentFilter, tag: &str) -> AnyQuery<'q> {
+    q.bind(filter.collection_id.clone().unwrap_or_default())
+        .bind(filter.status.clone().unwrap_or_default())
+        .bind(filter.mime_type.clone().unwrap_or_default())
+        .bind(tag.to_string())
+        .bind(i64::from(filter.top_level_only))
+}
+
 /// Metadata store over a pooled SQLite or PostgreSQL connection.
 #[derive(Debug, Clone)]
 pub struct MetaStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
@@ -367,6 +422,191 @@ impl MetaStore {
             .ok_or_else(|| StorageError::NotFound(format!("collection '{name}'")))
     }
 
+    /// Creates the collection `name`; [`StorageError::Conflict`] if it exists.
+    pub async fn create_collection(&self, name: &str) -> Result<Collection> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let done = sqlx::query(
+            "INSERT INTO collections (id, name, settings, created_at) VALUES ($1, $2, '{}', $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::Conflict(format!("collection '{name}'")));
+        }
+        self.collection_by_name(name)
+            .await?
+            .ok_or_else(|| StorageError::NotFound(format!("collection '{name}'")))
+    }
+
+    /// Removes a collection row and its ingest runs (its documents must be deleted first).
+    pub async fn delete_collection_row(&self, id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let left: i64 = sqlx::query("SELECT COUNT(*) AS n FROM documents WHERE collection_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        if left > 0 {
+            return Err(StorageError::Conflict(format!(
+                "{left} documents still in collection {id}"
+            )));
+        }
+        sqlx::query("DELETE FROM ingest_runs WHERE collection_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM collections WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Documents matching `filter`, most recently changed first, `limit` from `offset`.
+    pub async fn list_documents(
+        &self,
+        filter: &DocumentFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<DocumentPage> {
+        let tag = filter
+            .tag
+            .as_ref()
+            .map(|t| {
+                format!(
+                    "%{}%",
+                    like_escape(&serde_json::to_string(t).unwrap_or_default())
+                )
+            })
+            .unwrap_or_default();
+        let condition = "($1 = '' OR collection_id = $1) AND ($2 = '' OR status = $2) \
+             AND ($3 = '' OR mime_type = $3) AND ($4 = '' OR tags LIKE $4 ESCAPE '\\') \
+             AND ($5 = 0 OR parent_id IS NULL)";
+        let count_sql = format!("SELECT COUNT(*) AS n FROM documents WHERE {condition}");
+        let total: i64 = bind_filter(sqlx::query(&count_sql), filter, &tag)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE {condition} \
+             ORDER BY updated_at DESC, id LIMIT $6 OFFSET $7"
+        );
+        let rows = bind_filter(sqlx::query(&sql), filter, &tag)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(DocumentPage {
+            documents: rows.iter().map(document_from_row).collect::<Result<_>>()?,
+            total,
+        })
+    }
+
+    /// Documents carrying this external id (one per collection at most).
+    pub async fn documents_by_external_id(&self, external_id: &str) -> Result<Vec<Document>> {
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE external_id = $1 ORDER BY collection_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(external_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(document_from_row).collect()
+    }
+
+    /// Records content waiting for the ingest worker: the document (created if new) shows
+    /// `queued`; its active version, if any, stays visible. Returns the document id.
+    pub async fn queue_document(&self, new: &NewVersion) -> Result<String> {
+        let ts = now();
+        sqlx::query(
+            "INSERT INTO documents (id, collection_id, source_uri, external_id, parent_id, title, \
+             mime_type, sha256, version, status, metadata, tags, access, byte_size, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, 0, 'queued', $8, $9, $10, $11, \
+             $12, $12) ON CONFLICT (collection_id, source_uri) DO UPDATE SET status = 'queued', \
+             error = NULL, sha256 = excluded.sha256, mime_type = excluded.mime_type, \
+             byte_size = excluded.byte_size, tags = excluded.tags, access = excluded.access, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&new.collection_id)
+        .bind(&new.source_uri)
+        .bind(&new.external_id)
+        .bind(&new.title)
+        .bind(&new.mime_type)
+        .bind(&new.sha256)
+        .bind(json_text(&new.metadata))
+        .bind(json_text(&new.tags))
+        .bind(json_text(&new.access))
+        .bind(new.byte_size)
+        .bind(&ts)
+        .execute(&self.pool)
+        .await?;
+        let row =
+            sqlx::query("SELECT id FROM documents WHERE collection_id = $1 AND source_uri = $2")
+                .bind(&new.collection_id)
+                .bind(&new.source_uri)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Documents waiting for the ingest worker, oldest first.
+    pub async fn queued_documents(&self) -> Result<Vec<Document>> {
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE status = 'queued' ORDER BY updated_at"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(document_from_row).collect()
+    }
+
+    /// Whether any document whose source URI starts with `uri_prefix` still needs the content
+    /// with this hash (as its latest content or as a version that is not yet purged).
+    pub async fn content_in_use(&self, sha256: &str, uri_prefix: &str) -> Result<bool> {
+        let pattern = format!("{}%", like_escape(uri_prefix));
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM documents d WHERE d.source_uri LIKE $2 ESCAPE '\\' AND \
+             (d.sha256 = $1 OR EXISTS (SELECT 1 FROM document_versions v WHERE \
+              v.document_id = d.id AND v.sha256 = $1 AND v.state IN ('indexing', 'active')))",
+        )
+        .bind(sha256)
+        .bind(pattern)
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(n > 0)
+    }
+
+    /// Every version of a document, oldest first.
+    pub async fn version_records(&self, document_id: &str) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query(
+            "SELECT version, state, sha256, error, page_count, chunk_count, created_at, \
+             finished_at FROM document_versions WHERE document_id = $1 ORDER BY version",
+        )
+        .bind(document_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(VersionRecord {
+                    version: r.try_get("version")?,
+                    state: state.parse()?,
+                    sha256: r.try_get("sha256")?,
+                    error: r.try_get("error")?,
+                    page_count: r.try_get("page_count")?,
+                    chunk_count: r.try_get("chunk_count")?,
+                    created_at: r.try_get("created_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// The collection named `name`.
     pub async fn collection_by_name(&self, name: &str) -> Result<Option<Collection>> {
         let row = sqlx::query("SELECT id, name, created_at FROM collections WHERE name = $1")
@@ -455,7 +695,7 @@ impl MetaStore {
                     "UPDATE documents SET sha256 = $2, status = 'indexing', error = NULL, \
                      byte_size = $3, mime_type = $4, updated_at = $5, \
                      external_id = COALESCE($6, external_id), \
-                     parent_id = COALESCE($7, parent_id) WHERE id = $1",
+                     parent_id = COALESCE($7, parent_id), tags = $8, access = $9 WHERE id = $1",
                 )
                 .bind(&id)
                 .bind(&new.sha256)
@@ -464,6 +704,8 @@ impl MetaStore {
                 .bind(&ts)
                 .bind(&new.external_id)
                 .bind(&new.parent_id)
+                .bind(json_text(&new.tags))
+                .bind(json_text(&new.access))
                 .execute(&mut *tx)
                 .await?;
                 id

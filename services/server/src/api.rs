@@ -1,0 +1,1011 @@
+//! `/api/v1`: collections, documents, search and ask, as JSON (and Server-Sent Events for
+//! streamed answers).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use enclave_answer::{AskEvent, AskRequest};
+use enclave_ingest::StoredContent;
+use enclave_ingest::parse::DocumentKind;
+use enclave_retrieval::SearchRequest;
+use enclave_storage::{Collection, Document, DocumentFilter, NewVersion};
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use utoipa::ToSchema;
+
+use crate::auth::{Action, ApiCaller, Principal};
+use crate::dto::*;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use crate::uploads::UPLOAD_SCHEME;
+use crate::worker::{Job, file_name_for, original_path, reindex_job};
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// Checks a collection name (also used as part of model names on `/v1`).
+pub fn check_collection_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(format!(
+            "invalid collection name '{name}': 1 to 64 letters, digits, '.', '_' or '-', \
+             starting with a letter or digit"
+        )))
+    }
+}
+
+pub async fn collection(state: &AppState, name: &str) -> Result<Collection> {
+    state
+        .meta
+        .collection_by_name(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("collection '{name}' does not exist")))
+}
+
+async fn collection_names(state: &AppState) -> Result<HashMap<String, String>> {
+    Ok(state
+        .meta
+        .collections()
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect())
+}
+
+/// The document with this id, or else the one with this external id.
+pub async fn find_document(state: &AppState, id: &str) -> Result<Document> {
+    if let Some(d) = state.meta.document(id).await? {
+        return Ok(d);
+    }
+    let mut by_external = state.meta.documents_by_external_id(id).await?;
+    match by_external.len() {
+        0 => Err(ApiError::NotFound(format!(
+            "document '{id}' does not exist"
+        ))),
+        1 => Ok(by_external.remove(0)),
+        n => Err(ApiError::Conflict(format!(
+            "external id '{id}' is used in {n} collections: use the document id"
+        ))),
+    }
+}
+
+async fn document_out(state: &AppState, d: Document) -> Result<DocumentOut> {
+    let names = collection_names(state).await?;
+    let name = names.get(&d.collection_id).cloned().unwrap_or_default();
+    Ok(DocumentOut::new(d, &name))
+}
+
+// ---------------------------------------------------------------- collections
+
+/// List collections with their document counts.
+#[utoipa::path(get, path = "/api/v1/collections", tag = "collections",
+    responses((status = 200, body = CollectionList), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_collections(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Read, None)?;
+    let stats = state.meta.collection_stats().await?;
+    let collections = state
+        .meta
+        .collections()
+        .await?
+        .into_iter()
+        .map(|c| {
+            let s = stats.iter().find(|s| s.collection == c.name);
+            CollectionOut::new(c, s)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(CollectionList { collections }))
+}
+
+/// Create a collection.
+#[utoipa::path(post, path = "/api/v1/collections", tag = "collections",
+    request_body = NewCollection,
+    responses((status = 201, body = CollectionOut), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create_collection(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    body: web::Json<NewCollection>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Administer, Some(&body.name))?;
+    check_collection_name(&body.name)?;
+    let c = state.meta.create_collection(&body.name).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/collections/{}", c.name)))
+        .json(CollectionOut::new(c, None)))
+}
+
+/// Get a collection.
+#[utoipa::path(get, path = "/api/v1/collections/{name}", tag = "collections",
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 200, body = CollectionOut), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_collection(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    name: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Read, Some(&name))?;
+    let c = collection(&state, &name).await?;
+    let stats = state.meta.collection_stats().await?;
+    let s = stats.iter().find(|s| s.collection == c.name);
+    Ok(HttpResponse::Ok().json(CollectionOut::new(c, s)))
+}
+
+/// Delete a collection with all its documents, chunks and vectors.
+#[utoipa::path(delete, path = "/api/v1/collections/{name}", tag = "collections",
+    params(("name" = String, Path, description = "Collection name")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete_collection(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    name: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Administer, Some(&name))?;
+    let c = collection(&state, &name).await?;
+    let docs = state.meta.documents(Some(&c.id)).await?;
+    for d in docs.iter().filter(|d| d.parent_id.is_none()) {
+        enclave_ingest::delete_document(&state.meta, state.vectors.as_ref(), &d.id).await?;
+    }
+    // Attachments whose parent was elsewhere (none today) would remain: delete what is left.
+    for d in state.meta.documents(Some(&c.id)).await? {
+        enclave_ingest::delete_document(&state.meta, state.vectors.as_ref(), &d.id).await?;
+    }
+    state.meta.delete_collection_row(&c.id).await?;
+    for d in &docs {
+        state.uploads.release(&state.meta, &d.sha256).await;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---------------------------------------------------------------- documents
+
+/// The multipart form of an upload (`file` is required; `collection` too, except where the
+/// path names it).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The document: PDF, plain text, Markdown, HTML or e-mail (.eml).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Collection name.
+    collection: String,
+    /// Overrides the title found in the document.
+    title: Option<String>,
+    /// Comma-separated tags (the field may also repeat).
+    tags: Option<String>,
+    /// The caller's own id (on `POST`; on `PUT` it is in the path).
+    external_id: Option<String>,
+}
+
+/// A received multipart form.
+struct Form {
+    fields: HashMap<String, Vec<String>>,
+    file: Option<ReceivedFile>,
+}
+
+struct ReceivedFile {
+    temp: PathBuf,
+    name: String,
+    sha256: String,
+    size: u64,
+    head: Vec<u8>,
+}
+
+impl Form {
+    fn text(&self, name: &str) -> Option<String> {
+        self.fields
+            .get(name)
+            .and_then(|v| v.first())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn tags(&self) -> Result<Vec<String>> {
+        let mut tags = Vec::new();
+        for key in ["tags", "tag"] {
+            for value in self.fields.get(key).into_iter().flatten() {
+                for t in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                    if t.len() > 64 {
+                        return Err(ApiError::Invalid(format!("tag '{t}' is longer than 64")));
+                    }
+                    if !tags.iter().any(|x| x == t) {
+                        tags.push(t.to_string());
+                    }
+                }
+            }
+        }
+        Ok(tags)
+    }
+
+    async fn discard(&mut self) {
+        if let Some(f) = self.file.take() {
+            let _ = tokio::fs::remove_file(&f.temp).await;
+        }
+    }
+}
+
+fn multipart_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(format!(
+        "expected a multipart/form-data body with a 'file' field: {e}"
+    ))
+}
+
+/// Reads a multipart upload, streaming the file to a temporary file with its hash.
+async fn read_form(state: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<Form> {
+    let mut multipart = actix_multipart::Multipart::new(req.headers(), payload);
+    let mut form = Form {
+        fields: HashMap::new(),
+        file: None,
+    };
+    let limit = state.settings.server.max_upload_bytes;
+    let result: Result<()> = async {
+        while let Some(mut field) = multipart.try_next().await.map_err(multipart_error)? {
+            let name = field.name().unwrap_or_default().to_string();
+            if name == "file" {
+                if form.file.is_some() {
+                    return Err(ApiError::BadRequest("only one 'file' per request".into()));
+                }
+                let file_name = field
+                    .content_disposition()
+                    .and_then(|d| d.get_filename())
+                    .map(|n| {
+                        Path::new(n)
+                            .file_name()
+                            .map_or_else(|| n.to_string(), |f| f.to_string_lossy().into_owned())
+                    })
+                    .filter(|n| !n.trim().is_empty())
+                    .ok_or_else(|| {
+                        ApiError::BadRequest("the 'file' field has no file name".into())
+                    })?;
+                let temp = state.uploads.temp_path();
+                let mut out = tokio::fs::File::create(&temp).await?;
+                form.file = Some(ReceivedFile {
+                    temp: temp.clone(),
+                    name: file_name,
+                    sha256: String::new(),
+                    size: 0,
+                    head: Vec::new(),
+                });
+                let mut hasher = Sha256::new();
+                let mut size = 0u64;
+                let mut head = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(multipart_error)?;
+                    size += chunk.len() as u64;
+                    if size > limit {
+                        return Err(ApiError::TooLarge(format!(
+                            "the file is larger than the upload limit of {limit} bytes \
+                             (server.max_upload_bytes)"
+                        )));
+                    }
+                    if head.len() < 8 {
+                        head.extend_from_slice(&chunk[..chunk.len().min(8 - head.len())]);
+                    }
+                    hasher.update(&chunk);
+                    out.write_all(&chunk).await?;
+                }
+                out.flush().await?;
+                if let Some(f) = form.file.as_mut() {
+                    f.sha256 = hex::encode(hasher.finalize());
+                    f.size = size;
+                    f.head = head;
+                }
+            } else {
+                let mut value = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    value.extend_from_slice(&chunk.map_err(multipart_error)?);
+                    if value.len() > 64 * 1024 {
+                        return Err(ApiError::TooLarge(format!(
+                            "form field '{name}' is too long"
+                        )));
+                    }
+                }
+                let value = String::from_utf8(value).map_err(|_| {
+                    ApiError::BadRequest(format!("form field '{name}' is not UTF-8"))
+                })?;
+                form.fields.entry(name).or_default().push(value);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        form.discard().await;
+        return Err(e);
+    }
+    Ok(form)
+}
+
+fn extension_of(kind: DocumentKind) -> &'static str {
+    match kind {
+        DocumentKind::Pdf => "pdf",
+        DocumentKind::Text => "txt",
+        DocumentKind::Markdown => "md",
+        DocumentKind::Html => "html",
+        DocumentKind::Email => "eml",
+    }
+}
+
+/// Stores a received upload and queues it; `external_id` makes it a create-or-replace.
+async fn accept_upload(
+    state: &AppState,
+    form: &mut Form,
+    collection: &Collection,
+    external_id: Option<String>,
+) -> Result<HttpResponse> {
+    let tags = form.tags()?;
+    let title = form.text("title");
+    let Some(file) = form.file.as_ref() else {
+        return Err(ApiError::BadRequest(
+            "the form has no 'file' field (multipart/form-data)".into(),
+        ));
+    };
+    let Some(kind) = DocumentKind::detect(Path::new(&file.name), &file.head) else {
+        return Err(ApiError::UnsupportedType(format!(
+            "'{}' is not a supported type (PDF, .txt, .md, .html, .eml)",
+            file.name
+        )));
+    };
+    if file.size == 0 {
+        return Err(ApiError::Invalid(format!("'{}' is empty", file.name)));
+    }
+    if let Some(id) = &external_id
+        && (id.len() > 256 || id.chars().any(char::is_control))
+    {
+        return Err(ApiError::Invalid(
+            "an external id is at most 256 characters, without control characters".into(),
+        ));
+    }
+    let source_uri = match &external_id {
+        Some(id) => format!("{UPLOAD_SCHEME}{}/external/{id}", collection.name),
+        None => format!(
+            "{UPLOAD_SCHEME}{}/{}/{}",
+            collection.name,
+            uuid::Uuid::new_v4(),
+            file.name
+        ),
+    };
+    let existing = state
+        .meta
+        .document_by_source(&collection.id, &source_uri)
+        .await?;
+    if let Some(doc) = &existing
+        && doc.sha256 == file.sha256
+        && doc.status == "ready"
+        && doc.tags == tags
+        && title.as_ref().is_none_or(|t| t == &doc.title)
+    {
+        let out = UploadOut {
+            document: DocumentOut::new(doc.clone(), &collection.name),
+            unchanged: true,
+        };
+        form.discard().await;
+        return Ok(HttpResponse::Ok().json(out));
+    }
+    let file = form.file.take().expect("checked above");
+    let path = state
+        .uploads
+        .keep(&file.temp, &file.sha256, extension_of(kind))
+        .await?;
+    let new = NewVersion {
+        collection_id: collection.id.clone(),
+        source_uri: source_uri.clone(),
+        external_id: external_id.clone(),
+        parent_id: None,
+        title: title.clone().unwrap_or_else(|| file.name.clone()),
+        mime_type: Some(kind.mime_type().to_string()),
+        sha256: file.sha256.clone(),
+        byte_size: file.size as i64,
+        metadata: serde_json::json!({}),
+        tags: tags.clone(),
+        access: vec!["public".into()],
+    };
+    let document_id = state.meta.queue_document(&new).await?;
+    let previous_sha = existing
+        .as_ref()
+        .map(|d| d.sha256.clone())
+        .filter(|s| s != &file.sha256);
+    state.jobs.submit(Job {
+        document_id: document_id.clone(),
+        content: StoredContent {
+            collection: collection.name.clone(),
+            path,
+            file_name: file.name.clone(),
+            source_uri,
+            external_id,
+            title,
+            tags,
+            access: new.access.clone(),
+            force: existing.is_some(),
+        },
+        previous_sha,
+    })?;
+    let doc = find_document(state, &document_id).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/v1/documents/{document_id}")))
+        .json(UploadOut {
+            document: DocumentOut::new(doc, &collection.name),
+            unchanged: false,
+        }))
+}
+
+/// Upload a document. It is stored and queued at once (`202`, status `queued`); poll the
+/// document until its status is `ready` (or `failed`, with the reason in `error`).
+#[utoipa::path(post, path = "/api/v1/documents", tag = "documents",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 202, body = UploadOut), (status = 200, body = UploadOut,
+        description = "Same content as the document with this external id: nothing queued"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn upload_document(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Write, None)?;
+    let mut form = read_form(&state, &req, payload).await?;
+    let result = async {
+        let name = form
+            .text("collection")
+            .ok_or_else(|| ApiError::BadRequest("the form has no 'collection' field".into()))?;
+        caller.authorize(Action::Write, Some(&name))?;
+        let c = collection(&state, &name).await?;
+        let external_id = form.text("external_id");
+        accept_upload(&state, &mut form, &c, external_id).await
+    }
+    .await;
+    form.discard().await;
+    result
+}
+
+/// Create or replace the document with this external id (the caller's own id), in the
+/// collection named by the form. Same content: `200`, nothing changes. New content: `202`, a
+/// new version replaces the old one atomically for readers once processed.
+#[utoipa::path(put, path = "/api/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "The caller's own (external) document id")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 202, body = UploadOut), (status = 200, body = UploadOut),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 429, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn put_document(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    external_id: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Write, None)?;
+    let mut form = read_form(&state, &req, payload).await?;
+    let result = async {
+        let name = form
+            .text("collection")
+            .ok_or_else(|| ApiError::BadRequest("the form has no 'collection' field".into()))?;
+        caller.authorize(Action::Write, Some(&name))?;
+        let c = collection(&state, &name).await?;
+        accept_upload(&state, &mut form, &c, Some(external_id.into_inner())).await
+    }
+    .await;
+    form.discard().await;
+    result
+}
+
+/// List documents, most recently changed first.
+#[utoipa::path(get, path = "/api/v1/documents", tag = "documents", params(DocumentQuery),
+    responses((status = 200, body = DocumentList), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_documents(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    query: web::Query<DocumentQuery>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Read, query.collection.as_deref())?;
+    let limit = query.limit.unwrap_or(50);
+    let offset = query.offset.unwrap_or(0);
+    if !(1..=500).contains(&limit) || offset < 0 {
+        return Err(ApiError::Invalid(
+            "limit must be between 1 and 500 and offset at least 0".into(),
+        ));
+    }
+    let collection_id = match &query.collection {
+        Some(name) => Some(collection(&state, name).await?.id),
+        None => None,
+    };
+    let page = state
+        .meta
+        .list_documents(
+            &DocumentFilter {
+                collection_id,
+                status: query.status.clone(),
+                mime_type: query.mime_type.clone(),
+                tag: query.tag.clone(),
+                top_level_only: !query.attachments,
+            },
+            limit,
+            offset,
+        )
+        .await?;
+    let names = collection_names(&state).await?;
+    let documents = page
+        .documents
+        .into_iter()
+        .map(|d| {
+            let name = names.get(&d.collection_id).cloned().unwrap_or_default();
+            DocumentOut::new(d, &name)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(DocumentList {
+        documents,
+        total: page.total,
+        limit,
+        offset,
+    }))
+}
+
+/// Get a document (by id, or by external id) with its versions.
+#[utoipa::path(get, path = "/api/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Document id or external id")),
+    responses((status = 200, body = DocumentDetail), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_document(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Read, None)?;
+    let d = find_document(&state, &id).await?;
+    let versions = state.meta.version_records(&d.id).await?;
+    let attachments = state
+        .meta
+        .children(&d.id)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let document = document_out(&state, d).await?;
+    Ok(HttpResponse::Ok().json(DocumentDetail {
+        document,
+        versions: versions.into_iter().map(VersionOut::from).collect(),
+        attachments,
+    }))
+}
+
+/// Delete a document (and its attachments) with its chunks and vectors.
+#[utoipa::path(delete, path = "/api/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Document id or external id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete_document(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Write, None)?;
+    let d = find_document(&state, &id).await?;
+    enclave_ingest::delete_document(&state.meta, state.vectors.as_ref(), &d.id).await?;
+    state.uploads.release(&state.meta, &d.sha256).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Process a document again from its original (after a settings or model change).
+#[utoipa::path(post, path = "/api/v1/documents/{id}/reindex", tag = "documents",
+    params(("id" = String, Path, description = "Document id or external id")),
+    responses((status = 202, body = DocumentOut), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The original is not available"),
+        (status = 429, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn reindex_document(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Write, None)?;
+    let d = find_document(&state, &id).await?;
+    let names = collection_names(&state).await?;
+    let name = names.get(&d.collection_id).cloned().unwrap_or_default();
+    let Some(job) = reindex_job(&d, &state.uploads, &name) else {
+        return Err(ApiError::Conflict(format!(
+            "the original of document {} is not available ({}): re-index its parent or \
+             upload it again",
+            d.id, d.source_uri
+        )));
+    };
+    state
+        .meta
+        .queue_document(&NewVersion {
+            collection_id: d.collection_id.clone(),
+            source_uri: d.source_uri.clone(),
+            external_id: d.external_id.clone(),
+            parent_id: d.parent_id.clone(),
+            title: d.title.clone(),
+            mime_type: d.mime_type.clone(),
+            sha256: d.sha256.clone(),
+            byte_size: d.byte_size,
+            metadata: d.metadata.clone(),
+            tags: d.tags.clone(),
+            access: d.access.clone(),
+        })
+        .await?;
+    state.jobs.submit(job)?;
+    let d = find_document(&state, &d.id).await?;
+    Ok(HttpResponse::Accepted().json(DocumentOut::new(d, &name)))
+}
+
+/// The text of every page of a document's active version.
+#[utoipa::path(get, path = "/api/v1/documents/{id}/pages", tag = "documents",
+    params(("id" = String, Path, description = "Document id or external id")),
+    responses((status = 200, body = PageList), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn document_pages(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Read, None)?;
+    let d = find_document(&state, &id).await?;
+    let pages = state.meta.active_pages(&d.id).await?;
+    Ok(HttpResponse::Ok().json(PageList {
+        document_id: d.id,
+        version: d.version,
+        pages: pages
+            .into_iter()
+            .map(|p| PageOut {
+                page_number: p.page_number,
+                char_start: p.char_start,
+                text: p.text,
+            })
+            .collect(),
+    }))
+}
+
+/// The chunks of a document's active version, with their page ranges and offsets.
+#[utoipa::path(get, path = "/api/v1/documents/{id}/chunks", tag = "documents",
+    params(("id" = String, Path, description = "Document id or external id")),
+    responses((status = 200, body = ChunkList), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn document_chunks(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Read, None)?;
+    let d = find_document(&state, &id).await?;
+    let chunks = state.meta.active_chunks(&d.id).await?;
+    Ok(HttpResponse::Ok().json(ChunkList {
+        document_id: d.id,
+        version: d.version,
+        chunks: chunks
+            .into_iter()
+            .map(|c| ChunkOut {
+                id: c.id,
+                ordinal: c.ordinal,
+                page_start: c.page_start,
+                page_end: c.page_end,
+                char_start: c.char_start,
+                char_end: c.char_end,
+                token_count: c.token_count,
+                section: c.section,
+                text: c.text,
+            })
+            .collect(),
+    }))
+}
+
+/// The original file, with its content type. Served as an inert download: a sandboxing
+/// content security policy keeps HTML originals from running in Enclave's origin.
+pub async fn original_file(state: &AppState, id: &str) -> Result<HttpResponse> {
+    let d = find_document(state, id).await?;
+    let Some(path) = original_path(&d, &state.uploads) else {
+        return Err(ApiError::NotFound(format!(
+            "the original of document {} is not available ({})",
+            d.id, d.source_uri
+        )));
+    };
+    let bytes = tokio::fs::read(&path).await?;
+    let name: String = file_name_for(&d, &path)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .content_type(
+            d.mime_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into()),
+        )
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("inline; filename=\"{name}\""),
+        ))
+        .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(bytes))
+}
+
+/// Download the original file.
+#[utoipa::path(get, path = "/api/v1/documents/{id}/file", tag = "documents",
+    params(("id" = String, Path, description = "Document id or external id")),
+    responses((status = 200, description = "The original, with its content type",
+        content_type = "application/octet-stream"), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn document_file(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Read, None)?;
+    original_file(&state, &id).await
+}
+
+// ---------------------------------------------------------------- search and ask
+
+/// Builds a retrieval request from the API's search body.
+pub fn search_request(body: &SearchBody, caller: &Principal) -> Result<SearchRequest> {
+    let limit = body.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::Invalid("limit must be between 1 and 100".into()));
+    }
+    if body.query.trim().is_empty() {
+        return Err(ApiError::Invalid("the query is empty".into()));
+    }
+    Ok(SearchRequest {
+        query: body.query.clone(),
+        collections: body.collections.clone(),
+        mode: parse_mode(body.mode.as_deref())?,
+        limit,
+        mime_types: body.types.clone(),
+        tags: body.tags.clone(),
+        access: caller.access_tags(),
+        expand_neighbours: body.expand_neighbours,
+    })
+}
+
+/// Passages that answer a query (no model): hybrid dense + BM25 by default.
+#[utoipa::path(post, path = "/api/v1/search", tag = "search", request_body = SearchBody,
+    responses((status = 200, body = SearchOut), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn search(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    body: web::Json<SearchBody>,
+) -> Result<HttpResponse> {
+    for c in &body.collections {
+        caller.authorize(Action::Read, Some(c))?;
+    }
+    caller.authorize(Action::Read, None)?;
+    let request = search_request(&body, &caller)?;
+    let results = state.retriever()?.search(&request).await?;
+    Ok(HttpResponse::Ok().json(SearchOut {
+        passages: PassageOut::list(&results.passages),
+        relevant: results.relevant,
+        mode: results.mode.to_string(),
+        took_ms: results.took_ms,
+    }))
+}
+
+/// Builds an ask request, checking the caller may read the collections.
+pub fn ask_request(
+    question: &str,
+    collections: Vec<String>,
+    mode: Option<&str>,
+    caller: &Principal,
+) -> Result<AskRequest> {
+    if question.trim().is_empty() {
+        return Err(ApiError::Invalid("the question is empty".into()));
+    }
+    if question.chars().count() > 4000 {
+        return Err(ApiError::Invalid(
+            "the question is longer than 4000 characters".into(),
+        ));
+    }
+    caller.authorize(Action::Read, None)?;
+    for c in &collections {
+        caller.authorize(Action::Read, Some(c))?;
+    }
+    Ok(AskRequest {
+        question: question.trim().to_string(),
+        collections,
+        mode: parse_mode(mode)?,
+        access: caller.access_tags(),
+    })
+}
+
+/// Keeps the in-flight gauge right however an answer ends.
+pub struct InFlight(crate::metrics::Metrics);
+
+impl InFlight {
+    pub fn start(metrics: &crate::metrics::Metrics) -> Self {
+        metrics.answers_in_flight.inc();
+        Self(metrics.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.answers_in_flight.dec();
+    }
+}
+
+/// Starts an answer, counting refusals for busy.
+pub async fn start_answer(
+    state: &AppState,
+    request: &AskRequest,
+) -> Result<tokio::sync::mpsc::Receiver<AskEvent>> {
+    let asker = state.asker()?;
+    match asker.ask(request).await {
+        Ok(rx) => Ok(rx),
+        Err(e) => {
+            let e = ApiError::from(e);
+            if let ApiError::Busy(_) = e {
+                state.metrics.answers.with_label_values(&["busy"]).inc();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// One Server-Sent Event.
+pub fn sse_event(event: &str, data: &impl Serialize) -> Bytes {
+    let json = serde_json::to_string(data).unwrap_or_else(|_| "null".into());
+    Bytes::from(format!("event: {event}\ndata: {json}\n\n"))
+}
+
+/// A streamed HTTP response of Server-Sent Events.
+pub fn sse_response(
+    stream: impl futures::Stream<Item = Result<Bytes, actix_web::Error>> + 'static,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream)
+}
+
+/// A grounded answer with citations (JSON), or streamed as Server-Sent Events.
+#[utoipa::path(post, path = "/api/v1/ask", tag = "search", request_body = AskBody,
+    responses((status = 200, body = AnswerOut, description = "The answer; with `stream` (or \
+        `Accept: text/event-stream`) a `text/event-stream` of `sources`, `token` ({\"text\"}), \
+        then `done` (the answer) or `error`"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn ask(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    req: HttpRequest,
+    body: web::Json<AskBody>,
+) -> Result<HttpResponse> {
+    let request = ask_request(
+        &body.question,
+        body.collections.clone(),
+        body.mode.as_deref(),
+        &caller,
+    )?;
+    let wants_stream = body.stream
+        || req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+    let guard = InFlight::start(&state.metrics);
+    let mut rx = start_answer(&state, &request).await?;
+    if !wants_stream {
+        while let Some(event) = rx.recv().await {
+            match event {
+                AskEvent::Done(answer) => {
+                    state.metrics.answer_done(&answer);
+                    drop(guard);
+                    return Ok(HttpResponse::Ok().json(AnswerOut::from(answer.as_ref())));
+                }
+                AskEvent::Failed(e) => {
+                    state.metrics.answers.with_label_values(&["failed"]).inc();
+                    return Err(ApiError::Internal(format!("generation failed: {e}")));
+                }
+                AskEvent::Sources(_) | AskEvent::Token(_) => {}
+            }
+        }
+        return Err(ApiError::Internal("the answer stream ended early".into()));
+    }
+    let metrics = state.metrics.clone();
+    let stream = futures::stream::unfold(
+        (rx, guard, metrics, false),
+        |(mut rx, guard, metrics, finished)| async move {
+            if finished {
+                return None;
+            }
+            let event = rx.recv().await;
+            let (bytes, finished) = match event {
+                Some(AskEvent::Sources(p)) => (sse_event("sources", &PassageOut::list(&p)), false),
+                Some(AskEvent::Token(t)) => {
+                    (sse_event("token", &serde_json::json!({ "text": t })), false)
+                }
+                Some(AskEvent::Done(answer)) => {
+                    metrics.answer_done(&answer);
+                    (sse_event("done", &AnswerOut::from(answer.as_ref())), true)
+                }
+                Some(AskEvent::Failed(e)) => {
+                    metrics.answers.with_label_values(&["failed"]).inc();
+                    let body = ApiError::Internal(format!("generation failed: {e}")).body();
+                    (sse_event("error", &body), true)
+                }
+                None => return None,
+            };
+            Some((
+                Ok::<_, actix_web::Error>(bytes),
+                (rx, guard, metrics, finished),
+            ))
+        },
+    );
+    Ok(sse_response(stream))
+}
+
+// ---------------------------------------------------------------- health
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, body = Health)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the models are loaded; says which engine and model serve answers.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = Readiness), (status = 503, body = ErrorBody)))]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
+    if let Some(e) = state.not_ready() {
+        return Err(e);
+    }
+    let info = state.asker()?.engine();
+    Ok(HttpResponse::Ok().json(Readiness {
+        status: "ready".into(),
+        engine: info.engine,
+        model: info.model,
+        threads: info.threads,
+        slots: info.slots,
+    }))
+}
+
+/// Prometheus metrics.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

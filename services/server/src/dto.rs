@@ -1,0 +1,476 @@
+//! The JSON shapes of the REST API (documented in the OpenAPI document). They are mapped from
+//! the engine crates' types here, so that the API stays stable when the engines change.
+
+use enclave_answer::{Answer, Citation};
+use enclave_retrieval::{Passage, SearchMode};
+use enclave_storage::{Collection, CollectionStats, Document, VersionRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Link to the passage view of the web UI, with the span highlighted.
+pub fn passage_url(document_id: &str, version: i64, start: i64, end: i64) -> String {
+    format!("/documents/{document_id}/passage?version={version}&start={start}&end={end}")
+}
+
+/// A collection with its document counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionOut {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    /// Documents ready to be searched.
+    pub ready: i64,
+    /// Documents that failed or hold no text.
+    pub failed: i64,
+    /// Documents queued or being processed.
+    pub pending: i64,
+    pub pages: i64,
+    pub chunks: i64,
+}
+
+impl CollectionOut {
+    pub fn new(c: Collection, stats: Option<&CollectionStats>) -> Self {
+        let s = stats.cloned().unwrap_or(CollectionStats {
+            collection: c.name.clone(),
+            ready: 0,
+            failed: 0,
+            no_text: 0,
+            other: 0,
+            pages: 0,
+            chunks: 0,
+        });
+        Self {
+            id: c.id,
+            name: c.name,
+            created_at: c.created_at,
+            ready: s.ready,
+            failed: s.failed + s.no_text,
+            pending: s.other,
+            pages: s.pages,
+            chunks: s.chunks,
+        }
+    }
+}
+
+/// The collections.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionList {
+    pub collections: Vec<CollectionOut>,
+}
+
+/// A new collection.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewCollection {
+    /// 1 to 64 characters: letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+    pub name: String,
+}
+
+/// A document's metadata and status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentOut {
+    pub id: String,
+    pub collection: String,
+    pub external_id: Option<String>,
+    /// The document this one is attached to (e-mail attachments).
+    pub parent_id: Option<String>,
+    pub title: String,
+    pub source_uri: String,
+    pub mime_type: Option<String>,
+    pub sha256: String,
+    /// `queued`, `indexing`, `ready`, `failed`, `no_text`, `interrupted` or `deleting`.
+    pub status: String,
+    /// Why the last content could not be ingested.
+    pub error: Option<String>,
+    /// The version readers see (0: none yet).
+    pub version: i64,
+    pub byte_size: i64,
+    pub page_count: i64,
+    pub chunk_count: i64,
+    pub tags: Vec<String>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl DocumentOut {
+    pub fn new(d: Document, collection: &str) -> Self {
+        Self {
+            id: d.id,
+            collection: collection.to_string(),
+            external_id: d.external_id,
+            parent_id: d.parent_id,
+            title: d.title,
+            source_uri: d.source_uri,
+            mime_type: d.mime_type,
+            sha256: d.sha256,
+            status: d.status,
+            error: d.error,
+            version: d.version,
+            byte_size: d.byte_size,
+            page_count: d.page_count,
+            chunk_count: d.chunk_count,
+            tags: d.tags,
+            metadata: d.metadata,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+/// One version of a document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionOut {
+    pub version: i64,
+    /// `indexing`, `active`, `superseded`, `purged`, `failed` or `abandoned`.
+    pub state: String,
+    pub sha256: String,
+    pub error: Option<String>,
+    pub page_count: i64,
+    pub chunk_count: i64,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl From<VersionRecord> for VersionOut {
+    fn from(v: VersionRecord) -> Self {
+        Self {
+            version: v.version,
+            state: serde_json::to_value(v.state)
+                .ok()
+                .and_then(|s| s.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            sha256: v.sha256,
+            error: v.error,
+            page_count: v.page_count,
+            chunk_count: v.chunk_count,
+            created_at: v.created_at,
+            finished_at: v.finished_at,
+        }
+    }
+}
+
+/// A document with its versions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentDetail {
+    #[serde(flatten)]
+    pub document: DocumentOut,
+    pub versions: Vec<VersionOut>,
+    /// Attachments stored as their own documents.
+    pub attachments: Vec<String>,
+}
+
+/// The answer to an upload or a create-or-replace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadOut {
+    #[serde(flatten)]
+    pub document: DocumentOut,
+    /// True when the content equals the version already processed (nothing queued).
+    pub unchanged: bool,
+}
+
+/// A page of a document listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentList {
+    pub documents: Vec<DocumentOut>,
+    /// Documents matching the filters, all pages together.
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Filters and paging of the document listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DocumentQuery {
+    /// Collection name.
+    pub collection: Option<String>,
+    /// `queued`, `indexing`, `ready`, `failed`, `no_text`, `interrupted`.
+    pub status: Option<String>,
+    /// MIME type, e.g. `application/pdf`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub mime_type: Option<String>,
+    /// Documents carrying this tag.
+    pub tag: Option<String>,
+    /// Include e-mail attachments (default false).
+    #[serde(default)]
+    pub attachments: bool,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<i64>,
+    /// Documents to skip (default 0).
+    pub offset: Option<i64>,
+}
+
+/// The text of one page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageOut {
+    pub page_number: i64,
+    /// Char offset of the page in the document text (pages joined by a blank line).
+    pub char_start: i64,
+    pub text: String,
+}
+
+/// The pages of a document's active version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageList {
+    pub document_id: String,
+    pub version: i64,
+    pub pages: Vec<PageOut>,
+}
+
+/// One chunk of a document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChunkOut {
+    pub id: String,
+    pub ordinal: i64,
+    pub page_start: i64,
+    pub page_end: i64,
+    pub char_start: i64,
+    pub char_end: i64,
+    pub token_count: i64,
+    pub section: Option<String>,
+    pub text: String,
+}
+
+/// The chunks of a document's active version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChunkList {
+    pub document_id: String,
+    pub version: i64,
+    pub chunks: Vec<ChunkOut>,
+}
+
+/// Per-channel scores of a passage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScoresOut {
+    /// Cosine similarity to the query (dense channel), when that channel found it.
+    pub dense: Option<f32>,
+    /// BM25 score, when that channel found it.
+    pub bm25: Option<f32>,
+    /// The fused score that orders the results.
+    pub fused: f32,
+}
+
+/// A retrieved passage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PassageOut {
+    /// 1-based rank; in answers, the source number that citations name.
+    pub number: usize,
+    pub chunk_id: String,
+    pub document_id: String,
+    pub version: i64,
+    pub title: String,
+    pub source_uri: String,
+    pub page_start: i64,
+    pub page_end: i64,
+    /// Char offsets of the passage in the document text.
+    pub char_start: i64,
+    pub char_end: i64,
+    pub section: Option<String>,
+    pub text: String,
+    pub scores: ScoresOut,
+    /// The passage view in the web UI.
+    pub url: String,
+}
+
+impl PassageOut {
+    pub fn new(number: usize, p: &Passage) -> Self {
+        let c = &p.chunk;
+        Self {
+            number,
+            chunk_id: c.id.clone(),
+            document_id: c.document_id.clone(),
+            version: c.version,
+            title: p.document_title.clone(),
+            source_uri: p.source_uri.clone(),
+            page_start: c.page_start,
+            page_end: c.page_end,
+            char_start: c.char_start,
+            char_end: c.char_end,
+            section: c.section.clone(),
+            text: c.text.clone(),
+            scores: ScoresOut {
+                dense: p.scores.dense,
+                bm25: p.scores.bm25,
+                fused: p.scores.fused,
+            },
+            url: passage_url(&c.document_id, c.version, c.char_start, c.char_end),
+        }
+    }
+
+    pub fn list(passages: &[Passage]) -> Vec<Self> {
+        passages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Self::new(i + 1, p))
+            .collect()
+    }
+}
+
+/// A search.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SearchBody {
+    pub query: String,
+    /// Collection names (default: all).
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// `hybrid` (default), `dense` or `bm25`.
+    pub mode: Option<String>,
+    /// Passages to return, 1 to 100 (default 10).
+    pub limit: Option<usize>,
+    /// Only documents carrying one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only documents of these MIME types.
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// Widen passages with their neighbouring chunks.
+    #[serde(default)]
+    pub expand_neighbours: bool,
+}
+
+/// Search results.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchOut {
+    pub passages: Vec<PassageOut>,
+    /// False when nothing reached the relevance threshold (the passages are then only the
+    /// nearest ones).
+    pub relevant: bool,
+    pub mode: String,
+    pub took_ms: f64,
+}
+
+/// A question.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AskBody {
+    pub question: String,
+    /// Collection names (default: all).
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// `hybrid` (default), `dense` or `bm25`.
+    pub mode: Option<String>,
+    /// Stream Server-Sent Events (`sources`, `token`..., then `done` with the answer, or
+    /// `error`). Also chosen by `Accept: text/event-stream`.
+    #[serde(default)]
+    pub stream: bool,
+}
+
+/// A citation that stands: a source that was given, with where its passage is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CitationOut {
+    /// The `[n]` marker in the answer text.
+    pub number: usize,
+    pub document_id: String,
+    pub title: String,
+    pub source_uri: String,
+    pub page_start: i64,
+    pub page_end: i64,
+    pub char_start: i64,
+    pub char_end: i64,
+    /// The cited passage.
+    pub quote: String,
+    /// The passage view in the web UI, with the span highlighted.
+    pub url: String,
+}
+
+/// Timings of an answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimingsOut {
+    pub retrieval_ms: f64,
+    /// From the question to the first answer token (retrieval and queueing included).
+    pub time_to_first_token_ms: Option<f64>,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub tokens_per_s: Option<f64>,
+    pub total_ms: f64,
+}
+
+/// A grounded answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnswerOut {
+    pub question: String,
+    /// The answer, with `[n]` markers naming its sources.
+    pub text: String,
+    /// True when the corpus holds nothing relevant: the model was not asked.
+    pub refused: bool,
+    pub citations: Vec<CitationOut>,
+    /// Markers the model wrote that named no given source (removed from the text).
+    pub removed_citations: Vec<String>,
+    /// The sources given to the model (or, when refused, the nearest passages).
+    pub passages: Vec<PassageOut>,
+    pub timings: TimingsOut,
+    pub model: String,
+}
+
+impl CitationOut {
+    pub fn new(c: &Citation, passages: &[Passage]) -> Self {
+        let version = passages
+            .get(c.number.saturating_sub(1))
+            .map_or(0, |p| p.chunk.version);
+        Self {
+            number: c.number,
+            document_id: c.document_id.clone(),
+            title: c.title.clone(),
+            source_uri: c.source_uri.clone(),
+            page_start: c.page_start,
+            page_end: c.page_end,
+            char_start: c.char_start,
+            char_end: c.char_end,
+            quote: c.quote.clone(),
+            url: passage_url(&c.document_id, version, c.char_start, c.char_end),
+        }
+    }
+}
+
+impl From<&Answer> for AnswerOut {
+    fn from(a: &Answer) -> Self {
+        Self {
+            question: a.question.clone(),
+            text: a.text.clone(),
+            refused: a.refused,
+            citations: a
+                .citations
+                .iter()
+                .map(|c| CitationOut::new(c, &a.passages))
+                .collect(),
+            removed_citations: a.removed_citations.clone(),
+            passages: PassageOut::list(&a.passages),
+            timings: TimingsOut {
+                retrieval_ms: a.timings.retrieval_ms,
+                time_to_first_token_ms: a.timings.time_to_first_token_ms,
+                prompt_tokens: a.timings.prompt_tokens,
+                generated_tokens: a.timings.generated_tokens,
+                tokens_per_s: a.timings.tokens_per_s,
+                total_ms: a.timings.total_ms,
+            },
+            model: a.model.clone(),
+        }
+    }
+}
+
+/// Parses a search mode, as a 422 when unknown.
+pub fn parse_mode(mode: Option<&str>) -> Result<SearchMode, crate::error::ApiError> {
+    match mode {
+        None | Some("") => Ok(SearchMode::default()),
+        Some(m) => m.parse().map_err(|e: enclave_retrieval::RetrievalError| {
+            crate::error::ApiError::Invalid(e.to_string())
+        }),
+    }
+}
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// Readiness: which engine and model serve.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: String,
+    pub engine: String,
+    pub model: String,
+    pub threads: usize,
+    pub slots: usize,
+}

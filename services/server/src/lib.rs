@@ -1,0 +1,338 @@
+//! Enclave over HTTP: the REST API (`/api/v1`, with its OpenAPI document), the
+//! OpenAI-compatible API (`/v1`), the web UI, health and metrics, in one actix-web server.
+//!
+//! This is the only crate that knows HTTP or HTML. It receives the stores and the model
+//! loaders from the binary, serves at once, and becomes ready (`/readyz`) when the models are
+//! loaded. Uploads are stored and queued for the in-process ingest [`worker`]; nothing is
+//! parsed on the request path.
+
+pub mod api;
+pub mod auth;
+pub mod dto;
+pub mod error;
+pub mod metrics;
+pub mod openai;
+pub mod openapi;
+pub mod state;
+pub mod ui;
+pub mod uploads;
+pub mod worker;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use enclave_answer::{AnswerOptions, Asker};
+use enclave_generation::Generator;
+use enclave_settings::Settings;
+use enclave_storage::{MetaStore, VectorStore};
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tracing::Instrument;
+use utoipa::OpenApi;
+
+pub use auth::Role;
+pub use error::ApiError;
+pub use state::{AppState, Loading, SearchParts};
+
+use crate::error::OpenAiError;
+use crate::metrics::Metrics;
+use crate::uploads::UploadStore;
+use crate::worker::JobQueue;
+
+/// What the server runs on: the stores, opened by the caller, and the models, loading.
+pub struct Backends {
+    pub meta: MetaStore,
+    pub vectors: Arc<dyn VectorStore>,
+    /// Loads the embedding model: ingest and search work once it resolves.
+    pub search: BoxFuture<'static, Result<SearchParts, String>>,
+    /// Loads the generation model: answers work once it resolves.
+    pub generator: BoxFuture<'static, Result<Arc<dyn Generator>, String>>,
+    pub answer_options: AnswerOptions,
+}
+
+fn json_error(err: JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::TooLarge(format!("the JSON body is larger than {limit} bytes"))
+        }
+        JsonPayloadError::ContentType => ApiError::UnsupportedType(
+            "expected a JSON body (Content-Type: application/json)".into(),
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::Invalid(format!("invalid request body: {e}"))
+        }
+        other => ApiError::BadRequest(format!("malformed JSON: {other}")),
+    }
+}
+
+fn query_error(err: QueryPayloadError) -> ApiError {
+    ApiError::BadRequest(format!("invalid query string: {err}"))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(openapi::ApiDoc::openapi())
+}
+
+/// The routes of the application.
+pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
+    cfg.route("/healthz", web::get().to(api::healthz))
+        .route("/readyz", web::get().to(api::readyz))
+        .route("/metrics", web::get().to(api::metrics))
+        .service(
+            web::scope("/api/v1")
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_json)
+                        .error_handler(|e, _| json_error(e).into()),
+                )
+                .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
+                .route("/openapi.json", web::get().to(openapi_json))
+                .route("/collections", web::get().to(api::list_collections))
+                .route("/collections", web::post().to(api::create_collection))
+                .route("/collections/{name}", web::get().to(api::get_collection))
+                .route(
+                    "/collections/{name}",
+                    web::delete().to(api::delete_collection),
+                )
+                .route("/documents", web::get().to(api::list_documents))
+                .route("/documents", web::post().to(api::upload_document))
+                .route("/documents/{id}", web::get().to(api::get_document))
+                .route("/documents/{id}", web::put().to(api::put_document))
+                .route("/documents/{id}", web::delete().to(api::delete_document))
+                .route(
+                    "/documents/{id}/reindex",
+                    web::post().to(api::reindex_document),
+                )
+                .route("/documents/{id}/pages", web::get().to(api::document_pages))
+                .route(
+                    "/documents/{id}/chunks",
+                    web::get().to(api::document_chunks),
+                )
+                .route("/documents/{id}/file", web::get().to(api::document_file))
+                .route("/search", web::post().to(api::search))
+                .route("/ask", web::post().to(api::ask))
+                .default_service(web::to(not_found)),
+        )
+        .service(
+            web::scope("/v1")
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_json)
+                        .error_handler(|e, _| OpenAiError(json_error(e)).into()),
+                )
+                .route("/models", web::get().to(openai::models))
+                .route(
+                    "/chat/completions",
+                    web::post().to(openai::chat_completions),
+                ),
+        )
+        .route("/", web::get().to(ui::ask_page))
+        .route("/login", web::get().to(ui::login_page))
+        .route("/login", web::post().to(ui::login))
+        .route("/logout", web::post().to(ui::logout))
+        .route("/ui/ask/stream", web::get().to(ui::ask_stream))
+        .route("/documents/{id}/passage", web::get().to(ui::passage_page))
+        .route("/documents/{id}/file", web::get().to(ui::file_page))
+        .route("/static/app.css", web::get().to(ui::app_css))
+        .route("/static/app.js", web::get().to(ui::app_js))
+        .default_service(web::to(not_found));
+}
+
+fn request_id(req: &actix_web::dev::ServiceRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string)
+}
+
+/// Loads the models in the background and publishes them as they become ready.
+fn load_models(
+    search: BoxFuture<'static, Result<SearchParts, String>>,
+    generator: BoxFuture<'static, Result<Arc<dyn Generator>, String>>,
+    options: AnswerOptions,
+    search_tx: watch::Sender<Loading<SearchParts>>,
+    answers_tx: watch::Sender<Loading<Asker>>,
+) {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let parts = match search.await {
+            Ok(parts) => {
+                tracing::info!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "embedding model ready"
+                );
+                let _ = search_tx.send(Loading::Ready(parts.clone()));
+                Some(parts)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the embedding model could not be loaded");
+                let _ = search_tx.send(Loading::Failed(e.clone()));
+                let _ = answers_tx.send(Loading::Failed(format!("embedding model: {e}")));
+                None
+            }
+        };
+        let Some(parts) = parts else { return };
+        match generator.await {
+            Ok(generator) => {
+                let info = generator.info();
+                tracing::info!(engine = %info.engine, model = %info.model,
+                    ms = started.elapsed().as_millis() as u64, "generation model ready");
+                let asker = Asker::new(parts.retriever, generator, options);
+                let _ = answers_tx.send(Loading::Ready(asker));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the generation model could not be loaded");
+                let _ = answers_tx.send(Loading::Failed(e));
+            }
+        }
+    });
+}
+
+/// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+pub async fn run(
+    settings: Settings,
+    backends: Backends,
+    listener: TcpListener,
+) -> std::io::Result<()> {
+    let other = |e: String| std::io::Error::other(e);
+    let Backends {
+        meta,
+        vectors,
+        search,
+        generator,
+        answer_options,
+    } = backends;
+    // Nothing else writes to the stores while this server runs: repair what a previous run
+    // left half-done before the worker starts.
+    enclave_ingest::recover(&meta, vectors.as_ref())
+        .await
+        .map_err(|e| other(format!("repairing an interrupted ingest: {e}")))?;
+    let uploads = Arc::new(UploadStore::new(settings.uploads_dir())?);
+    let metrics = Metrics::new();
+    let (jobs, job_rx) = JobQueue::new(settings.server.ingest_queue_capacity, metrics.clone());
+    let (search_tx, search_rx) = watch::channel(Loading::Pending);
+    let (answers_tx, answers_rx) = watch::channel(Loading::Pending);
+    load_models(search, generator, answer_options, search_tx, answers_tx);
+
+    // Uploads that were waiting when the server last stopped.
+    let names: std::collections::HashMap<_, _> = meta
+        .collections()
+        .await
+        .map_err(|e| other(e.to_string()))?
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect();
+    for doc in meta
+        .queued_documents()
+        .await
+        .map_err(|e| other(e.to_string()))?
+    {
+        let name = names.get(&doc.collection_id).cloned().unwrap_or_default();
+        match worker::reindex_job(&doc, &uploads, &name) {
+            Some(mut job) => {
+                job.content.force = false;
+                if let Err(e) = jobs.submit(job) {
+                    tracing::warn!(document = %doc.id, error = %e, "cannot requeue");
+                }
+            }
+            None => tracing::warn!(document = %doc.id, "queued, but its original is gone"),
+        }
+    }
+    let worker = tokio::spawn(worker::run(
+        job_rx,
+        search_rx.clone(),
+        meta.clone(),
+        uploads.clone(),
+        metrics.clone(),
+    ));
+
+    let max_json = settings.server.max_json_bytes;
+    let workers = settings
+        .server
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    let shutdown = settings.server.shutdown_timeout_secs;
+    let state = web::Data::new(AppState {
+        settings,
+        meta,
+        vectors,
+        search: search_rx,
+        answers: answers_rx,
+        jobs,
+        uploads,
+        metrics,
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(
+                DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "same-origin"))
+                    .add(("X-Frame-Options", "DENY"))
+                    .add((
+                        "Content-Security-Policy",
+                        "default-src 'self'; script-src 'self'; style-src 'self'; \
+                         img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; \
+                         base-uri 'none'",
+                    )),
+            )
+            .wrap_fn(|req, srv| {
+                let started = Instant::now();
+                let id = request_id(&req);
+                let method = req.method().to_string();
+                let path = req.path().to_string();
+                let metrics = req
+                    .app_data::<web::Data<AppState>>()
+                    .map(|s| s.metrics.clone());
+                let span = tracing::info_span!("request", request_id = %id, %method, %path);
+                let fut = srv.call(req);
+                async move {
+                    let mut res = fut.await?;
+                    if let Ok(v) = HeaderValue::from_str(&id) {
+                        res.headers_mut()
+                            .insert(HeaderName::from_static("x-request-id"), v);
+                    }
+                    let route = res
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".into());
+                    let status = res.status().as_u16();
+                    let secs = started.elapsed().as_secs_f64();
+                    if let Some(m) = metrics {
+                        m.requests
+                            .with_label_values(&[&method, &route, &status.to_string()])
+                            .inc();
+                        m.request_seconds.with_label_values(&[&route]).observe(secs);
+                    }
+                    tracing::info!(status, ms = (secs * 1000.0) as u64, %route, "request");
+                    Ok(res)
+                }
+                .instrument(span)
+            })
+            .configure(|cfg| routes(cfg, max_json))
+    })
+    .workers(workers.max(1))
+    .shutdown_timeout(shutdown)
+    .listen(listener)?
+    .run();
+    let result = server.await;
+    worker.abort();
+    result
+}

@@ -1,0 +1,61 @@
+//! The OpenAPI document of `/api/v1` and `/v1`, served at `/api/v1/openapi.json`.
+
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::{api, dto, error, openai};
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key from `enclave keys create NAME`, as `Authorization: Bearer KEY`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Enclave",
+        description = "Grounded, cited answers from your own documents. Errors are JSON \
+            `{code, message}` (on `/v1`: OpenAI's `{error: {message, type, code}}`)."
+    ),
+    paths(
+        api::healthz, api::readyz,
+        api::list_collections, api::create_collection, api::get_collection, api::delete_collection,
+        api::list_documents, api::upload_document, api::get_document, api::put_document,
+        api::delete_document, api::reindex_document, api::document_pages, api::document_chunks,
+        api::document_file, api::search, api::ask,
+        openai::models, openai::chat_completions,
+    ),
+    components(schemas(
+        error::ErrorBody, dto::CollectionOut, dto::CollectionList, dto::NewCollection,
+        dto::DocumentOut, dto::DocumentDetail, dto::VersionOut, dto::UploadOut, dto::DocumentList,
+        dto::PageOut, dto::PageList, dto::ChunkOut, dto::ChunkList, dto::ScoresOut,
+        dto::PassageOut, dto::SearchBody, dto::SearchOut, dto::AskBody, dto::CitationOut,
+        dto::TimingsOut, dto::AnswerOut, dto::Health, dto::Readiness, api::UploadForm,
+        openai::ModelOut, openai::ModelList, openai::ChatMessageIn, openai::ChatRequest,
+        openai::Grounding,
+    )),
+    modifiers(&Security),
+    tags(
+        (name = "collections", description = "Named sets of documents searched together"),
+        (name = "documents", description = "Upload, replace by external id, inspect, re-index, delete"),
+        (name = "search", description = "Passages and grounded answers"),
+        (name = "openai", description = "OpenAI-compatible chat API"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+pub struct ApiDoc;

@@ -1,0 +1,72 @@
+//! What every request shares: settings, stores, the models (loaded in the background), the
+//! ingest worker's queue and the metrics.
+
+use std::sync::Arc;
+
+use enclave_answer::Asker;
+use enclave_ingest::Ingestor;
+use enclave_retrieval::Retriever;
+use enclave_settings::Settings;
+use enclave_storage::{MetaStore, VectorStore};
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::worker::JobQueue;
+
+/// A part of the service that becomes available once its model is loaded.
+#[derive(Clone)]
+pub enum Loading<T> {
+    Pending,
+    Ready(T),
+    Failed(String),
+}
+
+/// Ingest and search: ready once the embedding model is loaded.
+#[derive(Clone)]
+pub struct SearchParts {
+    pub ingestor: Ingestor,
+    pub retriever: Retriever,
+}
+
+/// Shared state of the server.
+pub struct AppState {
+    pub settings: Settings,
+    pub meta: MetaStore,
+    pub vectors: Arc<dyn VectorStore>,
+    pub search: watch::Receiver<Loading<SearchParts>>,
+    pub answers: watch::Receiver<Loading<Asker>>,
+    pub jobs: JobQueue,
+    pub uploads: Arc<crate::uploads::UploadStore>,
+    pub metrics: Metrics,
+}
+
+fn ready<T: Clone>(rx: &watch::Receiver<Loading<T>>, what: &str) -> Result<T, ApiError> {
+    match &*rx.borrow() {
+        Loading::Ready(t) => Ok(t.clone()),
+        Loading::Pending => Err(ApiError::NotReady(format!(
+            "the {what} model is still loading: retry in a few seconds"
+        ))),
+        Loading::Failed(e) => Err(ApiError::NotReady(format!(
+            "the {what} model could not be loaded: {e}"
+        ))),
+    }
+}
+
+impl AppState {
+    /// The retriever, once the embedding model is loaded.
+    pub fn retriever(&self) -> Result<Retriever, ApiError> {
+        ready(&self.search, "embedding").map(|p| p.retriever)
+    }
+
+    /// The answer path, once both models are loaded.
+    pub fn asker(&self) -> Result<Asker, ApiError> {
+        ready(&self.search, "embedding")?;
+        ready(&self.answers, "generation")
+    }
+
+    /// Why the service is not ready, or `None` when it is.
+    pub fn not_ready(&self) -> Option<ApiError> {
+        self.asker().err()
+    }
+}

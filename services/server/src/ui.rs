@@ -1,0 +1,754 @@
+//! The web UI: server-rendered pages (tera templates from `templates/`, compiled into the
+//! binary), progressively enhanced by a small script that streams answers. Every piece of
+//! document text goes through the templates' HTML escaping.
+
+use std::sync::LazyLock;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use enclave_answer::{Answer, AskEvent};
+use enclave_retrieval::Passage;
+use serde::{Deserialize, Serialize};
+use tera::{Context, Tera};
+
+use crate::api::{self, InFlight, ask_request, sse_event, sse_response, start_answer};
+use crate::auth::{self, Action, Principal, SESSION_COOKIE};
+use crate::dto::{AnswerOut, CitationOut, PassageOut, SearchBody};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
+    let mut tera = Tera::default();
+    tera.add_raw_templates(vec![
+        ("base.html", include_str!("../../../templates/base.html")),
+        ("login.html", include_str!("../../../templates/login.html")),
+        ("ask.html", include_str!("../../../templates/ask.html")),
+        (
+            "passage.html",
+            include_str!("../../../templates/passage.html"),
+        ),
+        ("error.html", include_str!("../../../templates/error.html")),
+    ])
+    .expect("the templates compile (checked by a unit test)");
+    tera.autoescape_on(vec![".html"]);
+    tera
+});
+
+const APP_CSS: &str = include_str!("../../../templates/static/app.css");
+const APP_JS: &str = include_str!("../../../templates/static/app.js");
+
+/// Errors of UI pages: a sign-in redirect, or an error page.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    #[error("sign-in required")]
+    SignIn { next: String },
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl ResponseError for UiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::SignIn { .. } => StatusCode::SEE_OTHER,
+            Self::Api(e) => e.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::SignIn { next } => HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, format!("/login?next={}", encode(next))))
+                .finish(),
+            Self::Api(e) => {
+                let mut ctx = Context::new();
+                ctx.insert("status", &e.status_code().as_u16());
+                ctx.insert("message", &e.to_string());
+                page(e.status_code(), "error.html", &ctx)
+            }
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, UiError>;
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn page(status: StatusCode, template: &str, ctx: &Context) -> HttpResponse {
+    match TEMPLATES.render(template, ctx) {
+        Ok(html) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(html),
+        Err(e) => {
+            tracing::error!(error = ?e, template, "template failed");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body(format!("the page could not be rendered: {e}"))
+        }
+    }
+}
+
+/// The signed-in caller, or a redirect to the sign-in page.
+async fn caller(req: &HttpRequest) -> Result<Principal> {
+    match auth::ui_principal(req).await? {
+        Some(p) => Ok(p),
+        None => {
+            let next = req
+                .uri()
+                .path_and_query()
+                .map_or("/".to_string(), |p| p.to_string());
+            Err(UiError::SignIn { next })
+        }
+    }
+}
+
+fn base_context(principal: &Principal) -> Context {
+    let mut ctx = Context::new();
+    if principal.is_user() {
+        ctx.insert("user", &principal.name);
+    }
+    ctx
+}
+
+fn pages_label(start: i64, end: i64) -> String {
+    if start == end {
+        format!("page {start}")
+    } else {
+        format!("pages {start}–{end}")
+    }
+}
+
+/// A safe redirect target: a local path only.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+/// The sign-in page.
+pub async fn login_page(state: web::Data<AppState>, query: web::Query<LoginQuery>) -> HttpResponse {
+    if !state.settings.auth.enabled {
+        return HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/"))
+            .finish();
+    }
+    let mut ctx = Context::new();
+    ctx.insert("next", &local_path(query.next.as_deref()));
+    ctx.insert("username", "");
+    page(StatusCode::OK, "login.html", &ctx)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// Signs in: checks the password, opens a session, sets its cookie.
+pub async fn login(state: web::Data<AppState>, form: web::Form<LoginForm>) -> Result<HttpResponse> {
+    let next = local_path(form.next.as_deref());
+    let user = state
+        .meta
+        .user_by_name(form.username.trim())
+        .await
+        .map_err(ApiError::from)?;
+    let ok = match &user {
+        Some(u) => {
+            let (password, hash) = (form.password.clone(), u.password_hash.clone());
+            tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+                .await
+                .unwrap_or(false)
+        }
+        None => false,
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        let mut ctx = Context::new();
+        ctx.insert("next", &next);
+        ctx.insert("username", form.username.trim());
+        ctx.insert("error", "Wrong name or password.");
+        return Ok(page(StatusCode::UNAUTHORIZED, "login.html", &ctx));
+    };
+    let (token, hash) = auth::new_session_token();
+    let hours = state.settings.auth.session_hours.max(1);
+    let expires = chrono::Utc::now() + chrono::Duration::hours(hours as i64);
+    let expires_at = expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    state
+        .meta
+        .create_session(&hash, &user.id, &expires_at)
+        .await
+        .map_err(ApiError::from)?;
+    let cookie = Cookie::build(SESSION_COOKIE, token)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.settings.auth.secure_cookies)
+        .max_age(actix_web::cookie::time::Duration::hours(hours as i64))
+        .finish();
+    Ok(HttpResponse::SeeOther()
+        .cookie(cookie)
+        .insert_header((header::LOCATION, next))
+        .finish())
+}
+
+/// Signs out.
+pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    if let Some(c) = req.cookie(SESSION_COOKIE) {
+        state
+            .meta
+            .delete_session(&auth::digest(c.value()))
+            .await
+            .map_err(ApiError::from)?;
+    }
+    let mut gone = Cookie::build(SESSION_COOKIE, "").path("/").finish();
+    gone.make_removal();
+    Ok(HttpResponse::SeeOther()
+        .cookie(gone)
+        .insert_header((header::LOCATION, "/login"))
+        .finish())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AskQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    collection: String,
+    #[serde(default)]
+    view: String,
+    #[serde(default)]
+    mode: String,
+}
+
+impl AskQuery {
+    fn collections(&self) -> Vec<String> {
+        if self.collection.trim().is_empty() {
+            Vec::new()
+        } else {
+            vec![self.collection.trim().to_string()]
+        }
+    }
+
+    fn mode(&self) -> Option<&str> {
+        Some(self.mode.as_str()).filter(|m| !m.is_empty())
+    }
+}
+
+#[derive(Serialize)]
+struct Segment {
+    text: String,
+    number: Option<usize>,
+    url: Option<String>,
+}
+
+/// The answer text cut at its citation markers, each marker linked to its passage.
+fn segments(text: &str, citations: &[CitationOut]) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']').map(|c| open + c) else {
+            break;
+        };
+        let number = rest[open + 1..close].parse::<usize>().ok();
+        let citation = number.and_then(|n| citations.iter().find(|c| c.number == n));
+        match citation {
+            Some(c) => {
+                if open > 0 {
+                    out.push(Segment {
+                        text: rest[..open].to_string(),
+                        number: None,
+                        url: None,
+                    });
+                }
+                out.push(Segment {
+                    text: rest[open..=close].to_string(),
+                    number: Some(c.number),
+                    url: Some(c.url.clone()),
+                });
+            }
+            None => out.push(Segment {
+                text: rest[..=close].to_string(),
+                number: None,
+                url: None,
+            }),
+        }
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        out.push(Segment {
+            text: rest.to_string(),
+            number: None,
+            url: None,
+        });
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct PassageView {
+    title: String,
+    pages: String,
+    url: String,
+    text: String,
+    fused: String,
+    dense: String,
+    bm25: String,
+}
+
+fn passage_views(passages: &[Passage]) -> Vec<PassageView> {
+    passages
+        .iter()
+        .map(|p| {
+            let o = PassageOut::new(0, p);
+            PassageView {
+                title: o.title,
+                pages: pages_label(o.page_start, o.page_end),
+                url: o.url,
+                text: o.text,
+                fused: format!("{:.4}", o.scores.fused),
+                dense: o.scores.dense.map_or("–".into(), |s| format!("{s:.3}")),
+                bm25: o.scores.bm25.map_or("–".into(), |s| format!("{s:.2}")),
+            }
+        })
+        .collect()
+}
+
+fn answer_context(answer: &Answer) -> serde_json::Value {
+    let out = AnswerOut::from(answer);
+    let citations: Vec<_> = out
+        .citations
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "number": c.number, "url": c.url, "title": c.title, "quote": c.quote,
+                "pages": pages_label(c.page_start, c.page_end),
+            })
+        })
+        .collect();
+    let t = &answer.timings;
+    let mut meta = vec![
+        answer.model.clone(),
+        format!("retrieval {:.0} ms", t.retrieval_ms),
+    ];
+    if let Some(ms) = t.time_to_first_token_ms {
+        meta.push(format!("first token {:.1} s", ms / 1000.0));
+    }
+    if let Some(r) = t.tokens_per_s {
+        meta.push(format!("{r:.1} tokens/s"));
+    }
+    serde_json::json!({
+        "refused": answer.refused,
+        "segments": segments(&answer.text, &out.citations),
+        "citations": citations,
+        "nearest": if answer.refused { passage_views(&answer.passages) } else { Vec::new() },
+        "meta": meta.join(" · "),
+    })
+}
+
+/// The ask page: the form, and (without JavaScript, or in search view) the server-rendered
+/// answer or passages.
+pub async fn ask_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<AskQuery>,
+) -> Result<HttpResponse> {
+    let principal = caller(&req).await?;
+    principal.authorize(Action::Read, None)?;
+    let mut ctx = base_context(&principal);
+    let collections: Vec<String> = state
+        .meta
+        .collections()
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let view = if query.view == "search" {
+        "search"
+    } else {
+        "answer"
+    };
+    ctx.insert("collections", &collections);
+    ctx.insert("collection", &query.collection);
+    ctx.insert("q", &query.q);
+    ctx.insert("view", view);
+    if query.q.trim().is_empty() {
+        return Ok(page(StatusCode::OK, "ask.html", &ctx));
+    }
+    let outcome: std::result::Result<(), ApiError> = async {
+        if view == "search" {
+            let body = SearchBody {
+                query: query.q.clone(),
+                collections: query.collections(),
+                mode: query.mode().map(str::to_string),
+                limit: Some(10),
+                tags: Vec::new(),
+                types: Vec::new(),
+                expand_neighbours: false,
+            };
+            let request = api::search_request(&body, &principal)?;
+            let results = state.retriever()?.search(&request).await?;
+            let summary = if results.relevant {
+                format!("{} passages ({} search, {:.0} ms)", results.passages.len(), results.mode, results.took_ms)
+            } else {
+                format!(
+                    "Nothing relevant found; the nearest {} passages ({:.0} ms)",
+                    results.passages.len(),
+                    results.took_ms
+                )
+            };
+            ctx.insert(
+                "results",
+                &serde_json::json!({"summary": summary, "passages": passage_views(&results.passages)}),
+            );
+        } else {
+            let request = ask_request(&query.q, query.collections(), query.mode(), &principal)?;
+            let _guard = InFlight::start(&state.metrics);
+            let mut rx = start_answer(&state, &request).await?;
+            while let Some(event) = rx.recv().await {
+                match event {
+                    AskEvent::Done(answer) => {
+                        state.metrics.answer_done(&answer);
+                        ctx.insert("answer", &answer_context(&answer));
+                        break;
+                    }
+                    AskEvent::Failed(e) => {
+                        return Err(ApiError::Internal(format!("generation failed: {e}")));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let status = match outcome {
+        Ok(()) => StatusCode::OK,
+        Err(e) => {
+            ctx.insert("error", &e.to_string());
+            e.status_code()
+        }
+    };
+    Ok(page(status, "ask.html", &ctx))
+}
+
+/// The answer as Server-Sent Events for the ask page's script: `sources`, `token`..., then
+/// `done` (the answer) or `failure` (`{"message"}`).
+pub async fn ask_stream(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<AskQuery>,
+) -> Result<HttpResponse> {
+    let principal = caller(&req).await?;
+    let failure = |e: ApiError| {
+        let body = futures::stream::once(async move {
+            Ok::<_, actix_web::Error>(sse_event(
+                "failure",
+                &serde_json::json!({"message": e.to_string()}),
+            ))
+        });
+        sse_response(body)
+    };
+    let request = match ask_request(&query.q, query.collections(), query.mode(), &principal) {
+        Ok(r) => r,
+        Err(e) => return Ok(failure(e)),
+    };
+    let guard = InFlight::start(&state.metrics);
+    let rx = match start_answer(&state, &request).await {
+        Ok(rx) => rx,
+        Err(e) => return Ok(failure(e)),
+    };
+    let metrics = state.metrics.clone();
+    let stream = futures::stream::unfold(
+        (rx, guard, metrics, false),
+        |(mut rx, guard, metrics, finished)| async move {
+            if finished {
+                return None;
+            }
+            let (bytes, finished) = match rx.recv().await? {
+                AskEvent::Sources(p) => (sse_event("sources", &PassageOut::list(&p)), false),
+                AskEvent::Token(t) => (sse_event("token", &serde_json::json!({"text": t})), false),
+                AskEvent::Done(answer) => {
+                    metrics.answer_done(&answer);
+                    (sse_event("done", &AnswerOut::from(answer.as_ref())), true)
+                }
+                AskEvent::Failed(e) => (
+                    sse_event(
+                        "failure",
+                        &serde_json::json!({"message": format!("generation failed: {e}")}),
+                    ),
+                    true,
+                ),
+            };
+            Some((
+                Ok::<_, actix_web::Error>(bytes),
+                (rx, guard, metrics, finished),
+            ))
+        },
+    );
+    Ok(sse_response(stream))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PassageQuery {
+    version: Option<i64>,
+    start: Option<i64>,
+    end: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct PageSegment {
+    text: String,
+    cited: bool,
+    first: bool,
+}
+
+/// Cuts a page's text at the cited span (char offsets in the document text).
+fn page_segments(
+    page_start: i64,
+    text: &str,
+    span: Option<(i64, i64)>,
+    first: &mut bool,
+) -> Vec<PageSegment> {
+    let chars: Vec<char> = text.chars().collect();
+    let len = chars.len() as i64;
+    let Some((start, end)) = span else {
+        return vec![PageSegment {
+            text: text.to_string(),
+            cited: false,
+            first: false,
+        }];
+    };
+    let a = (start - page_start).clamp(0, len) as usize;
+    let b = (end - page_start).clamp(0, len) as usize;
+    if a >= b {
+        return vec![PageSegment {
+            text: text.to_string(),
+            cited: false,
+            first: false,
+        }];
+    }
+    let mut out = Vec::new();
+    if a > 0 {
+        out.push(PageSegment {
+            text: chars[..a].iter().collect(),
+            cited: false,
+            first: false,
+        });
+    }
+    out.push(PageSegment {
+        text: chars[a..b].iter().collect(),
+        cited: true,
+        first: *first,
+    });
+    *first = false;
+    if b < chars.len() {
+        out.push(PageSegment {
+            text: chars[b..].iter().collect(),
+            cited: false,
+            first: false,
+        });
+    }
+    out
+}
+
+/// The passage view: the pages holding a cited span, the span highlighted.
+pub async fn passage_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<PassageQuery>,
+) -> Result<HttpResponse> {
+    let principal = caller(&req).await?;
+    principal.authorize(Action::Read, None)?;
+    let doc = api::find_document(&state, &id).await?;
+    let mut notice = None;
+    let mut version = query.version.unwrap_or(doc.version);
+    if version != doc.version {
+        let still_there = state
+            .meta
+            .page_range(&doc.id, version, 1, 1)
+            .await
+            .map_err(ApiError::from)?;
+        if still_there.is_empty() {
+            notice = Some(
+                "The document was replaced by a newer version since this answer was written: \
+                 the current version is shown and the passage may have moved."
+                    .to_string(),
+            );
+            version = doc.version;
+        }
+    }
+    let span = match (query.start, query.end) {
+        (Some(s), Some(e)) if notice.is_none() && s < e => Some((s, e)),
+        _ => None,
+    };
+    let all = state
+        .meta
+        .page_range(&doc.id, version, 1, i64::MAX)
+        .await
+        .map_err(ApiError::from)?;
+    if all.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "document {} has no text (status {})",
+            doc.id, doc.status
+        ))
+        .into());
+    }
+    // The pages the span touches, or the first page without a span.
+    let separator = enclave_ingest::parse::PAGE_SEPARATOR.chars().count() as i64;
+    let shown: Vec<_> = match span {
+        Some((s, e)) => all
+            .iter()
+            .filter(|p| {
+                let len = p.text.chars().count() as i64;
+                p.char_start < e && s < p.char_start + len + separator
+            })
+            .collect(),
+        None => all.iter().take(1).collect(),
+    };
+    let mut first = true;
+    let pages: Vec<_> = shown
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "number": p.page_number,
+                "segments": page_segments(p.char_start, &p.text, span, &mut first),
+            })
+        })
+        .collect();
+    let label = match (shown.first(), shown.last()) {
+        (Some(a), Some(b)) => format!(
+            "{} of {}",
+            pages_label(a.page_number, b.page_number),
+            all.len()
+        ),
+        _ => String::new(),
+    };
+    let collection = state
+        .meta
+        .collections()
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .find(|c| c.id == doc.collection_id)
+        .map(|c| c.name);
+    let mut ctx = base_context(&principal);
+    ctx.insert("id", &doc.id);
+    ctx.insert("title", &doc.title);
+    ctx.insert("pages", &pages);
+    ctx.insert("pages_label", &label);
+    ctx.insert("collection", &collection);
+    ctx.insert("notice", &notice);
+    ctx.insert(
+        "has_original",
+        &crate::worker::original_path(&doc, &state.uploads).is_some(),
+    );
+    Ok(page(StatusCode::OK, "passage.html", &ctx))
+}
+
+/// The original file, for signed-in users.
+pub async fn file_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    let principal = caller(&req).await?;
+    principal.authorize(Action::Read, None)?;
+    Ok(api::original_file(&state, &id).await?)
+}
+
+pub async fn app_css() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(APP_CSS)
+}
+
+pub async fn app_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(APP_JS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_compile_and_escape_document_text() {
+        let mut ctx = Context::new();
+        ctx.insert("collections", &Vec::<String>::new());
+        ctx.insert("collection", "");
+        ctx.insert("q", "<b>q</b>");
+        ctx.insert("view", "search");
+        ctx.insert(
+            "results",
+            &serde_json::json!({"summary": "1", "passages": [{"title": "<i>t</i>", "pages": "page 1",
+                "url": "/d", "text": "<script>alert(1)</script>", "fused": "1", "dense": "1", "bm25": "1"}]}),
+        );
+        let html = TEMPLATES.render("ask.html", &ctx).unwrap();
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;&#x2F;script&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>alert"));
+        assert!(!html.contains("<b>q</b>"));
+    }
+
+    #[test]
+    fn markers_become_links_only_for_given_citations() {
+        let c = CitationOut {
+            number: 2,
+            document_id: "d".into(),
+            title: "t".into(),
+            source_uri: "s".into(),
+            page_start: 1,
+            page_end: 1,
+            char_start: 0,
+            char_end: 5,
+            quote: "q".into(),
+            url: "/documents/d/passage".into(),
+        };
+        let s = segments("A [2] and [x] b [9].", &[c]);
+        let linked: Vec<_> = s.iter().filter(|s| s.url.is_some()).collect();
+        assert_eq!(linked.len(), 1);
+        assert_eq!(linked[0].number, Some(2));
+        let text: String = s.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(text, "A [2] and [x] b [9].");
+    }
+
+    #[test]
+    fn the_span_is_cut_by_chars() {
+        let mut first = true;
+        let s = page_segments(10, "héllo wörld", Some((12, 17)), &mut first);
+        let parts: Vec<_> = s.iter().map(|p| (p.text.as_str(), p.cited)).collect();
+        assert_eq!(parts, vec![("hé", false), ("llo w", true), ("örld", false)]);
+        assert!(s[1].first && !first);
+    }
+
+    #[test]
+    fn only_local_redirects() {
+        assert_eq!(local_path(Some("/?q=x")), "/?q=x");
+        assert_eq!(local_path(Some("//evil.example")), "/");
+        assert_eq!(local_path(Some("https://evil.example")), "/");
+    }
+}

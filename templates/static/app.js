@@ -1,0 +1,117 @@
+// Progressive enhancement of the ask page: answers stream in as they are written.
+// Without JavaScript the form is submitted and the server renders the finished answer.
+"use strict";
+
+function el(tag, attrs, text) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function pagesLabel(c) {
+  return c.page_start === c.page_end ? `page ${c.page_start}` : `pages ${c.page_start}–${c.page_end}`;
+}
+
+// Replaces the streamed text by text with [n] markers linked to their passages.
+function renderAnswer(box, answer) {
+  const urls = new Map(answer.citations.map((c) => [String(c.number), c.url + "#cited"]));
+  box.textContent = "";
+  box.classList.toggle("refused", answer.refused);
+  const parts = answer.text.split(/(\[\d+\])/);
+  for (const part of parts) {
+    const m = /^\[(\d+)\]$/.exec(part);
+    if (m && urls.has(m[1])) {
+      box.appendChild(el("a", { class: "citation-marker", href: urls.get(m[1]) }, part));
+    } else if (part) {
+      box.appendChild(document.createTextNode(part));
+    }
+  }
+}
+
+function renderCitations(list, heading, answer) {
+  list.textContent = "";
+  const items = answer.refused ? [] : answer.citations;
+  for (const c of items) {
+    const li = el("li", { value: String(c.number) });
+    li.appendChild(el("a", { class: "citation", href: c.url + "#cited" }, `${c.title}, ${pagesLabel(c)}`));
+    li.appendChild(el("blockquote", { class: "quote" }, c.quote));
+    list.appendChild(li);
+  }
+  heading.hidden = items.length === 0;
+}
+
+function meta(answer) {
+  const t = answer.timings;
+  const bits = [`${answer.model}`, `retrieval ${Math.round(t.retrieval_ms)} ms`];
+  if (t.time_to_first_token_ms != null) bits.push(`first token ${(t.time_to_first_token_ms / 1000).toFixed(1)} s`);
+  if (t.tokens_per_s != null) bits.push(`${t.tokens_per_s.toFixed(1)} tokens/s`);
+  return bits.join(" · ");
+}
+
+function stream(form) {
+  const params = new URLSearchParams(new FormData(form));
+  history.pushState(null, "", "/?" + params.toString());
+  document.querySelectorAll(".results, #main > .error").forEach((e) => e.remove());
+  const section = document.getElementById("answer");
+  const box = document.getElementById("answer-text");
+  const error = document.getElementById("answer-error");
+  const list = document.getElementById("citations");
+  const heading = document.getElementById("citations-heading");
+  const metaLine = document.getElementById("answer-meta");
+  section.hidden = false;
+  box.textContent = "";
+  list.textContent = "";
+  heading.hidden = true;
+  error.hidden = true;
+  metaLine.textContent = "Searching the documents…";
+  section.dataset.state = "streaming";
+  const button = document.getElementById("ask-button");
+  button.disabled = true;
+  const source = new EventSource("/ui/ask/stream?" + params.toString());
+  const finish = (state) => {
+    source.close();
+    section.dataset.state = state;
+    button.disabled = false;
+  };
+  source.addEventListener("sources", (e) => {
+    const n = JSON.parse(e.data).length;
+    metaLine.textContent = `Writing an answer from ${n} passages…`;
+  });
+  source.addEventListener("token", (e) => {
+    box.appendChild(document.createTextNode(JSON.parse(e.data).text));
+  });
+  source.addEventListener("done", (e) => {
+    const answer = JSON.parse(e.data);
+    renderAnswer(box, answer);
+    renderCitations(list, heading, answer);
+    metaLine.textContent = meta(answer);
+    finish("done");
+  });
+  source.addEventListener("failure", (e) => {
+    error.textContent = JSON.parse(e.data).message;
+    error.hidden = false;
+    metaLine.textContent = "";
+    finish("error");
+  });
+  source.onerror = () => {
+    if (section.dataset.state !== "streaming") return;
+    error.textContent = "The connection to the server was lost.";
+    error.hidden = false;
+    finish("error");
+  };
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("ask-form");
+  if (form && window.EventSource) {
+    form.addEventListener("submit", (e) => {
+      if (document.getElementById("view").value !== "answer") return;
+      if (!document.getElementById("q").value.trim()) return;
+      e.preventDefault();
+      stream(form);
+    });
+  }
+  const cited = document.getElementById("cited");
+  if (cited) cited.scrollIntoView({ block: "center" });
+});
