@@ -7,5 +7,6 @@ mod chunks;
 mod common;
 mod crash;
 mod formats;
+mod http;
 mod lifecycle;
 mod search;
