@@ -47,3 +47,21 @@ fetch_corpus() {
   [ -x "$fetch" ] || { echo "corpus fetcher not found at $fetch (set ENCLAVE_CORPUS_FETCH)" >&2; return 1; }
   "$fetch" "$ENCLAVE_CORPUS_DIR" >&2
 }
+
+# setup_test_clients: what the HTTP tests drive the server with: the official `openai` Python
+# client (a virtualenv in the cache) and playwright-core for Debian's Chromium (npm, pinned by
+# tests/browser/package-lock.json).
+setup_test_clients() {
+  local here venv
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  venv=$ENCLAVE_CACHE/venv
+  if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
+  if ! cmp -s "$here/tests/python/requirements.txt" "$venv/requirements.txt"; then
+    "$venv/bin/pip" install -q -r "$here/tests/python/requirements.txt" >&2
+    cp "$here/tests/python/requirements.txt" "$venv/requirements.txt"
+  fi
+  if ! cmp -s "$here/tests/browser/package-lock.json" "$here/tests/browser/node_modules/.enclave-lock"; then
+    (cd "$here/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >&2 \
+      && cp package-lock.json node_modules/.enclave-lock)
+  fi
+}
