@@ -90,26 +90,77 @@ pub async fn retriever(settings: &Settings) -> anyhow::Result<enclave_retrieval:
     )?)
 }
 
+/// Which engine the settings ask for (`auto` decided for this model and machine).
+pub fn engine_kind(settings: &Settings) -> enclave_generation::EngineKind {
+    use enclave_generation::EngineKind;
+    match settings.generation.engine {
+        enclave_settings::Engine::LlamaCpp => EngineKind::LlamaCpp,
+        enclave_settings::Engine::MistralRs => EngineKind::MistralRs,
+        enclave_settings::Engine::Auto => enclave_generation::auto_engine(
+            &settings.generation_model(),
+            settings.generation.hub_model.is_some(),
+            enclave_generation::gpu_available(),
+        ),
+    }
+}
+
 /// The generation engine chosen by the settings, with its model loaded.
 pub async fn generator(
     settings: &Settings,
 ) -> anyhow::Result<Arc<dyn enclave_generation::Generator>> {
-    use enclave_generation::{LlamaCppConfig, LlamaCppEngine};
-    match settings.generation.engine {
-        // GGUF on the CPU: llama.cpp is the engine built in for it.
-        enclave_settings::Engine::Auto | enclave_settings::Engine::LlamaCpp => {
+    use enclave_generation::{
+        EngineKind, LlamaCppConfig, LlamaCppEngine, MistralRsConfig, MistralRsEngine,
+        MistralRsSource,
+    };
+    let g = &settings.generation;
+    match engine_kind(settings) {
+        EngineKind::LlamaCpp => {
+            if g.hub_model.is_some() {
+                anyhow::bail!("generation.hub_model needs the mistral.rs engine");
+            }
             let config = LlamaCppConfig {
                 model_path: settings.generation_model(),
                 threads: Some(settings.generation_threads()),
-                context_size: settings.generation.context_size,
-                slots: settings.generation.slots,
-                queue_capacity: settings.generation.queue_capacity,
+                context_size: g.context_size,
+                slots: g.slots,
+                queue_capacity: g.queue_capacity,
                 prefix_cache: true,
             };
             let engine = tokio::task::spawn_blocking(move || LlamaCppEngine::start(config))
                 .await
                 .context("the model loading task failed")??;
             Ok(Arc::new(engine))
+        }
+        EngineKind::MistralRs => {
+            let isq = g
+                .isq
+                .as_deref()
+                .map(enclave_generation::parse_isq)
+                .transpose()?;
+            let model = settings.generation_model();
+            let source = match &g.hub_model {
+                Some(id) => MistralRsSource::Hub {
+                    model_id: id.clone(),
+                    isq,
+                },
+                None if model.is_dir() => MistralRsSource::Safetensors { dir: model, isq },
+                None => {
+                    if isq.is_some() {
+                        anyhow::bail!(
+                            "generation.isq applies to safetensors model directories, and {} is \
+                             a GGUF file (already quantized)",
+                            model.display()
+                        );
+                    }
+                    MistralRsSource::Gguf(model)
+                }
+            };
+            let config = MistralRsConfig {
+                slots: g.slots,
+                queue_capacity: g.queue_capacity,
+                ..MistralRsConfig::new(source)
+            };
+            Ok(Arc::new(MistralRsEngine::start(config).await?))
         }
     }
 }

@@ -14,11 +14,17 @@ pub struct StatusArgs {
 pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let meta = crate::app::meta_store(settings).await?;
     let model = settings.generation_model();
-    let engine = match settings.generation.engine {
-        enclave_settings::Engine::Auto => "llama.cpp (auto: GGUF on CPU)",
-        enclave_settings::Engine::LlamaCpp => "llama.cpp",
+    let kind = match crate::app::engine_kind(settings) {
+        enclave_generation::EngineKind::LlamaCpp => "llama.cpp",
+        enclave_generation::EngineKind::MistralRs => "mistral.rs",
     };
-    let model_state = if model.is_file() {
+    let engine = match settings.generation.engine {
+        enclave_settings::Engine::Auto => format!("{kind} (auto)"),
+        _ => kind.to_string(),
+    };
+    let model_state = if settings.generation.hub_model.is_some() {
+        "from the hub"
+    } else if model.is_file() || model.join("config.json").is_file() {
         "present"
     } else {
         "missing: run scripts/fetch-models llm"

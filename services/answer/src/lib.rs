@@ -140,10 +140,21 @@ pub struct Asker {
 /// list markers.
 const MIN_RUN: usize = 12;
 
-/// The GBNF grammar of an answer citing sources `1..=n`: runs of free text (no brackets) of
-/// `MIN_RUN` to `max_run` characters, each followed by a marker `[k]` naming a given source, and an
-/// optional short closing run. So an answer cites early and often, and cannot cite anything
-/// else. (Unambiguous: no two text runs in a row, so the grammar engine keeps one parse.)
+/// The grammar of an answer citing sources `1..=n`, in llguidance's Lark form (mistral.rs):
+/// runs of free text (no brackets) of `MIN_RUN` to `max_run` characters, each followed by a
+/// marker `[k]` naming a given source, and an optional short closing run. So an answer cites
+/// early and often, and cannot cite anything else. (Unambiguous: no two text runs in a row,
+/// so the grammar engine keeps one parse.)
+pub fn citation_lark(n: usize, max_run: usize) -> String {
+    let markers: Vec<String> = (1..=n.max(1)).map(|k| format!("\"[{k}]\"")).collect();
+    format!(
+        "start: (TEXT CITE)+ TEXT?\nTEXT: /[^\\[\\]]{{{MIN_RUN},{max}}}/\nCITE: {}\n",
+        markers.join(" | "),
+        max = max_run.max(MIN_RUN)
+    )
+}
+
+/// The citation grammar (see [`citation_lark`]) in GBNF, for llama.cpp.
 pub fn citation_grammar(n: usize, max_run: usize) -> String {
     let ids: Vec<String> = (1..=n.max(1)).map(|i| format!("\"{i}\"")).collect();
     format!(
@@ -292,6 +303,10 @@ impl Asker {
                 passages.len(),
                 self.options.max_chars_between_citations,
             )),
+            lark: Some(citation_lark(
+                passages.len(),
+                self.options.max_chars_between_citations,
+            )),
             seed: 0,
         };
         let mut events = self.generator.generate(generation)?;
@@ -393,6 +408,15 @@ mod tests {
         let (text, cited, removed) = check_citations("no markers, cut off [1", 3);
         assert_eq!((text.as_str(), cited.len()), ("no markers, cut off ", 0));
         assert_eq!(removed, vec!["[1".to_string()]);
+    }
+
+    #[test]
+    fn lark_grammar_matches_the_gbnf_one() {
+        let g = citation_lark(2, 200);
+        assert_eq!(
+            g,
+            "start: (TEXT CITE)+ TEXT?\nTEXT: /[^\\[\\]]{12,200}/\nCITE: \"[1]\" | \"[2]\"\n"
+        );
     }
 
     #[test]

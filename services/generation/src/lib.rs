@@ -47,9 +47,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 mod llama;
+mod mistral;
 mod utf8;
 
 pub use llama::{LlamaCppConfig, LlamaCppEngine};
+pub use mistral::{MistralRsConfig, MistralRsEngine, MistralRsSource, parse_isq};
 
 /// Who wrote a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -106,8 +108,10 @@ pub struct GenerationRequest {
     pub max_tokens: usize,
     /// Sampling temperature; 0 is greedy (deterministic).
     pub temperature: f32,
-    /// Optional GBNF grammar (root rule `root`) the output must follow.
+    /// Optional GBNF grammar (root rule `root`) the output must follow (llama.cpp).
     pub grammar: Option<String>,
+    /// The same grammar in llguidance's Lark form (start rule `start`), for mistral.rs.
+    pub lark: Option<String>,
     /// Seed of the sampler's random generator (unused when greedy).
     pub seed: u32,
 }
@@ -119,6 +123,7 @@ impl Default for GenerationRequest {
             max_tokens: 256,
             temperature: 0.0,
             grammar: None,
+            lark: None,
             seed: 0,
         }
     }
@@ -182,6 +187,30 @@ pub struct EngineInfo {
     pub slots: usize,
     /// Context (KV cache) size of each slot, in tokens.
     pub context_size: u32,
+}
+
+/// The engines built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// llama.cpp: GGUF on the CPU (tiled multi-threaded SIMD kernels).
+    LlamaCpp,
+    /// mistral.rs: NVIDIA GPUs (with the `cuda` feature) and safetensors models with ISQ.
+    MistralRs,
+}
+
+/// Whether this build can use an NVIDIA GPU and one is visible.
+pub fn gpu_available() -> bool {
+    cfg!(feature = "cuda") && std::path::Path::new("/dev/nvidia0").exists()
+}
+
+/// The engine `auto` picks: mistral.rs for a model directory (safetensors, quantized in place)
+/// or a hub model, or when a GPU can be used; llama.cpp for a GGUF file on the CPU.
+pub fn auto_engine(model: &std::path::Path, hub_model: bool, gpu: bool) -> EngineKind {
+    if hub_model || model.is_dir() || gpu {
+        EngineKind::MistralRs
+    } else {
+        EngineKind::LlamaCpp
+    }
 }
 
 /// Errors of the generation seam.

