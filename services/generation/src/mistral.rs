@@ -47,9 +47,7 @@ pub struct MistralRsConfig {
     pub queue_capacity: usize,
     /// Stay on the CPU even when a GPU is available.
     pub force_cpu: bool,
-    /// Apply requests' Lark grammars through llguidance. Off by default: with mistral.rs 0.8.1
-    /// on the CPU a grammar-constrained generation stalls before its first token (see the
-    /// ignored test `lark_grammars_constrain_the_output`). Unconstrained answers are still
+    /// Apply requests' Lark grammars through llguidance (default). Off, answers are still
     /// checked afterwards: markers naming no given source are removed and reported.
     pub constrained: bool,
 }
@@ -61,7 +59,7 @@ impl MistralRsConfig {
             slots: 2,
             queue_capacity: 16,
             force_cpu: !cfg!(feature = "cuda"),
-            constrained: false,
+            constrained: true,
         }
     }
 }
@@ -234,12 +232,13 @@ fn request_of(r: &GenerationRequest, constrained: bool) -> Result<RequestBuilder
         };
         b = b.add_message(role, &m.content);
     }
-    b = b.set_sampler_max_len(r.max_tokens);
+    // The deterministic sampler replaces the sampling parameters: set the length after it.
     b = if r.temperature == 0.0 {
         b.set_deterministic_sampler()
     } else {
         b.set_sampler_temperature(f64::from(r.temperature))
     };
+    b = b.set_sampler_max_len(r.max_tokens);
     match (&r.lark, &r.grammar) {
         (Some(_), _) if !constrained => {}
         (Some(lark), _) => b = b.set_constraint(Constraint::Lark(lark.clone())),

@@ -78,8 +78,6 @@ async fn collect(mut events: Receiver<GenerationEvent>) -> (Vec<String>, Generat
 }
 
 #[tokio::test]
-#[ignore = "stalls in this environment after the first streamed request; under investigation \
-            (the concurrency, busy, cancellation and ISQ tests pass)"]
 async fn gguf_streams_and_stops_at_max_tokens() {
     let engine = start(2, 4).await;
     let info = engine.info();
@@ -125,8 +123,6 @@ async fn gguf_streams_and_stops_at_max_tokens() {
 }
 
 #[tokio::test]
-#[ignore = "mistral.rs 0.8.1 on the CPU: llguidance-constrained generation stalls before its \
-            first token; the engine runs unconstrained (constrained = false) until this passes"]
 async fn lark_grammars_constrain_the_output() {
     let engine = MistralRsEngine::start(MistralRsConfig {
         constrained: true,

@@ -426,6 +426,8 @@ async fn accept_upload(
         .as_ref()
         .map(|d| d.sha256.clone())
         .filter(|s| s != &file.sha256);
+    // Read before the worker can start on it: the answer shows the document as queued.
+    let doc = find_document(state, &document_id).await?;
     state.jobs.submit(Job {
         document_id: document_id.clone(),
         content: StoredContent {
@@ -441,7 +443,6 @@ async fn accept_upload(
         },
         previous_sha,
     })?;
-    let doc = find_document(state, &document_id).await?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/documents/{document_id}")))
         .json(UploadOut {
