@@ -546,13 +546,8 @@ impl MetaStore {
         .bind(&ts)
         .execute(&self.pool)
         .await?;
-        let row =
-            sqlx::query("SELECT id FROM documents WHERE collection_id = $1 AND source_uri = $2")
-                .bind(&new.collection_id)
-                .bind(&new.source_uri)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.try_get("id")?)
+        self.document_id_by_source(&new.collection_id, &new.source_uri)
+            .await
     }
 
     /// Documents waiting for the ingest worker, oldest first.
@@ -917,6 +912,11 @@ impl MetaStore {
         .bind(&ts)
         .execute(&self.pool)
         .await?;
+        self.document_id_by_source(collection_id, source_uri).await
+    }
+
+    /// The id of the document of `collection_id` with this source URI (which must exist).
+    async fn document_id_by_source(&self, collection_id: &str, source_uri: &str) -> Result<String> {
         let row =
             sqlx::query("SELECT id FROM documents WHERE collection_id = $1 AND source_uri = $2")
                 .bind(collection_id)
