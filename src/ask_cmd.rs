@@ -8,6 +8,7 @@ use enclave_retrieval::SearchMode;
 use enclave_settings::Settings;
 
 use crate::display::pages;
+use crate::scope_args::ScopeArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct AskArgs {
@@ -23,6 +24,8 @@ pub struct AskArgs {
     /// Only passages carrying this access tag (repeatable).
     #[arg(long = "access", value_name = "TAG")]
     access: Vec<String>,
+    #[command(flatten)]
+    scope: ScopeArgs,
     /// Print the finished answer as JSON instead of streaming it.
     #[arg(long)]
     json: bool,
@@ -35,6 +38,7 @@ pub async fn run(settings: &Settings, args: AskArgs) -> anyhow::Result<ExitCode>
         collections: args.collections,
         mode: args.mode,
         access: args.access,
+        scope: args.scope.scope()?,
     };
     if args.json {
         let answer = asker.answer(&request).await?;

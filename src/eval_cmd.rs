@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use enclave_retrieval::eval::{ModeReport, parse_set};
+use enclave_retrieval::eval::{ModeReport, ThresholdRow, parse_set};
 use enclave_retrieval::{SearchMode, SearchRequest};
 use enclave_settings::Settings;
 
@@ -212,6 +212,7 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         "Refusal is decided by retrieval (best dense similarity below retrieval.min_dense_score = {}).",
         settings.retrieval.min_dense_score
     );
+    print_threshold_sweep(&reports[0].1, settings.retrieval.min_dense_score);
     if let Some(a) = answers {
         println!();
         println!(
@@ -252,4 +253,51 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The refusals each relevance threshold would give on this set (the nearest chunk's
+/// similarity is the same in every mode: the dense channel always runs).
+fn print_threshold_sweep(report: &ModeReport, configured: f32) {
+    let (rows, best) = report.threshold_sweep();
+    println!();
+    println!(
+        "Relevance threshold calibration: refusals at each retrieval.min_dense_score \
+         ({} unanswerable, {} answerable questions).",
+        report.unanswerable, report.answerable
+    );
+    println!();
+    println!("| threshold | unanswerable refused | answerable refused | right |");
+    println!("|---|---|---|---|");
+    let mut shown: Vec<ThresholdRow> = rows
+        .iter()
+        .copied()
+        .filter(|r| ((r.threshold * 1000.0).round() as i32) % 50 == 0)
+        .collect();
+    for extra in [best, report.at_threshold(configured)] {
+        if !shown
+            .iter()
+            .any(|r| (r.threshold - extra.threshold).abs() < 1e-4)
+        {
+            shown.push(extra);
+        }
+    }
+    shown.sort_by(|a, b| a.threshold.total_cmp(&b.threshold));
+    for r in shown {
+        let mut label = format!("{:.3}", r.threshold);
+        if (r.threshold - configured).abs() < 1e-4 {
+            label.push_str(" (configured)");
+        }
+        if (r.threshold - best.threshold).abs() < 1e-4 {
+            label.push_str(" (best)");
+        }
+        println!(
+            "| {label} | {}/{} | {}/{} | {}/{} |",
+            r.refused,
+            report.unanswerable,
+            r.false_refusals,
+            report.answerable,
+            r.refused + report.answerable - r.false_refusals,
+            report.unanswerable + report.answerable
+        );
+    }
 }

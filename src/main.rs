@@ -7,9 +7,11 @@ mod delete_cmd;
 mod display;
 mod eval_cmd;
 mod ingest_cmd;
+mod scope_args;
 mod search_cmd;
 mod serve_cmd;
 mod status_cmd;
+mod worker_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +45,8 @@ enum Command {
     Delete(delete_cmd::DeleteArgs),
     /// Serve the web UI, the REST API and the OpenAI-compatible API, with an ingest worker.
     Serve(serve_cmd::ServeArgs),
+    /// Run ingest jobs (uploads, re-index requests) from the queue in the metadata database.
+    Worker(worker_cmd::WorkerArgs),
     /// People who sign in to the web UI.
     Users(access_cmd::UsersArgs),
     /// API keys for the REST and OpenAI-compatible APIs.
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
             Command::Ask(args) => ask_cmd::run(&settings, args).await,
             Command::Eval(args) => eval_cmd::run(&settings, args).await,
             Command::Serve(args) => serve_cmd::run(&settings, args).await,
+            Command::Worker(args) => worker_cmd::run(&settings, args).await,
             Command::Users(args) => access_cmd::users(&settings, args).await,
             Command::Keys(args) => access_cmd::keys(&settings, args).await,
             Command::ExtractPdf => unreachable!("handled before the runtime starts"),

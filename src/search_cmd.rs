@@ -6,6 +6,7 @@ use enclave_retrieval::{Retriever, SearchMode, SearchRequest};
 use enclave_settings::Settings;
 
 use crate::display::pages;
+use crate::scope_args::ScopeArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct SearchArgs {
@@ -21,12 +22,8 @@ pub struct SearchArgs {
     /// Number of passages.
     #[arg(long, short = 'k', default_value_t = 5)]
     limit: usize,
-    /// Only documents of this MIME type (repeatable), e.g. application/pdf.
-    #[arg(long = "type", value_name = "MIME")]
-    mime_types: Vec<String>,
-    /// Only documents with this tag (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
-    tags: Vec<String>,
+    #[command(flatten)]
+    scope: ScopeArgs,
     /// Only passages carrying this access tag (repeatable).
     #[arg(long = "access", value_name = "TAG")]
     access: Vec<String>,
@@ -54,8 +51,7 @@ pub async fn run(settings: &Settings, args: SearchArgs) -> anyhow::Result<ExitCo
         collections: args.collections,
         mode: args.mode,
         limit: args.limit,
-        mime_types: args.mime_types,
-        tags: args.tags,
+        scope: args.scope.scope()?,
         access: args.access,
         expand_neighbours: args.expand,
     };

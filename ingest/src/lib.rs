@@ -5,16 +5,22 @@
 //! - [`chunk`]: structure-aware chunks sized in the embedding model's tokens, with exact offsets.
 //! - [`source`]: walking files and folders.
 //! - [`pipeline`]: the idempotent, crash-consistent ingest of files into the stores.
+//! - [`provenance`]: a document's date and authors, stored with its points for filtering.
+//! - [`uploads`]: the originals Enclave keeps (uploads), content-addressed.
+//! - [`worker`]: claims ingest jobs from the durable queue and runs them.
 
 pub mod chunk;
 pub mod parse;
 pub mod pipeline;
+pub mod provenance;
 pub mod source;
+pub mod uploads;
+pub mod worker;
 
 pub use chunk::{Chunk, Chunker};
 pub use pipeline::{
-    FileOutcome, IngestObserver, IngestOptions, IngestRequest, IngestSummary, Ingestor,
-    StoredContent, delete_document, recover,
+    FileOutcome, IngestObserver, IngestOptions, IngestRequest, IngestSummary, Ingestor, ProgressFn,
+    StoredContent, delete_document, recover, recover_document,
 };
 
 /// Errors that stop an ingest as a whole (a single bad document never does: its failure is

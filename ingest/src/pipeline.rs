@@ -30,6 +30,7 @@ use crate::IngestError;
 use crate::chunk::Chunker;
 use crate::parse::pdf::PdfIsolation;
 use crate::parse::{self, DocumentKind, ParseError, ParsedDocument};
+use crate::provenance::Provenance;
 use crate::source::{Found, discover, file_uri};
 
 /// Limits and knobs of the pipeline.
@@ -63,7 +64,7 @@ pub struct IngestRequest {
 
 /// Content already kept by the caller (an upload, or a document to re-index), ingested as
 /// one document with the identity the caller gives it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoredContent {
     pub collection: String,
     /// Where the bytes are.
@@ -149,7 +150,14 @@ struct Blob {
     external_id: Option<String>,
     /// Set by the caller: wins over the title found in the document.
     title: Option<String>,
+    /// Date and authors of the containing document, for an attachment that has none.
+    inherited: Provenance,
+    /// Told (pages done, pages in all) as the document's chunks are embedded.
+    progress: Option<Arc<ProgressFn>>,
 }
+
+/// A progress callback: (pages done, pages in all).
+pub type ProgressFn = dyn Fn(usize, usize) + Send + Sync;
 
 /// Everything the pipeline needs; cheap to clone.
 #[derive(Clone)]
@@ -361,6 +369,8 @@ impl Ingestor {
             parent_id: None,
             external_id: None,
             title: None,
+            inherited: Provenance::default(),
+            progress: None,
         };
         self.ingest_blob(blob, collection_id, request).await
     }
@@ -369,6 +379,16 @@ impl Ingestor {
     /// runs no recovery: the caller must be the only writer, as an ingest worker is. A bad
     /// document fails alone (`Ok(Failed)`); `Err` only for store failures.
     pub async fn ingest_stored(&self, item: &StoredContent) -> Result<FileOutcome, IngestError> {
+        self.ingest_stored_with_progress(item, None).await
+    }
+
+    /// [`Ingestor::ingest_stored`], telling `progress` (pages done, pages in all) as the
+    /// document's chunks are embedded.
+    pub async fn ingest_stored_with_progress(
+        &self,
+        item: &StoredContent,
+        progress: Option<Arc<ProgressFn>>,
+    ) -> Result<FileOutcome, IngestError> {
         let collection = self.meta.ensure_collection(&item.collection).await?;
         let request = IngestRequest {
             paths: Vec::new(),
@@ -406,6 +426,8 @@ impl Ingestor {
             parent_id: None,
             external_id: item.external_id.clone(),
             title: item.title.clone(),
+            inherited: Provenance::default(),
+            progress,
         };
         self.ingest_blob(blob, &collection.id, &request).await
     }
@@ -457,7 +479,7 @@ impl Ingestor {
                 .index_version(&blob, kind, &new, &doc_id, version)
                 .await;
             match result {
-                Ok((pages, chunks, attachments)) => {
+                Ok((pages, chunks, attachments, provenance)) => {
                     let mut outcome = FileOutcome::Ingested { pages, chunks };
                     for (i, att) in attachments.into_iter().enumerate() {
                         let child = Blob {
@@ -472,6 +494,8 @@ impl Ingestor {
                             parent_id: Some(doc_id.clone()),
                             external_id: None,
                             title: None,
+                            inherited: provenance.clone(),
+                            progress: None,
                         };
                         let child_uri = child.source_uri.clone();
                         let child_outcome = self.ingest_blob(child, collection_id, request).await?;
@@ -564,8 +588,9 @@ impl Ingestor {
         new: &NewVersion,
         doc_id: &str,
         version: i64,
-    ) -> Result<(usize, usize, Vec<parse::Attachment>), Stop> {
+    ) -> Result<(usize, usize, Vec<parse::Attachment>, Provenance), Stop> {
         let mut parsed = self.parse(blob, kind).await?;
+        let provenance = Provenance::of(&parsed.metadata).or(&blob.inherited);
         let attachments = std::mem::take(&mut parsed.attachments);
         let chars: usize = parsed.pages.iter().map(|p| p.chars().count()).sum();
         if chars > self.options.max_text_chars {
@@ -607,8 +632,20 @@ impl Ingestor {
             })
             .collect();
         let mut dense = Vec::with_capacity(inputs.len());
+        let page_count = parsed.pages.len();
+        if let Some(p) = &blob.progress {
+            p(0, page_count);
+        }
         for batch in inputs.chunks(self.options.embed_batch.max(1) * 4) {
             dense.extend(self.embedder.embed(batch.to_vec()).await?);
+            if let (Some(p), Some(last)) = (&blob.progress, chunks.get(dense.len() - 1)) {
+                let done = if dense.len() == chunks.len() {
+                    page_count
+                } else {
+                    last.page_end.saturating_sub(1)
+                };
+                p(done.min(page_count), page_count);
+            }
         }
         let sparse: Vec<_> = inputs.iter().map(|t| self.bm25.document(t)).collect();
 
@@ -659,6 +696,8 @@ impl Ingestor {
                     access: new.access.clone(),
                     tags: new.tags.clone(),
                     mime_type: new.mime_type.clone().unwrap_or_default(),
+                    date: provenance.date,
+                    authors: provenance.authors.clone(),
                 },
             })
             .collect();
@@ -689,7 +728,7 @@ impl Ingestor {
                 })
                 .await?;
         }
-        Ok((pages.len(), records.len(), attachments))
+        Ok((pages.len(), records.len(), attachments, provenance))
     }
 }
 
@@ -723,6 +762,46 @@ pub async fn recover(meta: &MetaStore, vectors: &dyn VectorStore) -> Result<usiz
     Ok(tasks.len() + deleting.len())
 }
 
+/// Repairs what an interrupted ingest of one document (and its attachments) left behind:
+/// versions still `indexing` lose their points and rows. Unlike [`recover`], safe while other
+/// documents are being ingested; the caller must be the only one working on this document (a
+/// worker holding the job's lease is). Returns the versions repaired.
+pub async fn recover_document(
+    meta: &MetaStore,
+    vectors: &dyn VectorStore,
+    document_id: &str,
+) -> Result<usize, IngestError> {
+    let mut ids: Vec<String> = meta
+        .children(document_id)
+        .await?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    ids.push(document_id.to_string());
+    let tasks: Vec<PurgeTask> = meta
+        .pending_purges(true)
+        .await?
+        .into_iter()
+        .filter(|t| t.state == VersionState::Indexing && ids.contains(&t.document_id))
+        .collect();
+    if tasks.is_empty() {
+        return Ok(0);
+    }
+    for t in &tasks {
+        vectors.delete_version(&t.document_id, t.version).await?;
+    }
+    vectors.flush().await?;
+    for t in &tasks {
+        meta.finish_purge(t).await?;
+    }
+    tracing::info!(
+        document = document_id,
+        versions = tasks.len(),
+        "repaired an interrupted ingest of this document"
+    );
+    Ok(tasks.len())
+}
+
 /// Deletes a document and its attachments: marked `deleting`, vectors removed and flushed,
 /// then rows; an interruption is finished by [`recover`].
 pub async fn delete_document(
@@ -737,6 +816,7 @@ pub async fn delete_document(
     }
     let mut ids = vec![document_id.to_string()];
     ids.extend(meta.children(document_id).await?.into_iter().map(|d| d.id));
+    meta.cancel_document_jobs(document_id).await?;
     meta.mark_deleting(document_id).await?;
     for id in &ids {
         vectors.delete_document(id).await?;

@@ -374,6 +374,50 @@ async fn rest_api_on_postgres() {
     let pdf = s.settled(&admin, &pdf_id).await;
     assert_eq!(pdf["status"], "ready", "{pdf}");
     assert_eq!(pdf["page_count"], 2);
+    // The upload was a job of the durable queue: done, with its progress, listed; readers may
+    // not see the queue, and only dead jobs are retried.
+    let job_id = up["job_id"].as_str().expect("an upload names its job");
+    let job: Value = s
+        .get(&admin, &format!("/api/v1/jobs/{job_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["document_id"].as_str(), Some(pdf_id.as_str()));
+    assert_eq!(
+        (
+            job["progress_done"].as_i64(),
+            job["progress_total"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
+    let jobs: Value = s
+        .get(&admin, &format!("/api/v1/jobs?document={pdf_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "{jobs}");
+    assert!(jobs["done"].as_i64().unwrap() >= 1);
+    let r = s.get(&reader, "/api/v1/jobs").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = s
+        .post(&admin, &format!("/api/v1/jobs/{job_id}/retry"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::CONFLICT, "conflict", "only dead").await;
+    let r = s
+        .get(&admin, "/api/v1/jobs?status=stuck")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid", "stuck").await;
     assert_eq!(pdf["title"], "HP’s IOP Implementations: 2100 vs 21MX");
     let (status, body) = s
         .upload(
@@ -578,6 +622,43 @@ async fn rest_api_on_postgres() {
         (Some(pdf_id.as_str()), Some(1))
     );
     assert!(top["scores"]["dense"].as_f64().unwrap() > 0.3);
+    // Date and author filters run inside the search; a date that does not parse is named.
+    for scope in [
+        json!({"date_to": "1970-01-02"}),
+        json!({"authors": ["nobody@example.org"]}),
+    ] {
+        let mut body = json!({"query": "IOP instruction set microcode assists"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(scope.as_object().unwrap().clone());
+        let none: Value = s
+            .post(&reader, "/api/v1/search")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            none["passages"].as_array().unwrap().len(),
+            0,
+            "{scope}: {none}"
+        );
+    }
+    let r = s
+        .post(&reader, "/api/v1/search")
+        .json(&json!({"query": "x", "date_from": "yesterday"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+        "'yesterday'",
+    )
+    .await;
     let r = s
         .post(&reader, "/api/v1/search")
         .json(&json!({"query": "x", "limit": 0}))

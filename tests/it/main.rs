@@ -9,4 +9,5 @@ mod crash;
 mod formats;
 mod http;
 mod lifecycle;
+mod queue;
 mod search;

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use enclave_retrieval::eval::{ModeReport, parse_set};
-use enclave_retrieval::{RetrievalOptions, Retriever, SearchMode, SearchRequest};
+use enclave_retrieval::{
+    RetrievalOptions, Retriever, Scope, SearchMode, SearchRequest, parse_date_bound,
+};
 
 use crate::common::{TestEnv, corpus_file, embedder};
 
@@ -167,4 +169,128 @@ async fn known_answers_come_from_their_pages() {
         "refusals {}",
         report.refusal_accuracy()
     );
+}
+
+fn email(from: &str, date: &str, subject: &str, body: &str, attachment: Option<&str>) -> String {
+    let mut eml = format!(
+        "From: {from}\r\nTo: Finance <finance@example.org>\r\nSubject: {subject}\r\n\
+         Date: {date}\r\nMIME-Version: 1.0\r\n"
+    );
+    match attachment {
+        None => eml.push_str(&format!(
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+        )),
+        Some(text) => eml.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n--B\r\n\
+             Content-Type: text/plain; name=\"figures.txt\"\r\n\
+             Content-Disposition: attachment; filename=\"figures.txt\"\r\n\r\n\
+             {text}\r\n--B--\r\n"
+        )),
+    }
+    eml
+}
+
+#[tokio::test]
+async fn date_and_sender_filters_run_inside_the_search() {
+    let env = TestEnv::embedded();
+    let docs = env.docs();
+    std::fs::write(
+        docs.join("january.eml"),
+        email(
+            "Alice Archer <Alice@Example.org>",
+            "Wed, 10 Jan 2024 09:00:00 +0000",
+            "Budget review for the first quarter",
+            "The quarterly budget review meets on Friday; travel spending is over plan.",
+            Some("Quarterly budget review figures: travel 120 percent of plan."),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("june.eml"),
+        email(
+            "\"Stone, Bob\" <bob@example.org>",
+            "Thu, 20 Jun 2024 16:30:00 -0400",
+            "Budget review for the second quarter",
+            "The quarterly budget review is moved to Monday; hiring is under plan.",
+            None,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("memo.txt"),
+        "Undated memo: the quarterly budget review template lives on the shared drive.\n",
+    )
+    .unwrap();
+    env.run(&["ingest", docs.to_str().unwrap()]);
+    let r = retriever(&env).await;
+    let search = |scope: Scope| {
+        let r = r.clone();
+        async move {
+            let mut q = request("quarterly budget review", SearchMode::Hybrid);
+            q.scope = scope;
+            let mut names: Vec<String> = r
+                .search(&q)
+                .await
+                .unwrap()
+                .passages
+                .iter()
+                .map(|p| p.source_uri.rsplit('/').next().unwrap().to_string())
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        }
+    };
+    assert_eq!(
+        search(Scope::default()).await,
+        ["figures.txt", "january.eml", "june.eml", "memo.txt"]
+    );
+    // By sender: the address or the display name, in any case; the attachment goes with its
+    // email.
+    let by = |a: &str| Scope {
+        authors: vec![a.into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        search(by("alice@example.org")).await,
+        ["figures.txt", "january.eml"]
+    );
+    assert_eq!(
+        search(by("ALICE ARCHER")).await,
+        ["figures.txt", "january.eml"]
+    );
+    assert_eq!(search(by("Stone, Bob")).await, ["june.eml"]);
+    assert!(search(by("mallory@example.org")).await.is_empty());
+    // By date: the whole day of each bound; undated documents are left out.
+    let between = |from: Option<&str>, to: Option<&str>| Scope {
+        date_from: from.map(|d| parse_date_bound(d, false).unwrap()),
+        date_to: to.map(|d| parse_date_bound(d, true).unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(
+        search(between(Some("2024-03-01"), None)).await,
+        ["june.eml"]
+    );
+    assert_eq!(
+        search(between(None, Some("2024-01-10"))).await,
+        ["figures.txt", "january.eml"]
+    );
+    assert_eq!(
+        search(between(Some("2024-06-20"), Some("2024-06-20"))).await,
+        ["june.eml"]
+    );
+    assert!(
+        search(between(Some("2024-02-01"), Some("2024-05-31")))
+            .await
+            .is_empty()
+    );
+    // Both filters at once, and an empty range is an error that says so.
+    let mut both = between(Some("2024-01-01"), Some("2024-12-31"));
+    both.authors = vec!["bob@example.org".into()];
+    assert_eq!(search(both).await, ["june.eml"]);
+    let mut q = request("quarterly budget review", SearchMode::Hybrid);
+    q.scope = between(Some("2024-06-01"), Some("2024-01-01"));
+    let err = r.search(&q).await.unwrap_err().to_string();
+    assert!(err.contains("date range is empty"), "{err}");
 }

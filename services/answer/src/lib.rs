@@ -10,7 +10,7 @@ use std::time::Instant;
 use enclave_generation::{
     ChatMessage, GenerationError, GenerationEvent, GenerationRequest, Generator,
 };
-use enclave_retrieval::{Passage, RetrievalError, Retriever, SearchMode, SearchRequest};
+use enclave_retrieval::{Passage, RetrievalError, Retriever, Scope, SearchMode, SearchRequest};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -71,6 +71,8 @@ pub struct AskRequest {
     pub mode: SearchMode,
     /// The caller's access tags (see [`SearchRequest::access`]).
     pub access: Vec<String>,
+    /// Which documents the passages may come from (types, tags, dates, authors).
+    pub scope: Scope,
 }
 
 /// A citation that stands: a source that was given, with where its passage is.
@@ -260,8 +262,8 @@ impl Asker {
                 mode: request.mode,
                 limit: self.options.passages,
                 access: request.access.clone(),
+                scope: request.scope.clone(),
                 expand_neighbours: self.options.expand_neighbours,
-                ..Default::default()
             })
             .await?;
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;

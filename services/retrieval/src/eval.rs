@@ -85,12 +85,26 @@ pub struct ModeReport {
     /// Answerable questions for which retrieval wrongly reported nothing relevant.
     pub false_refusals: usize,
     pub latencies_ms: Vec<f64>,
+    /// Per question: whether it is unanswerable, and the similarity of the nearest chunk (what
+    /// the relevance threshold is compared with).
+    pub nearest: Vec<(bool, f32)>,
+}
+
+/// Refusals at one relevance threshold (see [`ModeReport::at_threshold`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ThresholdRow {
+    pub threshold: f32,
+    /// Unanswerable questions refused.
+    pub refused: usize,
+    /// Answerable questions refused.
+    pub false_refusals: usize,
 }
 
 impl ModeReport {
     /// Adds one question's results.
     pub fn add(&mut self, item: &EvalItem, results: &SearchResults) {
         self.latencies_ms.push(results.took_ms);
+        self.nearest.push((item.unanswerable, results.best_dense));
         if item.unanswerable {
             self.unanswerable += 1;
             if !results.relevant {
@@ -145,6 +159,37 @@ impl ModeReport {
         Self::ratio(self.refused, self.unanswerable)
     }
 
+    /// What refusal would have been with `threshold` as `retrieval.min_dense_score`.
+    pub fn at_threshold(&self, threshold: f32) -> ThresholdRow {
+        let below = |want: bool| {
+            self.nearest
+                .iter()
+                .filter(|(u, s)| *u == want && *s < threshold)
+                .count()
+        };
+        ThresholdRow {
+            threshold,
+            refused: below(true),
+            false_refusals: below(false),
+        }
+    }
+
+    /// The thresholds from 0.05 to 0.60 in steps of 0.025 with their refusals, and the one
+    /// that gets the most questions right (refused when unanswerable, answered otherwise;
+    /// ties go to the lower threshold).
+    pub fn threshold_sweep(&self) -> (Vec<ThresholdRow>, ThresholdRow) {
+        let rows: Vec<ThresholdRow> = (2..=24)
+            .map(|i| self.at_threshold(i as f32 * 0.025))
+            .collect();
+        let right = |r: &ThresholdRow| r.refused + (self.answerable - r.false_refusals);
+        let best = rows
+            .iter()
+            .copied()
+            .reduce(|a, b| if right(&b) > right(&a) { b } else { a })
+            .unwrap_or_else(|| self.at_threshold(0.0));
+        (rows, best)
+    }
+
     /// Latency percentile (0..=100) in milliseconds, nearest rank.
     pub fn latency_percentile(&self, pct: f64) -> f64 {
         let mut v = self.latencies_ms.clone();
@@ -189,6 +234,7 @@ mod tests {
         SearchResults {
             passages,
             relevant,
+            best_dense: if relevant { 0.5 } else { 0.2 },
             mode: SearchMode::Hybrid,
             took_ms: 10.0,
         }
@@ -225,6 +271,21 @@ mod tests {
         assert!((r.ndcg() - 1.0 / 3f64.log2()).abs() < 1e-9);
         assert_eq!(r.refusal_accuracy(), 1.0);
         assert_eq!(r.latency_percentile(50.0), 10.0);
+        // Threshold 0.3 refuses the unanswerable one (0.2) and answers the other (0.5); 0.6
+        // refuses both.
+        assert_eq!(
+            r.at_threshold(0.3),
+            ThresholdRow {
+                threshold: 0.3,
+                refused: 1,
+                false_refusals: 0
+            }
+        );
+        assert_eq!(r.at_threshold(0.6).false_refusals, 1);
+        let (rows, best) = r.threshold_sweep();
+        assert_eq!(rows.len(), 23);
+        assert!(best.threshold > 0.2 && best.threshold <= 0.5, "{best:?}");
+        assert_eq!((best.refused, best.false_refusals), (1, 0));
     }
 
     #[test]

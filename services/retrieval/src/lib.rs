@@ -111,15 +111,56 @@ pub struct SearchRequest {
     pub collections: Vec<String>,
     pub mode: SearchMode,
     pub limit: usize,
-    /// Restrict to these MIME types (empty: any).
-    pub mime_types: Vec<String>,
-    /// Restrict to documents carrying one of these tags (empty: any).
-    pub tags: Vec<String>,
+    /// Which documents, besides collections and access, the passages may come from.
+    pub scope: Scope,
     /// The caller's access tags: passages must carry one of them (empty: no restriction; the
     /// server always fills this in from the caller's identity).
     pub access: Vec<String>,
     /// Add each passage's neighbouring chunks (one on each side) to its text.
     pub expand_neighbours: bool,
+}
+
+/// Document filters of a search, applied inside the vector search. Empty or `None`: no
+/// restriction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scope {
+    /// Restrict to these MIME types.
+    pub mime_types: Vec<String>,
+    /// Restrict to documents carrying one of these tags.
+    pub tags: Vec<String>,
+    /// Only documents dated at or after this instant (Unix seconds; see [`parse_date_bound`]).
+    /// A document's date is an email's `Date` or a PDF's creation date (an attachment takes
+    /// its email's); undated documents are left out whenever a bound is given.
+    pub date_from: Option<i64>,
+    /// Only documents dated at or before this instant (Unix seconds).
+    pub date_to: Option<i64>,
+    /// Only documents by one of these authors or senders: an email address, a display name, or
+    /// a PDF's author, matched whole and without regard to case.
+    pub authors: Vec<String>,
+}
+
+/// Reads a date bound of a search: `YYYY-MM-DD` (the start of that day in UTC, or its last
+/// second when `end_of_day`) or an RFC 3339 instant (`2024-03-05T10:00:00+01:00`). Returns
+/// Unix seconds.
+pub fn parse_date_bound(text: &str, end_of_day: bool) -> Result<i64, RetrievalError> {
+    let text = text.trim();
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let time = if end_of_day {
+            chrono::NaiveTime::from_hms_opt(23, 59, 59)
+        } else {
+            chrono::NaiveTime::from_hms_opt(0, 0, 0)
+        }
+        .expect("a valid time of day");
+        return Ok(day.and_time(time).and_utc().timestamp());
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|d| d.timestamp())
+        .map_err(|_| {
+            RetrievalError::Invalid(format!(
+                "'{text}' is not a date: use YYYY-MM-DD or an RFC 3339 time \
+                 (2024-03-05T10:00:00Z)"
+            ))
+        })
 }
 
 /// Scores of a passage, per channel.
@@ -151,6 +192,9 @@ pub struct SearchResults {
     /// False when nothing reached the relevance threshold: `passages` are then the nearest
     /// ones, shown for reference only.
     pub relevant: bool,
+    /// Cosine similarity of the nearest chunk to the query: `relevant` compares it with the
+    /// threshold (`retrieval.min_dense_score`).
+    pub best_dense: f32,
     pub mode: SearchMode,
     pub took_ms: f64,
 }
@@ -195,8 +239,11 @@ impl Retriever {
             collection_ids,
             document_ids: Vec::new(),
             access_any: request.access.clone(),
-            mime_types: request.mime_types.clone(),
-            tags_any: request.tags.clone(),
+            mime_types: request.scope.mime_types.clone(),
+            tags_any: request.scope.tags.clone(),
+            date_from: request.scope.date_from,
+            date_to: request.scope.date_to,
+            authors_any: request.scope.authors.clone(),
         })
     }
 
@@ -209,6 +256,13 @@ impl Retriever {
         }
         if request.limit == 0 {
             return Err(RetrievalError::Invalid("limit must be at least 1".into()));
+        }
+        if let (Some(from), Some(to)) = (request.scope.date_from, request.scope.date_to)
+            && from > to
+        {
+            return Err(RetrievalError::Invalid(
+                "the date range is empty: its start is after its end".into(),
+            ));
         }
         let filter = self.filter(request).await?;
         let candidates = request.limit * self.options.candidates_factor.max(1);
@@ -304,6 +358,7 @@ impl Retriever {
         }
         Ok(SearchResults {
             relevant: !passages.is_empty() && best_dense >= self.options.min_dense_score,
+            best_dense,
             passages,
             mode: request.mode,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -403,6 +458,26 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("fuzzy")
+        );
+    }
+
+    #[test]
+    fn date_bounds_parse_days_and_instants() {
+        assert_eq!(
+            parse_date_bound("2024-03-05", false).unwrap(),
+            1_709_596_800
+        );
+        assert_eq!(parse_date_bound("2024-03-05", true).unwrap(), 1_709_683_199);
+        assert_eq!(
+            parse_date_bound("2024-03-05T10:00:00+01:00", false).unwrap(),
+            1_709_629_200
+        );
+        let err = parse_date_bound("05/03/2024", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'05/03/2024'") && err.contains("YYYY-MM-DD"),
+            "{err}"
         );
     }
 }

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use enclave_answer::{AskEvent, AskRequest};
 use enclave_ingest::StoredContent;
 use enclave_ingest::parse::DocumentKind;
-use enclave_retrieval::SearchRequest;
-use enclave_storage::{Collection, Document, DocumentFilter, NewVersion};
+use enclave_retrieval::{Scope, SearchRequest, parse_date_bound};
+use enclave_storage::{Collection, Document, DocumentFilter, JobStatus, NewVersion};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -22,8 +22,8 @@ use crate::auth::{Action, ApiCaller, Principal};
 use crate::dto::*;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::uploads::UPLOAD_SCHEME;
 use crate::worker::{Job, file_name_for, original_path, reindex_job};
+use enclave_ingest::uploads::UPLOAD_SCHEME;
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -399,6 +399,7 @@ async fn accept_upload(
         let out = UploadOut {
             document: DocumentOut::new(doc.clone(), &collection.name),
             unchanged: true,
+            job_id: None,
         };
         form.discard().await;
         return Ok(HttpResponse::Ok().json(out));
@@ -428,26 +429,30 @@ async fn accept_upload(
         .filter(|s| s != &file.sha256);
     // Read before the worker can start on it: the answer shows the document as queued.
     let doc = find_document(state, &document_id).await?;
-    state.jobs.submit(Job {
-        document_id: document_id.clone(),
-        content: StoredContent {
-            collection: collection.name.clone(),
-            path,
-            file_name: file.name.clone(),
-            source_uri,
-            external_id,
-            title,
-            tags,
-            access: new.access.clone(),
-            force: existing.is_some(),
-        },
-        previous_sha,
-    })?;
+    let job = state
+        .jobs
+        .submit(Job {
+            document_id: document_id.clone(),
+            content: StoredContent {
+                collection: collection.name.clone(),
+                path,
+                file_name: file.name.clone(),
+                source_uri,
+                external_id,
+                title,
+                tags,
+                access: new.access.clone(),
+                force: existing.is_some(),
+            },
+            previous_sha,
+        })
+        .await?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/documents/{document_id}")))
         .json(UploadOut {
             document: DocumentOut::new(doc, &collection.name),
             unchanged: false,
+            job_id: Some(job.id),
         }))
 }
 
@@ -515,6 +520,97 @@ pub async fn put_document(
     .await;
     form.discard().await;
     result
+}
+
+/// The ingest queue: jobs, newest first, and how many are in each status.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(JobQuery),
+    responses((status = 200, body = JobList), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_jobs(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    query: web::Query<JobQuery>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Write, None)?;
+    let limit = query.limit.unwrap_or(50);
+    let offset = query.offset.unwrap_or(0);
+    if !(1..=500).contains(&limit) || offset < 0 {
+        return Err(ApiError::Invalid(
+            "limit must be between 1 and 500 and offset at least 0".into(),
+        ));
+    }
+    let status = match &query.status {
+        Some(s) => Some(s.parse::<JobStatus>().map_err(|_| {
+            ApiError::Invalid(format!(
+                "unknown job status '{s}' (queued, running, done, dead, cancelled)"
+            ))
+        })?),
+        None => None,
+    };
+    let document = match &query.document {
+        Some(d) => Some(find_document(&state, d).await?.id),
+        None => None,
+    };
+    let jobs = state
+        .meta
+        .jobs(status, document.as_deref(), limit, offset)
+        .await?;
+    let c = state.meta.job_counts().await?;
+    Ok(HttpResponse::Ok().json(JobList {
+        jobs: jobs.into_iter().map(JobOut::from).collect(),
+        queued: c.queued,
+        running: c.running,
+        done: c.done,
+        dead: c.dead,
+        cancelled: c.cancelled,
+    }))
+}
+
+async fn find_job(state: &AppState, id: &str) -> Result<enclave_storage::JobRecord> {
+    state
+        .meta
+        .job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job '{id}' not found")))
+}
+
+/// One job, with its progress and last error.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobOut), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get_job(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Write, None)?;
+    Ok(HttpResponse::Ok().json(JobOut::from(find_job(&state, &id).await?)))
+}
+
+/// Queue a dead (or cancelled) job again, with its attempts reset.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobOut), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn retry_job(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Write, None)?;
+    let job = find_job(&state, &id).await?;
+    if !state.meta.retry_job(&job.id).await? {
+        return Err(ApiError::Conflict(format!(
+            "job '{}' is {}: only dead or cancelled jobs are retried",
+            job.id,
+            job.status.as_str()
+        )));
+    }
+    state.jobs.wake();
+    Ok(HttpResponse::Ok().json(JobOut::from(find_job(&state, &id).await?)))
 }
 
 /// List documents, most recently changed first.
@@ -655,7 +751,7 @@ pub async fn reindex_document(
             access: d.access.clone(),
         })
         .await?;
-    state.jobs.submit(job)?;
+    state.jobs.submit(job).await?;
     let d = find_document(&state, &d.id).await?;
     Ok(HttpResponse::Accepted().json(DocumentOut::new(d, &name)))
 }
@@ -773,6 +869,22 @@ pub async fn document_file(
 
 // ---------------------------------------------------------------- search and ask
 
+/// The document filters of a search or ask body.
+pub fn scope(body: &ScopeBody) -> Result<Scope> {
+    let bound = |d: &Option<String>, end: bool| -> Result<Option<i64>> {
+        d.as_deref()
+            .map(|d| parse_date_bound(d, end).map_err(|e| ApiError::Invalid(e.to_string())))
+            .transpose()
+    };
+    Ok(Scope {
+        mime_types: body.types.clone(),
+        tags: body.tags.clone(),
+        date_from: bound(&body.date_from, false)?,
+        date_to: bound(&body.date_to, true)?,
+        authors: body.authors.clone(),
+    })
+}
+
 /// Builds a retrieval request from the API's search body.
 pub fn search_request(body: &SearchBody, caller: &Principal) -> Result<SearchRequest> {
     let limit = body.limit.unwrap_or(10);
@@ -787,8 +899,7 @@ pub fn search_request(body: &SearchBody, caller: &Principal) -> Result<SearchReq
         collections: body.collections.clone(),
         mode: parse_mode(body.mode.as_deref())?,
         limit,
-        mime_types: body.types.clone(),
-        tags: body.tags.clone(),
+        scope: scope(&body.scope)?,
         access: caller.access_tags(),
         expand_neighbours: body.expand_neighbours,
     })
@@ -824,6 +935,7 @@ pub fn ask_request(
     question: &str,
     collections: Vec<String>,
     mode: Option<&str>,
+    scope: Scope,
     caller: &Principal,
 ) -> Result<AskRequest> {
     if question.trim().is_empty() {
@@ -843,6 +955,7 @@ pub fn ask_request(
         collections,
         mode: parse_mode(mode)?,
         access: caller.access_tags(),
+        scope,
     })
 }
 
@@ -916,6 +1029,7 @@ pub async fn ask(
         &body.question,
         body.collections.clone(),
         body.mode.as_deref(),
+        scope(&body.scope)?,
         &caller,
     )?;
     let wants_stream = body.stream

@@ -167,6 +167,79 @@ pub struct UploadOut {
     pub document: DocumentOut,
     /// True when the content equals the version already processed (nothing queued).
     pub unchanged: bool,
+    /// The ingest job queued for it (`GET /api/v1/jobs/{id}`), unless unchanged.
+    pub job_id: Option<String>,
+}
+
+/// A job of the durable ingest queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobOut {
+    pub id: String,
+    /// `ingest`.
+    pub kind: String,
+    pub document_id: Option<String>,
+    /// `queued`, `running`, `done`, `dead` (gave up after its attempts) or `cancelled`.
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    /// Pages done and pages in all, while it runs (0 when not known yet).
+    pub progress_done: i64,
+    pub progress_total: i64,
+    /// Why the last attempt failed, or why a done job's document failed.
+    pub last_error: Option<String>,
+    /// The worker holding it, while running.
+    pub worker: Option<String>,
+    /// Not tried again before this time (after a failed attempt).
+    pub run_after: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl From<enclave_storage::JobRecord> for JobOut {
+    fn from(j: enclave_storage::JobRecord) -> Self {
+        Self {
+            id: j.id,
+            kind: j.kind,
+            document_id: j.document_id,
+            status: j.status.as_str().to_string(),
+            attempts: j.attempts,
+            max_attempts: j.max_attempts,
+            progress_done: j.progress_done,
+            progress_total: j.progress_total,
+            last_error: j.last_error,
+            worker: j.lease_owner,
+            run_after: j.run_after,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+/// Jobs, newest first, with the counts of the whole queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobOut>,
+    pub queued: i64,
+    pub running: i64,
+    pub done: i64,
+    pub dead: i64,
+    pub cancelled: i64,
+}
+
+/// Filters of a job listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// Only jobs in this status.
+    pub status: Option<String>,
+    /// Only the jobs of this document.
+    pub document: Option<String>,
+    /// At most this many (1 to 500, default 50).
+    pub limit: Option<i64>,
+    /// Jobs to skip (default 0).
+    pub offset: Option<i64>,
 }
 
 /// A page of a document listing.
@@ -308,6 +381,27 @@ impl PassageOut {
     }
 }
 
+/// Which documents the passages may come from; every filter runs inside the vector search.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ScopeBody {
+    /// Only documents carrying one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only documents of these MIME types.
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// Only documents dated on or after this day (`YYYY-MM-DD`) or instant (RFC 3339). A
+    /// document's date is an email's `Date` or a PDF's creation date; undated documents are
+    /// left out when a bound is given.
+    pub date_from: Option<String>,
+    /// Only documents dated on or before this day (the whole day) or instant.
+    pub date_to: Option<String>,
+    /// Only documents by one of these authors or senders: an email address, a display name or
+    /// a PDF's author, whole, in any case.
+    #[serde(default)]
+    pub authors: Vec<String>,
+}
+
 /// A search.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SearchBody {
@@ -319,12 +413,8 @@ pub struct SearchBody {
     pub mode: Option<String>,
     /// Passages to return, 1 to 100 (default 10).
     pub limit: Option<usize>,
-    /// Only documents carrying one of these tags.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Only documents of these MIME types.
-    #[serde(default)]
-    pub types: Vec<String>,
+    #[serde(flatten)]
+    pub scope: ScopeBody,
     /// Widen passages with their neighbouring chunks.
     #[serde(default)]
     pub expand_neighbours: bool,
@@ -350,6 +440,8 @@ pub struct AskBody {
     pub collections: Vec<String>,
     /// `hybrid` (default), `dense` or `bm25`.
     pub mode: Option<String>,
+    #[serde(flatten)]
+    pub scope: ScopeBody,
     /// Stream Server-Sent Events (`sources`, `token`..., then `done` with the answer, or
     /// `error`). Also chosen by `Accept: text/event-stream`.
     #[serde(default)]

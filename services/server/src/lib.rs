@@ -3,7 +3,8 @@
 //!
 //! This is the only crate that knows HTTP or HTML. It receives the stores and the model
 //! loaders from the binary, serves at once, and becomes ready (`/readyz`) when the models are
-//! loaded. Uploads are stored and queued for the in-process ingest [`worker`]; nothing is
+//! loaded. Uploads are stored and become jobs in the durable queue ([`worker`]), run by the
+//! in-process worker (the embedded default) or by `enclave worker` processes; nothing is
 //! parsed on the request path.
 
 pub mod api;
@@ -15,7 +16,6 @@ pub mod openai;
 pub mod openapi;
 pub mod state;
 pub mod ui;
-pub mod uploads;
 pub mod worker;
 
 use std::net::TcpListener;
@@ -30,7 +30,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use enclave_answer::{AnswerOptions, Asker};
 use enclave_generation::Generator;
 use enclave_settings::Settings;
-use enclave_storage::{MetaStore, VectorStore};
+use enclave_storage::{JobStatus, MetaStore, VectorStore};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -42,8 +42,8 @@ pub use state::{AppState, Loading, SearchParts};
 
 use crate::error::OpenAiError;
 use crate::metrics::Metrics;
-use crate::uploads::UploadStore;
 use crate::worker::JobQueue;
+use enclave_ingest::uploads::UploadStore;
 
 /// What the server runs on: the stores, opened by the caller, and the models, loading.
 pub struct Backends {
@@ -124,6 +124,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
                     web::get().to(api::document_chunks),
                 )
                 .route("/documents/{id}/file", web::get().to(api::document_file))
+                .route("/jobs", web::get().to(api::list_jobs))
+                .route("/jobs/{id}", web::get().to(api::get_job))
+                .route("/jobs/{id}/retry", web::post().to(api::retry_job))
                 .route("/search", web::post().to(api::search))
                 .route("/ask", web::post().to(api::ask))
                 .default_service(web::to(not_found)),
@@ -148,6 +151,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
         .route("/ui/ask/stream", web::get().to(ui::ask_stream))
         .route("/documents/{id}/passage", web::get().to(ui::passage_page))
         .route("/documents/{id}/file", web::get().to(ui::file_page))
+        .route("/admin/jobs", web::get().to(ui::jobs_page))
+        .route("/admin/jobs/{id}/retry", web::post().to(ui::retry_job_form))
         .route("/static/app.css", web::get().to(ui::app_css))
         .route("/static/app.js", web::get().to(ui::app_js))
         .default_service(web::to(not_found));
@@ -223,14 +228,31 @@ pub async fn run(
     enclave_ingest::recover(&meta, vectors.as_ref())
         .await
         .map_err(|e| other(format!("repairing an interrupted ingest: {e}")))?;
-    let uploads = Arc::new(UploadStore::new(settings.uploads_dir())?);
+    let uploads = UploadStore::new(settings.uploads_dir())?;
     let metrics = Metrics::new();
-    let (jobs, job_rx) = JobQueue::new(settings.server.ingest_queue_capacity, metrics.clone());
+    // The embedded vector store is held by this process alone: a job still marked running is
+    // one this server was running when it stopped.
+    let released = meta
+        .release_running_jobs()
+        .await
+        .map_err(|e| other(e.to_string()))?;
+    if released > 0 {
+        tracing::info!(
+            jobs = released,
+            "jobs interrupted by the last stop are queued again"
+        );
+    }
+    let jobs = JobQueue::new(
+        meta.clone(),
+        settings.server.ingest_queue_capacity,
+        settings.worker.max_attempts,
+        metrics.clone(),
+    );
     let (search_tx, search_rx) = watch::channel(Loading::Pending);
     let (answers_tx, answers_rx) = watch::channel(Loading::Pending);
     load_models(search, generator, answer_options, search_tx, answers_tx);
 
-    // Uploads that were waiting when the server last stopped.
+    // Documents queued before the job queue existed, or whose job was lost, get a job.
     let names: std::collections::HashMap<_, _> = meta
         .collections()
         .await
@@ -243,24 +265,37 @@ pub async fn run(
         .await
         .map_err(|e| other(e.to_string()))?
     {
+        let pending = meta
+            .jobs(None, Some(&doc.id), 20, 0)
+            .await
+            .map_err(|e| other(e.to_string()))?
+            .iter()
+            .any(|j| matches!(j.status, JobStatus::Queued | JobStatus::Running));
+        if pending {
+            continue;
+        }
         let name = names.get(&doc.collection_id).cloned().unwrap_or_default();
         match worker::reindex_job(&doc, &uploads, &name) {
             Some(mut job) => {
                 job.content.force = false;
-                if let Err(e) = jobs.submit(job) {
+                if let Err(e) = jobs.submit(job).await {
                     tracing::warn!(document = %doc.id, error = %e, "cannot requeue");
                 }
             }
             None => tracing::warn!(document = %doc.id, "queued, but its original is gone"),
         }
     }
-    let worker = tokio::spawn(worker::run(
-        job_rx,
-        search_rx.clone(),
-        meta.clone(),
-        uploads.clone(),
-        metrics.clone(),
-    ));
+    let (stop_worker, worker_stopped) = watch::channel(false);
+    let worker = settings.worker.in_server.then(|| {
+        tokio::spawn(worker::run(
+            search_rx.clone(),
+            uploads.clone(),
+            settings.worker.clone(),
+            jobs.wake_handle(),
+            metrics.clone(),
+            worker_stopped,
+        ))
+    });
 
     let max_json = settings.server.max_json_bytes;
     let workers = settings
@@ -333,6 +368,15 @@ pub async fn run(
     .listen(listener)?
     .run();
     let result = server.await;
-    worker.abort();
+    // The worker finishes the job in hand (its lease would hand it to another worker anyway).
+    let _ = stop_worker.send(true);
+    if let Some(w) = worker {
+        let grace = std::time::Duration::from_secs(shutdown);
+        if tokio::time::timeout(grace, w).await.is_err() {
+            tracing::warn!(
+                "the ingest worker did not stop in time; its job is queued again at the next start"
+            );
+        }
+    }
     result
 }

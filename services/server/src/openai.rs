@@ -165,7 +165,7 @@ pub async fn chat_completions(
         .map(|m| text_of(&m.content))
         .ok_or_else(|| ApiError::BadRequest("the messages hold no user message".into()))?;
     let collections = collections_of(&state, &body.model).await?;
-    let request = ask_request(&question, collections, None, &caller)?;
+    let request = ask_request(&question, collections, None, Default::default(), &caller)?;
     let guard = InFlight::start(&state.metrics);
     let mut rx = start_answer(&state, &request).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());

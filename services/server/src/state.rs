@@ -37,7 +37,7 @@ pub struct AppState {
     pub search: watch::Receiver<Loading<SearchParts>>,
     pub answers: watch::Receiver<Loading<Asker>>,
     pub jobs: JobQueue,
-    pub uploads: Arc<crate::uploads::UploadStore>,
+    pub uploads: enclave_ingest::uploads::UploadStore,
     pub metrics: Metrics,
 }
 

@@ -2,6 +2,7 @@
 //! binary), progressively enhanced by a small script that streams answers. Every piece of
 //! document text goes through the templates' HTML escaping.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use actix_web::cookie::{Cookie, SameSite};
@@ -9,6 +10,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use enclave_answer::{Answer, AskEvent};
 use enclave_retrieval::Passage;
+use enclave_storage::JobStatus;
 use serde::{Deserialize, Serialize};
 use tera::{Context, Tera};
 
@@ -29,6 +31,7 @@ static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
             include_str!("../../../templates/passage.html"),
         ),
         ("error.html", include_str!("../../../templates/error.html")),
+        ("jobs.html", include_str!("../../../templates/jobs.html")),
     ])
     .expect("the templates compile (checked by a unit test)");
     tera.autoescape_on(vec![".html"]);
@@ -118,6 +121,10 @@ fn base_context(principal: &Principal) -> Context {
     if principal.is_user() {
         ctx.insert("user", &principal.name);
     }
+    ctx.insert(
+        "can_curate",
+        &principal.authorize(Action::Write, None).is_ok(),
+    );
     ctx
 }
 
@@ -399,8 +406,7 @@ pub async fn ask_page(
                 collections: query.collections(),
                 mode: query.mode().map(str::to_string),
                 limit: Some(10),
-                tags: Vec::new(),
-                types: Vec::new(),
+                scope: Default::default(),
                 expand_neighbours: false,
             };
             let request = api::search_request(&body, &principal)?;
@@ -419,7 +425,13 @@ pub async fn ask_page(
                 &serde_json::json!({"summary": summary, "passages": passage_views(&results.passages)}),
             );
         } else {
-            let request = ask_request(&query.q, query.collections(), query.mode(), &principal)?;
+            let request = ask_request(
+                &query.q,
+                query.collections(),
+                query.mode(),
+                Default::default(),
+                &principal,
+            )?;
             let _guard = InFlight::start(&state.metrics);
             let mut rx = start_answer(&state, &request).await?;
             while let Some(event) = rx.recv().await {
@@ -466,7 +478,13 @@ pub async fn ask_stream(
         });
         sse_response(body)
     };
-    let request = match ask_request(&query.q, query.collections(), query.mode(), &principal) {
+    let request = match ask_request(
+        &query.q,
+        query.collections(),
+        query.mode(),
+        Default::default(),
+        &principal,
+    ) {
         Ok(r) => r,
         Err(e) => return Ok(failure(e)),
     };
@@ -664,6 +682,106 @@ pub async fn passage_page(
     Ok(page(StatusCode::OK, "passage.html", &ctx))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct JobsQuery {
+    status: Option<String>,
+}
+
+/// The ingest queue for curators: jobs with their progress and errors, a retry button on
+/// dead ones; the page refreshes itself while jobs run.
+pub async fn jobs_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<JobsQuery>,
+) -> Result<HttpResponse> {
+    let principal = caller(&req).await?;
+    principal.authorize(Action::Write, None)?;
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<JobStatus>().map_err(|_| {
+            ApiError::Invalid(format!(
+                "unknown job status '{s}' (queued, running, done, dead, cancelled)"
+            ))
+        })?),
+        None => None,
+    };
+    let jobs = state
+        .meta
+        .jobs(status, None, 200, 0)
+        .await
+        .map_err(ApiError::from)?;
+    let c = state.meta.job_counts().await.map_err(ApiError::from)?;
+    let mut titles: HashMap<String, Option<String>> = HashMap::new();
+    let mut rows = Vec::new();
+    for j in &jobs {
+        let title = match &j.document_id {
+            Some(id) => {
+                if !titles.contains_key(id) {
+                    let t = state
+                        .meta
+                        .document(id)
+                        .await
+                        .map_err(ApiError::from)?
+                        .map(|d| d.title);
+                    titles.insert(id.clone(), t);
+                }
+                titles[id].clone()
+            }
+            None => None,
+        };
+        rows.push(serde_json::json!({
+            "id": j.id,
+            "created_at": j.created_at,
+            "created": j.created_at.get(..19).unwrap_or(&j.created_at).replace('T', " "),
+            "title": title.clone().unwrap_or_else(|| "(document deleted)".into()),
+            "document_url": title.and(j.document_id.as_ref().map(|d| format!("/documents/{d}/passage"))),
+            "status": j.status.as_str(),
+            "worker": j.lease_owner,
+            "done": j.progress_done,
+            "total": j.progress_total,
+            "attempts": j.attempts,
+            "max_attempts": j.max_attempts,
+            "last_error": j.last_error.clone().unwrap_or_default(),
+            "retryable": matches!(j.status, JobStatus::Dead | JobStatus::Cancelled),
+        }));
+    }
+    let counts: Vec<_> = [
+        ("queued", c.queued),
+        ("running", c.running),
+        ("done", c.done),
+        ("dead", c.dead),
+        ("cancelled", c.cancelled),
+    ]
+    .into_iter()
+    .map(|(status, n)| serde_json::json!({"status": status, "n": n}))
+    .collect();
+    let mut ctx = base_context(&principal);
+    ctx.insert("jobs", &rows);
+    ctx.insert("counts", &counts);
+    ctx.insert("status", &status.map(JobStatus::as_str).unwrap_or(""));
+    ctx.insert("live", &(c.running > 0 || c.queued > 0));
+    Ok(page(StatusCode::OK, "jobs.html", &ctx))
+}
+
+/// Retries a dead job from the jobs page, then shows the page again.
+pub async fn retry_job_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    let principal = caller(&req).await?;
+    principal.authorize(Action::Write, None)?;
+    if !state.meta.retry_job(&id).await.map_err(ApiError::from)? {
+        return Err(ApiError::Conflict(format!(
+            "job '{id}' is not dead or cancelled: only those are retried"
+        ))
+        .into());
+    }
+    state.jobs.wake();
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/admin/jobs"))
+        .finish())
+}
+
 /// The original file, for signed-in users.
 pub async fn file_page(
     state: web::Data<AppState>,
@@ -743,6 +861,30 @@ mod tests {
         let parts: Vec<_> = s.iter().map(|p| (p.text.as_str(), p.cited)).collect();
         assert_eq!(parts, vec![("hé", false), ("llo w", true), ("örld", false)]);
         assert!(s[1].first && !first);
+    }
+
+    #[test]
+    fn the_jobs_page_escapes_errors_and_offers_retry_on_dead_jobs() {
+        let mut ctx = Context::new();
+        ctx.insert("can_curate", &true);
+        ctx.insert("status", "");
+        ctx.insert("live", &true);
+        ctx.insert("counts", &serde_json::json!([{"status": "dead", "n": 1}]));
+        ctx.insert(
+            "jobs",
+            &serde_json::json!([{"id": "j1", "created_at": "2026-01-01T00:00:00.000Z",
+                "created": "2026-01-01 00:00:00", "title": "<b>memo</b>", "document_url": "/d",
+                "status": "dead", "worker": null, "done": 3, "total": 7, "attempts": 3,
+                "max_attempts": 3, "last_error": "<script>x</script>", "retryable": true}]),
+        );
+        let html = TEMPLATES.render("jobs.html", &ctx).unwrap();
+        assert!(
+            !html.contains("<script>x") && !html.contains("<b>memo"),
+            "{html}"
+        );
+        assert!(html.contains("/admin/jobs/j1/retry"));
+        assert!(html.contains("http-equiv=\"refresh\""));
+        assert!(html.contains("3/7 pages"));
     }
 
     #[test]

@@ -1,18 +1,21 @@
-//! The in-process ingest worker: uploads and re-index requests are queued here and processed
-//! one document at a time off the request path. The queue itself is the `queued` status in the
-//! metadata store, so a restart picks up whatever was waiting.
+//! The server's side of the ingest queue: uploads, re-index requests and external-id upserts
+//! become durable jobs in the metadata database (see `enclave_ingest::worker`), never work on
+//! the request path; in the embedded default one worker also runs in this process.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use enclave_ingest::uploads::{UPLOAD_SCHEME, UploadStore};
+use enclave_ingest::worker::{IngestJob, JobObserver, JobOutcome, Worker, WorkerOptions, enqueue};
 use enclave_ingest::{FileOutcome, StoredContent};
-use enclave_storage::{Document, MetaStore};
-use tokio::sync::mpsc;
+use enclave_settings::WorkerSettings;
+use enclave_storage::{Document, JobRecord, MetaStore};
+use tokio::sync::{Notify, watch};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::state::{Loading, SearchParts};
-use crate::uploads::{UPLOAD_SCHEME, UploadStore};
 
 /// One document to process.
 #[derive(Debug, Clone)]
@@ -23,32 +26,59 @@ pub struct Job {
     pub previous_sha: Option<String>,
 }
 
-/// The sending side of the worker's queue.
+/// Queues jobs in the metadata database.
 #[derive(Clone)]
 pub struct JobQueue {
-    tx: mpsc::Sender<Job>,
+    meta: MetaStore,
+    capacity: usize,
+    max_attempts: i64,
+    wake: Arc<Notify>,
     metrics: Metrics,
 }
 
 impl JobQueue {
-    pub fn new(capacity: usize, metrics: Metrics) -> (Self, mpsc::Receiver<Job>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx, metrics }, rx)
+    pub fn new(meta: MetaStore, capacity: usize, max_attempts: i64, metrics: Metrics) -> Self {
+        Self {
+            meta,
+            capacity,
+            max_attempts,
+            wake: Arc::new(Notify::new()),
+            metrics,
+        }
     }
 
-    /// Queues a job, or refuses with 429 when the queue is full.
-    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
-        self.tx.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ApiError::Busy(
-                "the ingest queue is full: retry when the documents already sent are processed"
-                    .into(),
-            ),
-            mpsc::error::TrySendError::Closed(_) => {
-                ApiError::NotReady("the ingest worker has stopped".into())
-            }
-        })?;
-        self.metrics.ingest_queue_depth.inc();
-        Ok(())
+    /// Wakes this process's worker (a job became ready).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Wakes this process's worker when a job is queued.
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Queues a job, or refuses with 429 when the queue already holds `capacity` jobs.
+    pub async fn submit(&self, job: Job) -> Result<JobRecord, ApiError> {
+        let waiting = self.meta.job_counts().await?.queued;
+        if waiting >= self.capacity as i64 {
+            return Err(ApiError::Busy(format!(
+                "the ingest queue is full ({waiting} jobs wait): retry when the documents already \
+                 sent are processed"
+            )));
+        }
+        let record = enqueue(
+            &self.meta,
+            &job.document_id,
+            &IngestJob {
+                content: job.content,
+                previous_sha: job.previous_sha,
+            },
+            self.max_attempts,
+        )
+        .await?;
+        self.metrics.ingest_queue_depth.set(waiting + 1);
+        self.wake.notify_one();
+        Ok(record)
     }
 }
 
@@ -97,13 +127,58 @@ pub fn reindex_job(doc: &Document, uploads: &UploadStore, collection: &str) -> O
     })
 }
 
-/// Runs the worker until the queue closes.
+/// Counts what the worker does in the server's metrics.
+struct MetricsObserver(Metrics);
+
+impl JobObserver for MetricsObserver {
+    fn started(&self, _job: &JobRecord) {
+        let depth = &self.0.ingest_queue_depth;
+        if depth.get() > 0 {
+            depth.dec();
+        }
+    }
+
+    fn finished(&self, _job: &JobRecord, outcome: &JobOutcome) {
+        let label = match outcome {
+            JobOutcome::Processed(FileOutcome::Ingested { pages, .. }) => {
+                self.0.ingest_pages.inc_by(*pages as u64);
+                "ingested"
+            }
+            JobOutcome::Processed(FileOutcome::Unchanged) => "unchanged",
+            JobOutcome::Processed(FileOutcome::Failed { .. }) => "failed",
+            JobOutcome::Skipped => "skipped",
+            JobOutcome::Failed { .. } => "error",
+            JobOutcome::LeaseLost => "lease_lost",
+        };
+        self.0.ingest_documents.with_label_values(&[label]).inc();
+    }
+}
+
+/// This process's worker name: host and process id.
+pub fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// The worker options of the settings.
+pub fn worker_options(settings: &WorkerSettings) -> WorkerOptions {
+    WorkerOptions {
+        lease: Duration::from_secs(settings.lease_secs),
+        poll: Duration::from_millis(settings.poll_ms.max(10)),
+        retry_base: Duration::from_secs(settings.retry_base_secs),
+    }
+}
+
+/// Runs the in-process worker, once the embedding model is loaded, until `shutdown`.
 pub async fn run(
-    mut rx: mpsc::Receiver<Job>,
-    mut search: tokio::sync::watch::Receiver<Loading<SearchParts>>,
-    meta: MetaStore,
-    uploads: Arc<UploadStore>,
+    mut search: watch::Receiver<Loading<SearchParts>>,
+    uploads: UploadStore,
+    settings: WorkerSettings,
+    wake: Arc<Notify>,
     metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
 ) {
     let ingestor = loop {
         let current = search.borrow().clone();
@@ -120,43 +195,12 @@ pub async fn run(
             }
         }
     };
-    while let Some(job) = rx.recv().await {
-        metrics.ingest_queue_depth.dec();
-        // A document deleted while it waited is not brought back.
-        match meta.document(&job.document_id).await {
-            Ok(Some(doc)) if doc.status == "queued" => {}
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "ingest worker: metadata store unavailable");
-                continue;
-            }
-        }
-        let source = job.content.source_uri.clone();
-        match ingestor.ingest_stored(&job.content).await {
-            Ok(outcome) => {
-                let label = match &outcome {
-                    FileOutcome::Ingested { pages, .. } => {
-                        metrics.ingest_pages.inc_by(*pages as u64);
-                        "ingested"
-                    }
-                    FileOutcome::Unchanged => "unchanged",
-                    FileOutcome::Failed { reason } => {
-                        tracing::warn!(%source, %reason, "document failed");
-                        "failed"
-                    }
-                };
-                metrics.ingest_documents.with_label_values(&[label]).inc();
-            }
-            Err(e) => {
-                metrics.ingest_documents.with_label_values(&["error"]).inc();
-                tracing::error!(%source, error = %e, "ingest failed on a store; repairing");
-                if let Err(e) = ingestor.recover().await {
-                    tracing::error!(error = %e, "repair failed");
-                }
-            }
-        }
-        if let Some(sha) = &job.previous_sha {
-            uploads.release(&meta, sha).await;
-        }
-    }
+    let worker = Worker::new(
+        ingestor,
+        uploads,
+        worker_options(&settings),
+        Arc::new(MetricsObserver(metrics)),
+    )
+    .with_wake(wake);
+    worker.run(&worker_name(), settings.slots, shutdown).await;
 }

@@ -52,6 +52,8 @@ pub struct Settings {
     pub generation: GenerationSettings,
     /// The HTTP server (`enclave serve`).
     pub server: ServerSettings,
+    /// The ingest workers (`enclave worker`, and the one inside `enclave serve`).
+    pub worker: WorkerSettings,
     /// Who may use the server. `ENCLAVE_AUTH=off` is a shorthand for `auth.enabled = false`.
     pub auth: AuthSettings,
 }
@@ -86,6 +88,40 @@ impl Default for ServerSettings {
             shutdown_timeout_secs: 30,
             uploads_dir: None,
             ingest_queue_capacity: 10_000,
+        }
+    }
+}
+
+/// Ingest worker settings: the durable job queue in the metadata database.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Run a worker inside `enclave serve` (the embedded default). Off: uploads wait in the
+    /// queue for `enclave worker` processes.
+    pub in_server: bool,
+    /// Jobs one worker process runs at once.
+    pub slots: usize,
+    /// Seconds a claimed job stays with its worker without a heartbeat; a dead worker's job is
+    /// taken by another after this long. Heartbeats come every third of it.
+    pub lease_secs: u64,
+    /// Milliseconds between looks at the queue when idle.
+    pub poll_ms: u64,
+    /// Seconds before a failed job is tried again, doubled for each further attempt (at most
+    /// an hour).
+    pub retry_base_secs: u64,
+    /// Attempts before a job is dead-lettered (kept with its error, for a curator to retry).
+    pub max_attempts: i64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            in_server: true,
+            slots: 1,
+            lease_secs: 60,
+            poll_ms: 1000,
+            retry_base_secs: 5,
+            max_attempts: 3,
         }
     }
 }
@@ -314,6 +350,7 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             retrieval: RetrievalSettings::default(),
             server: ServerSettings::default(),
+            worker: WorkerSettings::default(),
             auth: AuthSettings::default(),
             generation: GenerationSettings::default(),
         }
@@ -372,7 +409,7 @@ impl Default for IngestSettings {
 }
 
 /// Top-level keys of [`Settings`], as `ENCLAVE_*` variables name them.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "data_dir",
     "models_dir",
     "database",
@@ -383,6 +420,7 @@ const SECTIONS: [&str; 11] = [
     "retrieval",
     "generation",
     "server",
+    "worker",
     "auth",
 ];
 
@@ -468,6 +506,12 @@ impl Settings {
         if self.ingest.pdf_timeout_secs == 0 {
             return Err(SettingsError::Invalid(
                 "ingest.pdf_timeout_secs must be at least 1".into(),
+            ));
+        }
+        let w = &self.worker;
+        if w.slots == 0 || w.lease_secs == 0 || w.max_attempts < 1 {
+            return Err(SettingsError::Invalid(
+                "worker.slots, worker.lease_secs and worker.max_attempts must be at least 1".into(),
             ));
         }
         Ok(())
@@ -579,6 +623,27 @@ mod tests {
             assert_eq!(s.chunking.overlap_tokens, 20);
             assert_eq!(s.database_url(), "postgres://localhost/enclave");
             assert_eq!(s.vectors_path(), PathBuf::from("/srv/enclave/vectors"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_section_can_be_set_from_the_environment() {
+        let defaults = serde_json::to_value(Settings::default()).unwrap();
+        let keys: Vec<&String> = defaults.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), SECTIONS.len(), "{keys:?}");
+        for k in keys {
+            assert!(
+                SECTIONS.contains(&k.as_str()),
+                "{k} is missing from SECTIONS"
+            );
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ENCLAVE_WORKER__LEASE_SECS", "7");
+            assert_eq!(Settings::load(None).unwrap().worker.lease_secs, 7);
+            jail.set_env("ENCLAVE_WORKER__SLOTS", "0");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("worker.slots"), "{err}");
             Ok(())
         });
     }

@@ -3,6 +3,7 @@
 //! - [`MetaStore`]: collections, documents, versions, pages, chunks and ingest runs, in SQLite
 //!   (embedded default) or PostgreSQL (production) through one sqlx code path.
 //! - Users, API keys and login sessions (hashed secrets only) in the same database.
+//! - The durable job queue (leases, heartbeats, retries, dead letters) in the same database.
 //! - [`VectorStore`]: the seam for dense + BM25 vectors with filterable payloads;
 //!   [`EdgeVectorStore`] is the in-process qdrant-edge backend.
 //!
@@ -14,11 +15,13 @@
 
 mod access;
 mod error;
+mod jobs;
 mod meta;
 mod vectors;
 
 pub use access::{ApiKeyRecord, UserRecord};
 pub use error::StorageError;
+pub use jobs::{JobCounts, JobRecord, JobStatus, NewJob, backoff};
 pub use meta::{
     ChunkRecord, Collection, CollectionStats, Document, DocumentFailure, DocumentFilter,
     DocumentPage, MetaStore, NewVersion, PageRecord, PurgeTask, RunCounts, Timestamp,

@@ -22,7 +22,7 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrat
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -261,7 +261,7 @@ fn bind_filter<'q>(q: AnyQuery<'q>, filter: &DocumentFilter, tag: &str) -> AnyQu
 #[derive(Debug, Clone)]
 pub struct MetaStore {
     pub(crate) pool: AnyPool,
-    backend: Backend,
+    pub(crate) backend: Backend,
 }
 
 const DOCUMENT_COLUMNS: &str = "id, collection_id, source_uri, external_id, parent_id, title, \

@@ -2,7 +2,8 @@
 //!
 //! Every chunk is one point: a dense vector (`dense`, cosine), a BM25 sparse vector (`bm25`,
 //! IDF applied by the store at query time) and a payload with the fields filters run on
-//! (`collection_id`, `document_id`, `version`, `access`, `tags`, `mime_type`).
+//! (`collection_id`, `document_id`, `version`, `access`, `tags`, `mime_type`, and for documents
+//! that carry them, `date` and `authors`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use async_trait::async_trait;
 use qdrant_edge::{
     Condition, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
     EdgeVectorParamsBuilder, FieldCondition, Filter, Match, Modifier, NamedQuery, PointId,
-    PointOperations, PointStruct, ScoringQuery, ScrollRequest, SparseVector, UpdateOperation,
-    ValueVariants, VectorInternal, Vectors, WithPayloadInterface, WithVector,
+    PointOperations, PointStruct, Range, ScoringQuery, ScrollRequest, SparseVector,
+    UpdateOperation, ValueVariants, VectorInternal, Vectors, WithPayloadInterface, WithVector,
 };
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,13 @@ pub struct PointPayload {
     pub access: Vec<String>,
     pub tags: Vec<String>,
     pub mime_type: String,
+    /// The document's date (an email's `Date`, a PDF's creation date), Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<i64>,
+    /// Who wrote or sent the document, lower case: for an email each sender as written, its
+    /// address and its display name; for a PDF its author.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authors: Vec<String>,
 }
 
 /// One chunk's point: id (UUID string), dense vector, BM25 sparse vector (indices, values).
@@ -65,6 +73,13 @@ pub struct VectorFilter {
     pub access_any: Vec<String>,
     pub mime_types: Vec<String>,
     pub tags_any: Vec<String>,
+    /// Documents dated at or after this instant (Unix seconds); undated documents are excluded
+    /// whenever a bound is set.
+    pub date_from: Option<i64>,
+    /// Documents dated at or before this instant (Unix seconds).
+    pub date_to: Option<i64>,
+    /// Points must name one of these authors or senders (compared in lower case).
+    pub authors_any: Vec<String>,
 }
 
 /// The query of a search: a dense vector or a BM25 sparse vector.
@@ -105,6 +120,11 @@ pub trait VectorStore: Send + Sync {
     ) -> Result<Vec<VectorHit>>;
     /// Makes every acknowledged write durable.
     async fn flush(&self) -> Result<()>;
+    /// Builds the search index (HNSW) over vectors written since the last call, merges small
+    /// segments and reclaims deleted points. Until then new points are searched exhaustively.
+    /// Slow on large stores and it holds up writes meanwhile: call it when a batch of writes is
+    /// done. Returns whether anything changed.
+    async fn optimize(&self) -> Result<bool>;
 }
 
 /// In-process qdrant-edge shard in a local directory.
@@ -167,6 +187,27 @@ fn to_filter(f: &VectorFilter) -> Option<Filter> {
         if !values.is_empty() {
             must.push(any_of(key, values));
         }
+    }
+    if !f.authors_any.is_empty() {
+        let authors: Vec<String> = f
+            .authors_any
+            .iter()
+            .map(|a| a.trim().to_lowercase())
+            .collect();
+        must.push(any_of("authors", &authors));
+    }
+    if f.date_from.is_some() || f.date_to.is_some() {
+        must.push(Condition::Field(FieldCondition::new_range(
+            "date"
+                .try_into()
+                .expect("static payload key is a valid JSON path"),
+            Range {
+                gte: f.date_from.map(|t| (t as f64).into()),
+                lte: f.date_to.map(|t| (t as f64).into()),
+                lt: None,
+                gt: None,
+            },
+        )));
     }
     (!must.is_empty()).then(|| Filter {
         must: Some(must),
@@ -434,6 +475,19 @@ impl VectorStore for EdgeVectorStore {
         self.write(|shard| {
             shard.flush();
             Ok(())
+        })
+        .await
+    }
+
+    async fn optimize(&self) -> Result<bool> {
+        let writes = Arc::clone(&self.writes);
+        self.blocking(move |shard| {
+            let _guard = writes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let changed = shard.optimize().map_err(edge_err)?;
+            shard.flush();
+            Ok(changed)
         })
         .await
     }

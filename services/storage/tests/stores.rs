@@ -306,6 +306,8 @@ fn point(
             access: vec!["public".into()],
             tags: vec![],
             mime_type: "text/plain".into(),
+            date: None,
+            authors: vec![],
         },
     }
 }
@@ -354,8 +356,10 @@ async fn edge_vector_store_round_trip() {
         assert_eq!(store.count(&VectorFilter::default()).await.unwrap(), 3);
         store.flush().await.unwrap();
     }
-    // Reopened from disk.
+    // Reopened from disk; optimizing (index, merge, vacuum) keeps every point searchable.
     let store = EdgeVectorStore::open(&path, 3).unwrap();
+    assert_eq!(store.point_ids().await.unwrap().len(), 3);
+    store.optimize().await.unwrap();
     assert_eq!(store.point_ids().await.unwrap().len(), 3);
 
     let hits = store

@@ -1,0 +1,682 @@
+//! Search benchmark: a program (not a timed test) that measures search latency and memory at
+//! growing corpus sizes and prints Markdown tables.
+//!
+//! The corpus: real chunks from a sample of the Debian PDFs (extracted by the product's
+//! isolated PDF path, chunked by the default `Chunker`, embedded by the default embedding model
+//! with the title prefix the pipeline uses), then grown to each size with synthetic copies:
+//! copy *k* of a real chunk keeps its text and BM25 vector and moves its dense vector by
+//! Gaussian noise (`--noise`, about 0.93 cosine to the original by default), so that every size
+//! has the distribution of real text without embedding 100,000 chunks. Documents of 100 chunks
+//! each are written to a fresh embedded store (SQLite + qdrant-edge), rows and points, exactly
+//! as ingest writes them.
+//!
+//! At each size, twice (as written, then after `VectorStore::optimize`, which builds the HNSW
+//! index), a fresh child process opens the stores and the embedding model and runs every
+//! query through `Retriever::search` in each mode: latency p50/p99 with the query embedding
+//! included, then the dense vector search alone. The child's resident memory after the queries
+//! and its peak are the memory columns; a child over empty stores is the baseline row. Recall@10
+//! of the store's dense search against an exact scan over the same vectors (computed here, in
+//! plain Rust) shows what the index costs in accuracy, and the exact scan's own latency is the
+//! baseline of the dense column.
+//!
+//! The queries are the answerable questions of the committed Debian FAQ set
+//! (`eval/debian-faq.jsonl`).
+//!
+//! ```text
+//! export CARGO_TARGET_DIR=$HOME/.cache/enclave/target
+//! cargo bench --bench search                                  # 10k and 100k: about 10 min
+//! cargo bench --bench search -- --sizes 2000,10000 --base 1000 # a quick run
+//! ```
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use enclave_embed::{Embedder, OnnxEmbedder, OnnxEmbedderConfig};
+use enclave_ingest::Chunker;
+use enclave_ingest::parse::pdf::{PdfIsolation, extract_isolated};
+use enclave_retrieval::eval::parse_set;
+use enclave_retrieval::{RetrievalOptions, Retriever, SearchMode, SearchRequest};
+use enclave_settings::Settings;
+use enclave_storage::{
+    Bm25Encoder, ChunkPoint, ChunkRecord, EdgeVectorStore, MetaStore, NewVersion, PageRecord,
+    PointPayload, VectorFilter, VectorQuery, VectorStore, chunk_point_id,
+};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+/// The Enclave binary built with this bench; `enclave extract-pdf` is its PDF child.
+const ENCLAVE: &str = env!("CARGO_BIN_EXE_enclave");
+const CHILD_ARG: &str = "__search-child";
+const CHUNKS_PER_DOCUMENT: usize = 100;
+const TOP: usize = 10;
+
+/// Search benchmark: latency and memory of hybrid, dense and BM25 search at growing sizes.
+#[derive(Debug, Parser)]
+#[command(name = "search-bench")]
+struct Args {
+    /// Folder of PDFs (default `$ENCLAVE_CORPUS_DIR`, else ~/.cache/enclave/corpus).
+    #[arg(long, env = "ENCLAVE_BENCH_CORPUS")]
+    corpus: Option<PathBuf>,
+    /// Real chunks to embed; the sizes are reached with noisy copies of them.
+    #[arg(long, env = "ENCLAVE_BENCH_BASE", default_value_t = 4000)]
+    base: usize,
+    /// Corpus sizes in chunks, ascending, comma-separated.
+    #[arg(
+        long,
+        env = "ENCLAVE_BENCH_SIZES",
+        value_delimiter = ',',
+        default_value = "10000,100000"
+    )]
+    sizes: Vec<usize>,
+    /// Questions asked at each size (the first N answerable ones of the FAQ set).
+    #[arg(long, env = "ENCLAVE_BENCH_QUERIES", default_value_t = 100)]
+    queries: usize,
+    /// Standard deviation of the noise added to each dense component of a copy.
+    #[arg(long, env = "ENCLAVE_BENCH_NOISE", default_value_t = 0.02)]
+    noise: f32,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// What a child measured.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChildReport {
+    /// Per mode (dense, bm25, hybrid): latencies of `Retriever::search`, ms.
+    modes: Vec<(String, Vec<f64>)>,
+    /// Latencies of the dense vector search alone (no embedding), ms.
+    vector_only: Vec<f64>,
+    rss_kib: u64,
+    peak_kib: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    if argv.get(1).is_some_and(|a| a == CHILD_ARG) {
+        let dir = PathBuf::from(argv.get(2).context("child: data folder")?);
+        let queries = argv.get(3).context("child: queries")?.to_string_lossy();
+        let report = runtime.block_on(child(&dir, &queries))?;
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    runtime.block_on(run(Args::parse()))
+}
+
+fn settings() -> Settings {
+    let mut s = Settings::default();
+    if let Some(dir) = std::env::var_os("ENCLAVE_MODELS_DIR") {
+        s.models_dir = PathBuf::from(dir);
+    }
+    s
+}
+
+async fn embedder(settings: &Settings) -> anyhow::Result<OnnxEmbedder> {
+    Ok(OnnxEmbedder::start(OnnxEmbedderConfig {
+        model_dir: settings.embedding_model_dir(),
+        onnxruntime: settings.onnxruntime_path(),
+        max_input_tokens: settings.embedding.max_input_tokens,
+        batch_size: settings.embedding.batch_size,
+        threads: settings.embedding.threads,
+    })
+    .await?)
+}
+
+fn default_corpus() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ENCLAVE_CORPUS_DIR") {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| OsString::from(".")))
+        .join(".cache/enclave/corpus")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn p50_p99(v: &[f64]) -> (f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    (percentile(&s, 0.5), percentile(&s, 0.99))
+}
+
+fn memory_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Bytes allocated on disk under `path`.
+fn dir_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_dir() {
+        std::fs::read_dir(path)
+            .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+            .unwrap_or(0)
+    } else {
+        // Allocated blocks: sparse memory-mapped files count what they hold.
+        std::os::unix::fs::MetadataExt::blocks(&meta) * 512
+    }
+}
+
+fn questions(limit: usize) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/eval/debian-faq.jsonl"
+    ))?;
+    Ok(parse_set(&text)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .filter(|i| !i.unanswerable)
+        .map(|i| i.question)
+        .take(limit)
+        .collect())
+}
+
+/// Real chunks: (embedding input, chunk text, title).
+async fn real_chunks(
+    args: &Args,
+    settings: &Settings,
+    embedder: &OnnxEmbedder,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let corpus = args.corpus.clone().unwrap_or_else(default_corpus);
+    let mut pdfs: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .with_context(|| format!("reading the corpus folder {}", corpus.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf")))
+        .collect();
+    pdfs.sort();
+    if pdfs.is_empty() {
+        bail!(
+            "no PDF in {} (scripts/test fetches the corpus)",
+            corpus.display()
+        );
+    }
+    let chunker = Chunker::new(
+        embedder.tokenizer(),
+        settings.chunking.max_tokens,
+        settings.chunking.overlap_tokens,
+    )?;
+    let iso = PdfIsolation {
+        program: PathBuf::from(ENCLAVE),
+        args: vec!["extract-pdf".into()],
+        timeout: Duration::from_secs(settings.ingest.pdf_timeout_secs),
+    };
+    // Spread over the corpus: every 7th PDF, round after round, until there are enough chunks.
+    let order: Vec<&PathBuf> = (0..7)
+        .flat_map(|start| pdfs.iter().skip(start).step_by(7))
+        .collect();
+    let mut out = Vec::new();
+    for pdf in order {
+        if out.len() >= args.base {
+            break;
+        }
+        let Ok(bytes) = std::fs::read(pdf) else {
+            continue;
+        };
+        let Ok(doc) = extract_isolated(&bytes, &iso).await else {
+            continue;
+        };
+        let name = pdf.file_name().unwrap_or_default().to_string_lossy();
+        let title = doc
+            .title
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| name.to_string());
+        // At most 300 chunks of one PDF, so that a few large manuals do not make the sample.
+        for c in chunker.chunk(&doc).into_iter().take(300) {
+            let input = match &c.section {
+                Some(s) if s != &title => format!("{title}\n{s}\n{}", c.text),
+                _ => format!("{title}\n{}", c.text),
+            };
+            out.push((input, c.text));
+        }
+        eprint!("\r  {} real chunks", out.len().min(args.base));
+    }
+    eprintln!();
+    out.truncate(args.base);
+    Ok(out)
+}
+
+/// Writes chunks `from..to` of the synthetic corpus: documents of [`CHUNKS_PER_DOCUMENT`].
+#[allow(clippy::too_many_arguments)]
+async fn write_chunks(
+    meta: &MetaStore,
+    vectors: &EdgeVectorStore,
+    collection_id: &str,
+    base: &[(String, String)],
+    base_dense: &[Vec<f32>],
+    base_sparse: &[(Vec<u32>, Vec<f32>)],
+    all_dense: &mut Vec<Vec<f32>>,
+    ids: &mut Vec<String>,
+    noise: f32,
+    to: usize,
+) -> anyhow::Result<()> {
+    let normal = Normal::new(0.0f32, noise.max(1e-9))?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(all_dense.len() as u64);
+    while all_dense.len() < to {
+        let first = all_dense.len();
+        let doc_no = first / CHUNKS_PER_DOCUMENT;
+        let n = CHUNKS_PER_DOCUMENT.min(to - first);
+        let new = NewVersion {
+            collection_id: collection_id.to_string(),
+            source_uri: format!("bench://document/{doc_no}"),
+            external_id: None,
+            parent_id: None,
+            title: format!("document {doc_no}"),
+            mime_type: Some("application/pdf".into()),
+            sha256: format!("{doc_no:064x}"),
+            byte_size: 0,
+            metadata: serde_json::json!({}),
+            tags: Vec::new(),
+            access: Vec::new(),
+        };
+        let (doc_id, version) = meta.begin_version(&new).await?;
+        let mut records = Vec::with_capacity(n);
+        let mut points = Vec::with_capacity(n);
+        let mut offset = 0i64;
+        for ordinal in 0..n {
+            let i = first + ordinal;
+            let b = i % base.len();
+            let dense = if i < base.len() {
+                base_dense[b].clone()
+            } else {
+                let mut v: Vec<f32> = base_dense[b]
+                    .iter()
+                    .map(|x| x + normal.sample(&mut rng))
+                    .collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.iter_mut().for_each(|x| *x /= norm);
+                v
+            };
+            let text = &base[b].1;
+            let id = chunk_point_id(&doc_id, version, ordinal as i64);
+            let len = text.chars().count() as i64;
+            records.push(ChunkRecord {
+                id: id.clone(),
+                document_id: doc_id.clone(),
+                version,
+                ordinal: ordinal as i64,
+                text: text.clone(),
+                page_start: 1,
+                page_end: 1,
+                char_start: offset,
+                char_end: offset + len,
+                token_count: 0,
+                section: None,
+            });
+            offset += len + 2;
+            points.push(ChunkPoint {
+                id,
+                dense: dense.clone(),
+                sparse: base_sparse[b].clone(),
+                payload: PointPayload {
+                    collection_id: collection_id.to_string(),
+                    document_id: doc_id.clone(),
+                    version,
+                    ordinal: ordinal as i64,
+                    access: Vec::new(),
+                    tags: Vec::new(),
+                    mime_type: "application/pdf".into(),
+                    date: None,
+                    authors: Vec::new(),
+                },
+            });
+            all_dense.push(dense);
+            ids.push(chunk_point_id(&doc_id, version, ordinal as i64));
+        }
+        let page = PageRecord {
+            page_number: 1,
+            char_start: 0,
+            text: String::new(),
+        };
+        meta.store_chunks(&doc_id, version, &[page], &records)
+            .await?;
+        vectors.upsert(points).await?;
+        meta.activate_version(&doc_id, version, &new.title, &new.metadata, 1, n as i64)
+            .await?;
+        if doc_no % 50 == 0 {
+            eprint!("\r  {} chunks written", all_dense.len());
+        }
+    }
+    vectors.flush().await?;
+    eprintln!("\r  {} chunks written", all_dense.len());
+    Ok(())
+}
+
+/// Exact top-k by cosine (vectors are unit length): indexes into `all`.
+fn exact_top(all: &[Vec<f32>], q: &[f32], k: usize) -> Vec<usize> {
+    let mut scored: Vec<(f32, usize)> = all
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), i))
+        .collect();
+    let k = k.min(scored.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+    scored.truncate(k);
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().map(|(_, i)| i).collect()
+}
+
+struct Accuracy {
+    recall: f64,
+    exact_ms: Vec<f64>,
+}
+
+/// Recall@10 of the store's dense search against the exact scan, and the scan's latency.
+async fn accuracy(
+    vectors: &EdgeVectorStore,
+    all_dense: &[Vec<f32>],
+    ids: &[String],
+    query_vectors: &[Vec<f32>],
+) -> anyhow::Result<Accuracy> {
+    let mut found = 0usize;
+    let mut wanted = 0usize;
+    let mut exact_ms = Vec::new();
+    for q in query_vectors {
+        let started = Instant::now();
+        let exact = exact_top(all_dense, q, TOP);
+        exact_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        let hits = vectors
+            .search(VectorQuery::Dense(q.clone()), &VectorFilter::default(), TOP)
+            .await?;
+        wanted += exact.len();
+        found += exact
+            .iter()
+            .filter(|&&i| hits.iter().any(|h| h.id == ids[i]))
+            .count();
+    }
+    Ok(Accuracy {
+        recall: found as f64 / wanted.max(1) as f64,
+        exact_ms,
+    })
+}
+
+async fn child(dir: &Path, queries: &str) -> anyhow::Result<ChildReport> {
+    let settings = settings();
+    let meta = MetaStore::connect(
+        &format!("sqlite://{}?mode=rwc", dir.join("enclave.db").display()),
+        4,
+    )
+    .await?;
+    let vectors: Arc<dyn VectorStore> = Arc::new(EdgeVectorStore::open(
+        &dir.join("vectors"),
+        settings.embedding.dimension,
+    )?);
+    let embedder = embedder(&settings).await?;
+    let retriever = Retriever::new(
+        meta,
+        Arc::clone(&vectors),
+        embedder.clone(),
+        RetrievalOptions::default(),
+    )?;
+    let questions = questions(queries.parse()?)?;
+    // One warm-up query per mode: the first search maps the store's files.
+    let mut modes = Vec::new();
+    for mode in [SearchMode::Dense, SearchMode::Bm25, SearchMode::Hybrid] {
+        let mut times = Vec::new();
+        for (i, q) in questions.iter().enumerate() {
+            let request = SearchRequest {
+                query: q.clone(),
+                mode,
+                limit: TOP,
+                ..Default::default()
+            };
+            let started = Instant::now();
+            retriever.search(&request).await?;
+            if i > 0 || questions.len() == 1 {
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        modes.push((mode.to_string(), times));
+    }
+    let query_vectors = embedder.embed(questions.clone()).await?;
+    let mut vector_only = Vec::new();
+    for q in &query_vectors {
+        let started = Instant::now();
+        vectors
+            .search(
+                VectorQuery::Dense(q.clone()),
+                &VectorFilter::default(),
+                TOP * RetrievalOptions::default().candidates_factor,
+            )
+            .await?;
+        vector_only.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(ChildReport {
+        modes,
+        vector_only,
+        rss_kib: memory_kib("VmRSS:"),
+        peak_kib: memory_kib("VmHWM:"),
+    })
+}
+
+fn run_child(dir: &Path, queries: usize) -> anyhow::Result<ChildReport> {
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .arg(CHILD_ARG)
+        .arg(dir)
+        .arg(queries.to_string())
+        .output()
+        .context("starting the measuring child")?;
+    if !out.status.success() {
+        bail!(
+            "measuring child failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().context("no report from the child")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+struct Row {
+    size: usize,
+    state: &'static str,
+    report: ChildReport,
+    recall: Option<f64>,
+    exact_ms: Vec<f64>,
+    disk: u64,
+    optimize_s: Option<f64>,
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let settings = settings();
+    let mut sizes = args.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let embedder = embedder(&settings).await?;
+    eprintln!("extracting and chunking real PDFs");
+    let base = real_chunks(&args, &settings, &embedder).await?;
+    eprintln!("embedding {} real chunks", base.len());
+    let started = Instant::now();
+    let mut base_dense = Vec::with_capacity(base.len());
+    for batch in base.chunks(256) {
+        base_dense.extend(
+            embedder
+                .embed(batch.iter().map(|(input, _)| input.clone()).collect())
+                .await?,
+        );
+        eprint!("\r  {}", base_dense.len());
+    }
+    eprintln!(
+        "\r  {} chunks in {:.0} s",
+        base_dense.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let bm25 = Bm25Encoder::new()?;
+    let base_sparse: Vec<_> = base.iter().map(|(input, _)| bm25.document(input)).collect();
+    let questions = questions(args.queries)?;
+    let query_vectors = embedder.embed(questions.clone()).await?;
+    drop(embedder);
+
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().to_path_buf();
+    let db_url = format!("sqlite://{}?mode=rwc", dir.join("enclave.db").display());
+    let mut rows = Vec::new();
+
+    eprintln!("baseline: empty stores");
+    {
+        let meta = MetaStore::connect(&db_url, 4).await?;
+        let vectors = EdgeVectorStore::open(&dir.join("vectors"), settings.embedding.dimension)?;
+        meta.ensure_collection("bench").await?;
+        drop(vectors);
+        meta.close().await;
+    }
+    rows.push(Row {
+        size: 0,
+        state: "empty",
+        report: run_child(&dir, args.queries)?,
+        recall: None,
+        exact_ms: Vec::new(),
+        disk: dir_size(&dir),
+        optimize_s: None,
+    });
+
+    let mut all_dense: Vec<Vec<f32>> = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    for &size in &sizes {
+        eprintln!("size {size}: writing");
+        let meta = MetaStore::connect(&db_url, 4).await?;
+        let collection = meta.ensure_collection("bench").await?;
+        let vectors = EdgeVectorStore::open(&dir.join("vectors"), settings.embedding.dimension)?;
+        write_chunks(
+            &meta,
+            &vectors,
+            &collection.id,
+            &base,
+            &base_dense,
+            &base_sparse,
+            &mut all_dense,
+            &mut ids,
+            args.noise,
+            size,
+        )
+        .await?;
+        let acc = accuracy(&vectors, &all_dense, &ids, &query_vectors).await?;
+        drop(vectors);
+        meta.close().await;
+        eprintln!("size {size}: measuring as written");
+        rows.push(Row {
+            size,
+            state: "as written",
+            report: run_child(&dir, args.queries)?,
+            recall: Some(acc.recall),
+            exact_ms: acc.exact_ms,
+            disk: dir_size(&dir),
+            optimize_s: None,
+        });
+
+        eprintln!("size {size}: optimizing");
+        let vectors = EdgeVectorStore::open(&dir.join("vectors"), settings.embedding.dimension)?;
+        let started = Instant::now();
+        vectors.optimize().await?;
+        let optimize_s = started.elapsed().as_secs_f64();
+        let acc = accuracy(&vectors, &all_dense, &ids, &query_vectors).await?;
+        drop(vectors);
+        eprintln!("size {size}: measuring optimized ({optimize_s:.0} s to optimize)");
+        rows.push(Row {
+            size,
+            state: "optimized",
+            report: run_child(&dir, args.queries)?,
+            recall: Some(acc.recall),
+            exact_ms: acc.exact_ms,
+            disk: dir_size(&dir),
+            optimize_s: Some(optimize_s),
+        });
+    }
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    print_report(&args, base.len(), questions.len(), &rows);
+    println!(
+        "\nLoad average (1 min) before {}, after {}; {} CPUs.",
+        load_before.split_whitespace().next().unwrap_or("?"),
+        load_after.split_whitespace().next().unwrap_or("?"),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    Ok(())
+}
+
+fn print_report(args: &Args, base: usize, queries: usize, rows: &[Row]) {
+    println!("\n## Search latency and memory\n");
+    println!(
+        "{base} real chunks from the Debian PDFs, grown with noisy copies (noise {}); {queries} \
+         questions of the Debian FAQ set per mode; top {TOP}. Latency of `Retriever::search` \
+         in ms, query embedding included (p50 / p99). Memory: resident set of a process that \
+         opened the stores and the embedding model and ran every query, and its peak.\n",
+        args.noise
+    );
+    println!(
+        "| chunks | store | dense p50 / p99 | bm25 p50 / p99 | hybrid p50 / p99 | RSS MiB | peak MiB | on disk MiB |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let mode = |name: &str| {
+            r.report
+                .modes
+                .iter()
+                .find(|(m, _)| m == name)
+                .map(|(_, t)| p50_p99(t))
+                .map_or("-".to_string(), |(a, b)| format!("{a:.1} / {b:.1}"))
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |",
+            r.size,
+            r.state,
+            mode("dense"),
+            mode("bm25"),
+            mode("hybrid"),
+            r.report.rss_kib as f64 / 1024.0,
+            r.report.peak_kib as f64 / 1024.0,
+            r.disk as f64 / 1024.0 / 1024.0
+        );
+    }
+    println!("\n## Dense vector search alone against an exact scan\n");
+    println!(
+        "The store's dense search (top {}, the candidates a search asks for; no embedding) \
+         beside an exact scan over the same vectors in plain Rust (one thread, top {TOP}). \
+         Recall@{TOP}: share of the exact top {TOP} that the store returns.\n",
+        TOP * RetrievalOptions::default().candidates_factor
+    );
+    println!(
+        "| chunks | store | store p50 / p99 ms | exact scan p50 / p99 ms | store ÷ scan (p50) | recall@{TOP} | optimize s |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for r in rows.iter().filter(|r| r.size > 0) {
+        let (s50, s99) = p50_p99(&r.report.vector_only);
+        let (e50, e99) = p50_p99(&r.exact_ms);
+        println!(
+            "| {} | {} | {s50:.2} / {s99:.2} | {e50:.2} / {e99:.2} | {:.2} | {} | {} |",
+            r.size,
+            r.state,
+            s50 / e50,
+            r.recall.map_or("-".into(), |v| format!("{v:.3}")),
+            r.optimize_s.map_or("-".into(), |v| format!("{v:.1}"))
+        );
+    }
+}
