@@ -105,7 +105,6 @@ async fn answers_cite_only_given_passages_and_refuse_off_corpus_llama_cpp() {
 }
 
 #[tokio::test]
-#[ignore = "slow on 2 cores (mistral.rs prefills ~40 tokens/s on the CPU): run with --ignored"]
 async fn answers_cite_only_given_passages_and_refuse_off_corpus_mistral_rs() {
     grounded_answers(Engine::MistralRs).await;
 }
@@ -217,7 +216,6 @@ async fn a_full_queue_says_busy_llama_cpp() {
 }
 
 #[tokio::test]
-#[ignore = "slow on 2 cores (mistral.rs prefills ~40 tokens/s on the CPU): run with --ignored"]
 async fn a_full_queue_says_busy_mistral_rs() {
     full_queue(Engine::MistralRs).await;
 }
