@@ -442,7 +442,7 @@ async fn child(dir: &Path, queries: &str) -> anyhow::Result<ChildReport> {
         for (i, q) in questions.iter().enumerate() {
             let request = SearchRequest {
                 query: q.clone(),
-                mode,
+                mode: Some(mode),
                 limit: TOP,
                 ..Default::default()
             };

@@ -18,9 +18,10 @@ pub struct AskArgs {
     /// Collections to search (repeatable; default: all).
     #[arg(long = "collection", value_name = "NAME")]
     collections: Vec<String>,
-    /// Retrieval ranking: hybrid, dense or bm25.
-    #[arg(long, default_value = "hybrid")]
-    mode: SearchMode,
+    /// Retrieval ranking: hybrid, dense or bm25 (default: the collection's setting, else
+    /// hybrid).
+    #[arg(long)]
+    mode: Option<SearchMode>,
     /// Only passages carrying this access tag (repeatable).
     #[arg(long = "access", value_name = "TAG")]
     access: Vec<String>,

@@ -139,7 +139,7 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
             let request = SearchRequest {
                 query: item.question.clone(),
                 collections: args.collections.clone(),
-                mode: *mode,
+                mode: Some(*mode),
                 limit: 10,
                 ..Default::default()
             };

@@ -16,9 +16,10 @@ pub struct SearchArgs {
     /// Collections to search (repeatable; default: all).
     #[arg(long = "collection", value_name = "NAME")]
     collections: Vec<String>,
-    /// Ranking: hybrid (dense + BM25 fused), dense or bm25.
-    #[arg(long, default_value = "hybrid")]
-    mode: SearchMode,
+    /// Ranking: hybrid (dense + BM25 fused), dense or bm25 (default: the collection's
+    /// setting, else hybrid).
+    #[arg(long)]
+    mode: Option<SearchMode>,
     /// Number of passages.
     #[arg(long, short = 'k', default_value_t = 5)]
     limit: usize,

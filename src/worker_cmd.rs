@@ -60,6 +60,9 @@ pub async fn run(settings: &Settings, args: WorkerArgs) -> anyhow::Result<ExitCo
         while worker.run_once(&format!("{name}/1")).await?.is_some() {
             n += 1;
         }
+        if n > 0 {
+            worker.optimize().await?;
+        }
         println!("{n} jobs run; none is ready");
         return Ok(ExitCode::SUCCESS);
     }

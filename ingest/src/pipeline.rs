@@ -308,6 +308,10 @@ impl Ingestor {
             }
         }
         drop(results);
+        // Index what was written, so that searches do not scan the new points one by one.
+        if fatal.is_none() && summary.counts.ingested > 0 {
+            self.vectors.optimize().await?;
+        }
         summary.elapsed = started.elapsed();
         self.meta.finish_run(&run_id, &summary.counts).await?;
         match fatal {

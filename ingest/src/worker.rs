@@ -133,6 +133,11 @@ impl Worker {
         self
     }
 
+    /// Builds the vector index over what was written (see `VectorStore::optimize`).
+    pub async fn optimize(&self) -> Result<bool, IngestError> {
+        Ok(self.ingestor.vectors().optimize().await?)
+    }
+
     /// Wakes an idle loop of this worker (after queueing a job in this process).
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -171,11 +176,22 @@ impl Worker {
             let id = format!("{name}/{i}");
             let mut shutdown = shutdown.clone();
             async move {
+                let mut since_optimize = 0usize;
                 while !*shutdown.borrow() {
                     match me.run_once(&id).await {
-                        Ok(Some(_)) => continue,
+                        Ok(Some(_)) => {
+                            since_optimize += 1;
+                            continue;
+                        }
                         Ok(None) => {}
                         Err(e) => tracing::error!(worker = %id, error = %e, "ingest worker"),
+                    }
+                    // The queue is empty: index what this loop wrote.
+                    if since_optimize > 0 {
+                        since_optimize = 0;
+                        if let Err(e) = me.ingestor.vectors().optimize().await {
+                            tracing::error!(worker = %id, error = %e, "optimizing the vector index");
+                        }
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(me.options.poll) => {}

@@ -622,6 +622,50 @@ async fn rest_api_on_postgres() {
         (Some(pdf_id.as_str()), Some(1))
     );
     assert!(top["scores"]["dense"].as_f64().unwrap() > 0.3);
+    // A collection's default mode: searches that name none use it.
+    let patch = |key: &str, body: Value| {
+        s.client
+            .patch(s.url("/api/v1/collections/legal"))
+            .bearer_auth(key)
+            .json(&body)
+    };
+    let c: Value = patch(&admin, json!({"mode": "bm25"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["mode"], "bm25", "{c}");
+    let bm25: Value = s
+        .post(&reader, "/api/v1/search")
+        .json(&json!({"query": "IOP microcode", "collections": ["legal"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bm25["mode"], "bm25", "{bm25}");
+    let r = patch(&admin, json!({"mode": "fuzzy"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid", "fuzzy").await;
+    let r = patch(&reader, json!({"mode": "dense"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let c: Value = patch(&admin, json!({"mode": null}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(c["mode"].is_null(), "{c}");
+
     // Date and author filters run inside the search; a date that does not parse is named.
     for scope in [
         json!({"date_to": "1970-01-02"}),

@@ -26,7 +26,7 @@ async fn retriever(env: &TestEnv) -> Retriever {
 fn request(query: &str, mode: SearchMode) -> SearchRequest {
     SearchRequest {
         query: query.into(),
-        mode,
+        mode: Some(mode),
         limit: 5,
         ..Default::default()
     }
@@ -102,6 +102,24 @@ async fn known_answers_come_from_their_pages() {
         res.passages
             .iter()
             .all(|p| p.source_uri.ends_with("memo.txt"))
+    );
+    // A collection's mode setting applies when the request names none.
+    let meta = env.meta().await;
+    let memos = meta.collection_by_name("memos").await.unwrap().unwrap();
+    meta.set_collection_settings(&memos.id, &serde_json::json!({"mode": "bm25"}))
+        .await
+        .unwrap();
+    let mut default_mode = only_memos.clone();
+    default_mode.mode = None;
+    assert_eq!(
+        r.search(&default_mode).await.unwrap().mode,
+        SearchMode::Bm25
+    );
+    default_mode.collections = vec!["memos".into(), "faq".into()];
+    assert_eq!(
+        r.search(&default_mode).await.unwrap().mode,
+        SearchMode::Hybrid,
+        "collections that disagree: hybrid"
     );
     let mut no_access = request("Debian mirror", SearchMode::Hybrid);
     no_access.access = vec!["finance".into()];

@@ -68,7 +68,8 @@ impl Default for AnswerOptions {
 pub struct AskRequest {
     pub question: String,
     pub collections: Vec<String>,
-    pub mode: SearchMode,
+    /// Ranking; `None`: the collections' own setting, else hybrid (see [`SearchRequest::mode`]).
+    pub mode: Option<SearchMode>,
     /// The caller's access tags (see [`SearchRequest::access`]).
     pub access: Vec<String>,
     /// Which documents the passages may come from (types, tags, dates, authors).

@@ -109,7 +109,9 @@ pub struct SearchRequest {
     pub query: String,
     /// Collection names; empty: all collections.
     pub collections: Vec<String>,
-    pub mode: SearchMode,
+    /// Ranking; `None`: the `mode` setting of the collections searched when they all name
+    /// the same one (see [`collection_mode`]), else hybrid.
+    pub mode: Option<SearchMode>,
     pub limit: usize,
     /// Which documents, besides collections and access, the passages may come from.
     pub scope: Scope,
@@ -118,6 +120,17 @@ pub struct SearchRequest {
     pub access: Vec<String>,
     /// Add each passage's neighbouring chunks (one on each side) to its text.
     pub expand_neighbours: bool,
+}
+
+/// The retrieval mode a collection's settings name (`{"mode": "bm25"}`), if any.
+pub fn collection_mode(settings: &serde_json::Value) -> Result<Option<SearchMode>, RetrievalError> {
+    match settings.get("mode") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(m)) => m.parse().map(Some),
+        Some(other) => Err(RetrievalError::Invalid(format!(
+            "collection setting mode = {other}: use \"dense\", \"bm25\" or \"hybrid\""
+        ))),
+    }
 }
 
 /// Document filters of a search, applied inside the vector search. Empty or `None`: no
@@ -225,17 +238,27 @@ impl Retriever {
         })
     }
 
-    async fn filter(&self, request: &SearchRequest) -> Result<VectorFilter, RetrievalError> {
+    /// The filter of a request, and the mode its collections' settings agree on.
+    async fn filter(
+        &self,
+        request: &SearchRequest,
+    ) -> Result<(VectorFilter, Option<SearchMode>), RetrievalError> {
         let mut collection_ids = Vec::new();
+        let mut modes = Vec::new();
         for name in &request.collections {
             let c = self
                 .meta
                 .collection_by_name(name)
                 .await?
                 .ok_or_else(|| RetrievalError::UnknownCollection(name.clone()))?;
+            modes.push(collection_mode(&c.settings)?);
             collection_ids.push(c.id);
         }
-        Ok(VectorFilter {
+        let agreed = match modes.split_first() {
+            Some((first, rest)) if rest.iter().all(|m| m == first) => *first,
+            _ => None,
+        };
+        let filter = VectorFilter {
             collection_ids,
             document_ids: Vec::new(),
             access_any: request.access.clone(),
@@ -244,7 +267,8 @@ impl Retriever {
             date_from: request.scope.date_from,
             date_to: request.scope.date_to,
             authors_any: request.scope.authors.clone(),
-        })
+        };
+        Ok((filter, agreed))
     }
 
     /// Runs a search.
@@ -264,7 +288,8 @@ impl Retriever {
                 "the date range is empty: its start is after its end".into(),
             ));
         }
-        let filter = self.filter(request).await?;
+        let (filter, collection_default) = self.filter(request).await?;
+        let mode = request.mode.or(collection_default).unwrap_or_default();
         let candidates = request.limit * self.options.candidates_factor.max(1);
 
         // The dense channel always runs: its cosine decides relevance, whatever the mode.
@@ -278,7 +303,7 @@ impl Retriever {
             .vectors
             .search(VectorQuery::Dense(vector), &filter, candidates)
             .await?;
-        let bm25 = if request.mode == SearchMode::Dense {
+        let bm25 = if mode == SearchMode::Dense {
             Vec::new()
         } else {
             let (i, v) = self.bm25.query(query);
@@ -293,7 +318,7 @@ impl Retriever {
 
         // Fuse: weighted reciprocal rank fusion over the channels the mode uses.
         let mut scores: HashMap<String, Scores> = HashMap::new();
-        let (wd, wb) = match request.mode {
+        let (wd, wb) = match mode {
             SearchMode::Dense => (1.0, 0.0),
             SearchMode::Bm25 => (0.0, 1.0),
             SearchMode::Hybrid => (self.options.dense_weight, self.options.bm25_weight),
@@ -360,7 +385,7 @@ impl Retriever {
             relevant: !passages.is_empty() && best_dense >= self.options.min_dense_score,
             best_dense,
             passages,
-            mode: request.mode,
+            mode,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }
@@ -459,6 +484,18 @@ mod tests {
                 .to_string()
                 .contains("fuzzy")
         );
+    }
+
+    #[test]
+    fn collection_settings_name_a_mode() {
+        use serde_json::json;
+        assert_eq!(collection_mode(&json!({})).unwrap(), None);
+        assert_eq!(
+            collection_mode(&json!({"mode": "bm25"})).unwrap(),
+            Some(SearchMode::Bm25)
+        );
+        assert!(collection_mode(&json!({"mode": 3})).is_err());
+        assert!(collection_mode(&json!({"mode": "fuzzy"})).is_err());
     }
 
     #[test]

@@ -151,6 +151,39 @@ pub async fn get_collection(
     Ok(HttpResponse::Ok().json(CollectionOut::new(c, s)))
 }
 
+/// Change a collection's settings (its default retrieval mode).
+#[utoipa::path(patch, path = "/api/v1/collections/{name}", tag = "collections",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = CollectionSettingsBody,
+    responses((status = 200, body = CollectionOut), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn update_collection(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    name: web::Path<String>,
+    body: web::Json<CollectionSettingsBody>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Administer, Some(&name))?;
+    let c = collection(&state, &name).await?;
+    let mut settings = match c.settings.clone() {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    match parse_mode(body.mode.as_deref())? {
+        Some(mode) => settings.insert("mode".into(), mode.to_string().into()),
+        None => settings.remove("mode"),
+    };
+    state
+        .meta
+        .set_collection_settings(&c.id, &serde_json::Value::Object(settings))
+        .await?;
+    let c = collection(&state, &name).await?;
+    let stats = state.meta.collection_stats().await?;
+    let s = stats.iter().find(|s| s.collection == c.name);
+    Ok(HttpResponse::Ok().json(CollectionOut::new(c, s)))
+}
+
 /// Delete a collection with all its documents, chunks and vectors.
 #[utoipa::path(delete, path = "/api/v1/collections/{name}", tag = "collections",
     params(("name" = String, Path, description = "Collection name")),

@@ -18,6 +18,9 @@ pub struct CollectionOut {
     pub id: String,
     pub name: String,
     pub created_at: String,
+    /// The retrieval mode searches of this collection use when they name none (`null`:
+    /// hybrid).
+    pub mode: Option<String>,
     /// Documents ready to be searched.
     pub ready: i64,
     /// Documents that failed or hold no text.
@@ -39,10 +42,16 @@ impl CollectionOut {
             pages: 0,
             chunks: 0,
         });
+        let mode = c
+            .settings
+            .get("mode")
+            .and_then(|m| m.as_str())
+            .map(str::to_string);
         Self {
             id: c.id,
             name: c.name,
             created_at: c.created_at,
+            mode,
             ready: s.ready,
             failed: s.failed + s.no_text,
             pending: s.other,
@@ -50,6 +59,14 @@ impl CollectionOut {
             chunks: s.chunks,
         }
     }
+}
+
+/// Changes to a collection's settings.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CollectionSettingsBody {
+    /// Default retrieval mode of the collection: `hybrid`, `dense`, `bm25`, or `null` to go
+    /// back to hybrid.
+    pub mode: Option<String>,
 }
 
 /// The collections.
@@ -409,7 +426,7 @@ pub struct SearchBody {
     /// Collection names (default: all).
     #[serde(default)]
     pub collections: Vec<String>,
-    /// `hybrid` (default), `dense` or `bm25`.
+    /// `hybrid`, `dense` or `bm25` (default: the collection's `mode` setting, else `hybrid`).
     pub mode: Option<String>,
     /// Passages to return, 1 to 100 (default 10).
     pub limit: Option<usize>,
@@ -438,7 +455,7 @@ pub struct AskBody {
     /// Collection names (default: all).
     #[serde(default)]
     pub collections: Vec<String>,
-    /// `hybrid` (default), `dense` or `bm25`.
+    /// `hybrid`, `dense` or `bm25` (default: the collection's `mode` setting, else `hybrid`).
     pub mode: Option<String>,
     #[serde(flatten)]
     pub scope: ScopeBody,
@@ -542,12 +559,16 @@ impl From<&Answer> for AnswerOut {
 }
 
 /// Parses a search mode, as a 422 when unknown.
-pub fn parse_mode(mode: Option<&str>) -> Result<SearchMode, crate::error::ApiError> {
+/// `None` (absent or empty) leaves the choice to the collection's setting.
+pub fn parse_mode(mode: Option<&str>) -> Result<Option<SearchMode>, crate::error::ApiError> {
     match mode {
-        None | Some("") => Ok(SearchMode::default()),
-        Some(m) => m.parse().map_err(|e: enclave_retrieval::RetrievalError| {
-            crate::error::ApiError::Invalid(e.to_string())
-        }),
+        None | Some("") => Ok(None),
+        Some(m) => m
+            .parse()
+            .map(Some)
+            .map_err(|e: enclave_retrieval::RetrievalError| {
+                crate::error::ApiError::Invalid(e.to_string())
+            }),
     }
 }
 

@@ -107,6 +107,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
                 .route("/collections/{name}", web::get().to(api::get_collection))
                 .route(
                     "/collections/{name}",
+                    web::patch().to(api::update_collection),
+                )
+                .route(
+                    "/collections/{name}",
                     web::delete().to(api::delete_collection),
                 )
                 .route("/documents", web::get().to(api::list_documents))

@@ -34,14 +34,14 @@ impl Modify for Security {
     ),
     paths(
         api::healthz, api::readyz,
-        api::list_collections, api::create_collection, api::get_collection, api::delete_collection,
+        api::list_collections, api::create_collection, api::get_collection, api::update_collection, api::delete_collection,
         api::list_documents, api::upload_document, api::get_document, api::put_document,
         api::delete_document, api::reindex_document, api::document_pages, api::document_chunks,
         api::document_file, api::list_jobs, api::get_job, api::retry_job, api::search, api::ask,
         openai::models, openai::chat_completions,
     ),
     components(schemas(
-        error::ErrorBody, dto::CollectionOut, dto::CollectionList, dto::NewCollection,
+        error::ErrorBody, dto::CollectionOut, dto::CollectionList, dto::NewCollection, dto::CollectionSettingsBody,
         dto::DocumentOut, dto::DocumentDetail, dto::VersionOut, dto::UploadOut, dto::DocumentList,
         dto::PageOut, dto::PageList, dto::ChunkOut, dto::ChunkList, dto::ScoresOut,
         dto::PassageOut, dto::ScopeBody, dto::SearchBody, dto::SearchOut, dto::AskBody, dto::CitationOut,

@@ -78,6 +78,9 @@ impl FromStr for VersionState {
 pub struct Collection {
     pub id: String,
     pub name: String,
+    /// Per-collection settings (JSON object), for example `{"mode": "bm25"}`; their meaning
+    /// belongs to the crates that read them.
+    pub settings: serde_json::Value,
     pub created_at: Timestamp,
 }
 
@@ -322,9 +325,12 @@ fn page_from_row(row: &AnyRow) -> Result<PageRecord> {
 }
 
 fn collection_from_row(row: &AnyRow) -> Result<Collection> {
+    let settings: String = row.try_get("settings")?;
     Ok(Collection {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
+        settings: serde_json::from_str(&settings)
+            .map_err(|e| StorageError::Corrupt(format!("collection settings: {e}")))?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -440,6 +446,23 @@ impl MetaStore {
         self.collection_by_name(name)
             .await?
             .ok_or_else(|| StorageError::NotFound(format!("collection '{name}'")))
+    }
+
+    /// Replaces a collection's settings (a JSON object).
+    pub async fn set_collection_settings(
+        &self,
+        id: &str,
+        settings: &serde_json::Value,
+    ) -> Result<()> {
+        let done = sqlx::query("UPDATE collections SET settings = $1 WHERE id = $2")
+            .bind(settings.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound(format!("collection {id}")));
+        }
+        Ok(())
     }
 
     /// Removes a collection row and its ingest runs (its documents must be deleted first).
@@ -604,18 +627,20 @@ impl MetaStore {
 
     /// The collection named `name`.
     pub async fn collection_by_name(&self, name: &str) -> Result<Option<Collection>> {
-        let row = sqlx::query("SELECT id, name, created_at FROM collections WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, name, settings, created_at FROM collections WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(collection_from_row).transpose()
     }
 
     /// All collections, by name.
     pub async fn collections(&self) -> Result<Vec<Collection>> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM collections ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, name, settings, created_at FROM collections ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(collection_from_row).collect()
     }
 
