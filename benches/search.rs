@@ -356,7 +356,7 @@ async fn write_chunks(
         vectors.upsert(points).await?;
         meta.activate_version(&doc_id, version, &new.title, &new.metadata, 1, n as i64)
             .await?;
-        if doc_no % 50 == 0 {
+        if doc_no.is_multiple_of(50) {
             eprint!("\r  {} chunks written", all_dense.len());
         }
     }
