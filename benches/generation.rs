@@ -10,7 +10,11 @@
 //! cargo bench --bench generation
 //! ```
 //! `ENCLAVE_BENCH_THREADS` (default: all cores) sets llama.cpp's threads for both llama.cpp
-//! runs; mistral.rs uses all cores.
+//! runs; mistral.rs uses all cores. `ENCLAVE_BENCH_REPEAT` (default 3): the llama.cpp rows are
+//! the median of that many measurements (mistral.rs, a minute per prompt here, is measured
+//! once; `ENCLAVE_BENCH_MISTRALRS=0` leaves it out). The raw baseline is built for Enclave's own
+//! instruction set (x86-64-v3); when `benches/setup-llama-cpp-python --native` has built a
+//! second one for this CPU, it gets a row too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,10 +68,16 @@ async fn timed(engine: &dyn Generator, request: GenerationRequest) -> (f64, f64,
     (ttft, decode, stamps.len())
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 async fn measure(
     engine: &dyn Generator,
     rag: &GenerationRequest,
     short: &GenerationRequest,
+    repeat: usize,
 ) -> Measure {
     // Warm-up: pages the weights in.
     timed(
@@ -79,11 +89,15 @@ async fn measure(
         },
     )
     .await;
-    let (ttft_ms, _, _) = timed(engine, rag.clone()).await;
-    let (_, decode_tps, _) = timed(engine, short.clone()).await;
+    let mut ttft = Vec::new();
+    let mut decode = Vec::new();
+    for _ in 0..repeat.max(1) {
+        ttft.push(timed(engine, rag.clone()).await.0);
+        decode.push(timed(engine, short.clone()).await.1);
+    }
     Measure {
-        ttft_ms,
-        decode_tps,
+        ttft_ms: median(ttft),
+        decode_tps: median(decode),
     }
 }
 
@@ -140,12 +154,14 @@ fn messages_json(request: &GenerationRequest) -> String {
 }
 
 fn baseline(
+    venv: &str,
     model: &Path,
     rag: &GenerationRequest,
     short: &GenerationRequest,
     threads: usize,
+    repeat: usize,
 ) -> Option<Measure> {
-    let python = cache().join("bench-venv/bin/python");
+    let python = cache().join(venv).join("bin/python");
     if !python.is_file() {
         return None;
     }
@@ -160,6 +176,7 @@ fn baseline(
         .arg(&r)
         .arg(&s)
         .arg(threads.to_string())
+        .arg(repeat.to_string())
         .output()
         .ok()?;
     if !out.status.success() {
@@ -195,6 +212,11 @@ async fn main() {
             corpus_path.display()
         )
     });
+    let repeat: usize = std::env::var("ENCLAVE_BENCH_REPEAT")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(3);
+    let with_mistralrs = std::env::var("ENCLAVE_BENCH_MISTRALRS").as_deref() != Ok("0");
     let short = GenerationRequest {
         messages: vec![ChatMessage::user(
             "Write a long story about a lighthouse keeper and a storm.",
@@ -203,7 +225,7 @@ async fn main() {
         ..GenerationRequest::default()
     };
     println!(
-        "llama.cpp threads: {threads}; time to first token on the RAG prompt; decode = streamed pieces/s after the first (128 max, greedy)\n"
+        "llama.cpp threads: {threads}; time to first token on the RAG prompt; decode = streamed pieces/s after the first (128 max, greedy); llama.cpp rows: median of {repeat}\n"
     );
     println!(
         "| model | engine | prompt tokens | first token (ms) | decode (tokens/s) | first token vs raw llama.cpp (lower is better) | decode vs raw llama.cpp |"
@@ -220,32 +242,42 @@ async fn main() {
         })
         .expect("llama.cpp engine");
         let (rag, tokens) = rag_request(&llama, &corpus, 2000);
-        let raw = baseline(&path, &rag, &short, threads);
-        let ours = measure(&llama, &rag, &short).await;
+        let raw = baseline("bench-venv", &path, &rag, &short, threads, repeat);
+        let native = baseline("bench-venv-native", &path, &rag, &short, threads, repeat);
+        let ours = measure(&llama, &rag, &short, repeat).await;
         drop(llama);
-        let mistral: Arc<dyn Generator> = Arc::new(
-            MistralRsEngine::start(MistralRsConfig {
-                slots: 1,
-                ..MistralRsConfig::new(MistralRsSource::Gguf(path.clone()))
-            })
-            .await
-            .expect("mistral.rs engine"),
-        );
-        let theirs = measure(mistral.as_ref(), &rag, &short).await;
-        drop(mistral);
+        let theirs = if with_mistralrs {
+            let mistral: Arc<dyn Generator> = Arc::new(
+                MistralRsEngine::start(MistralRsConfig {
+                    slots: 1,
+                    ..MistralRsConfig::new(MistralRsSource::Gguf(path.clone()))
+                })
+                .await
+                .expect("mistral.rs engine"),
+            );
+            let m = measure(mistral.as_ref(), &rag, &short, 1).await;
+            drop(mistral);
+            Some(m)
+        } else {
+            None
+        };
         match &raw {
             Some(r) => println!(
-                "| {name} | raw llama.cpp (llama-cpp-python) | {tokens} | {:.0} | {:.1} | 1.00x | 1.00x |",
+                "| {name} | raw llama.cpp (llama-cpp-python, x86-64-v3 build) | {tokens} | {:.0} | {:.1} | 1.00x | 1.00x |",
                 r.ttft_ms, r.decode_tps
             ),
             None => println!(
                 "| {name} | raw llama.cpp | {tokens} | not measured: run benches/setup-llama-cpp-python | | | |"
             ),
         }
-        for (engine, m) in [
-            ("Enclave llama.cpp", &ours),
-            ("Enclave mistral.rs", &theirs),
-        ] {
+        let mut rows = vec![("Enclave llama.cpp (x86-64-v3 build)", &ours)];
+        if let Some(m) = &theirs {
+            rows.push(("Enclave mistral.rs (x86-64-v3 build)", m));
+        }
+        if let Some(m) = &native {
+            rows.push(("raw llama.cpp built for this CPU (-march=native)", m));
+        }
+        for (engine, m) in rows {
             println!(
                 "| {name} | {engine} | {tokens} | {:.0} | {:.1} | {} | {} |",
                 m.ttft_ms,

@@ -1,16 +1,19 @@
 """Raw llama.cpp (llama-cpp-python) on the same GGUF and the same chat as the generation bench.
 
-Usage: python llama_cpp_baseline.py MODEL.gguf RAG_MESSAGES.json SHORT_MESSAGES.json THREADS
+Usage: python llama_cpp_baseline.py MODEL.gguf RAG_MESSAGES.json SHORT_MESSAGES.json THREADS [REPEAT]
 Prints one JSON object: ttft_ms (RAG prompt, from the call to the first streamed piece),
-decode_tps and decode_tokens (short prompt, 128 tokens at most, greedy).
+decode_tps and decode_tokens (short prompt, 128 tokens at most, greedy); with REPEAT, the
+medians of that many measurements.
 """
 import json
+import statistics
 import sys
 import time
 
 from llama_cpp import Llama
 
 model, rag_file, short_file, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+repeat = int(sys.argv[5]) if len(sys.argv) > 5 else 1
 rag = json.load(open(rag_file))
 short = json.load(open(short_file))
 llm = Llama(model_path=model, n_ctx=4096, n_threads=threads, n_threads_batch=threads,
@@ -30,8 +33,11 @@ def timed(messages, max_tokens):
     return start, stamps
 
 
-start, stamps = timed(rag, 1)
-ttft_ms = (stamps[0] - start) * 1000.0 if stamps else float("nan")
-start, stamps = timed(short, 128)
-decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
-print(json.dumps({"ttft_ms": ttft_ms, "decode_tps": decode, "decode_tokens": len(stamps)}))
+ttfts, decodes = [], []
+for _ in range(max(repeat, 1)):
+    start, stamps = timed(rag, 1)
+    ttfts.append((stamps[0] - start) * 1000.0 if stamps else float("nan"))
+    start, stamps = timed(short, 128)
+    decodes.append((len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan"))
+print(json.dumps({"ttft_ms": statistics.median(ttfts), "decode_tps": statistics.median(decodes),
+                  "decode_tokens": len(stamps)}))

@@ -179,7 +179,12 @@ pub fn answer_options(settings: &Settings) -> enclave_answer::AnswerOptions {
 }
 
 /// Retrieval and generation, for grounded answers.
+/// The answer path of a command that asks one question at a time (`ask`, `eval`): one slot
+/// with every core, since a second slot would only halve the threads of the one question.
 pub async fn asker(settings: &Settings) -> anyhow::Result<enclave_answer::Asker> {
+    let mut settings = settings.clone();
+    settings.generation.slots = 1;
+    let settings = &settings;
     let retriever = retriever(settings).await?;
     let generator = generator(settings).await?;
     Ok(enclave_answer::Asker::new(
