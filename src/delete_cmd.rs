@@ -41,6 +41,14 @@ pub async fn run(settings: &Settings, args: DeleteArgs) -> anyhow::Result<ExitCo
                 enclave_ingest::delete_document(&meta, vectors.as_ref(), &d.id)
                     .await
                     .with_context(|| format!("deleting {}", d.source_uri))?;
+                meta.record_audit(
+                    "command line",
+                    "delete",
+                    None,
+                    Some(&d.id),
+                    &serde_json::json!({"title": d.title, "source_uri": d.source_uri}),
+                )
+                .await?;
                 println!("deleted {} ({})", d.source_uri, d.id);
             }
             None => {

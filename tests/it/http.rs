@@ -406,6 +406,37 @@ async fn rest_api_on_postgres() {
     assert!(jobs["done"].as_i64().unwrap() >= 1);
     let r = s.get(&reader, "/api/v1/jobs").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // The audit log names who created the collection and uploaded the document.
+    let log: Value = s
+        .get(&admin, "/api/v1/audit")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = log["entries"].as_array().unwrap();
+    let upload = entries
+        .iter()
+        .find(|e| e["action"] == "upload" && e["document_id"] == pdf_id.as_str())
+        .unwrap_or_else(|| panic!("no upload entry: {log}"));
+    assert!(
+        upload["actor"].as_str().unwrap().starts_with("API key '"),
+        "{upload}"
+    );
+    assert_eq!(upload["collection"], "legal");
+    assert!(
+        upload["detail"]["sha256"].as_str().unwrap().len() == 64,
+        "{upload}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "create_collection" && e["collection"] == "legal"),
+        "{log}"
+    );
+    let r = s.get(&reader, "/api/v1/audit").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = s
         .post(&admin, &format!("/api/v1/jobs/{job_id}/retry"))
         .send()

@@ -129,6 +129,15 @@ pub async fn create_collection(
     caller.authorize(Action::Administer, Some(&body.name))?;
     check_collection_name(&body.name)?;
     let c = state.meta.create_collection(&body.name).await?;
+    audit(
+        &state,
+        &caller,
+        "create_collection",
+        Some(&c.name),
+        None,
+        serde_json::json!({}),
+    )
+    .await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/collections/{}", c.name)))
         .json(CollectionOut::new(c, None)))
@@ -176,8 +185,17 @@ pub async fn update_collection(
     };
     state
         .meta
-        .set_collection_settings(&c.id, &serde_json::Value::Object(settings))
+        .set_collection_settings(&c.id, &serde_json::Value::Object(settings.clone()))
         .await?;
+    audit(
+        &state,
+        &caller,
+        "update_collection",
+        Some(&c.name),
+        None,
+        serde_json::Value::Object(settings),
+    )
+    .await?;
     let c = collection(&state, &name).await?;
     let stats = state.meta.collection_stats().await?;
     let s = stats.iter().find(|s| s.collection == c.name);
@@ -208,6 +226,15 @@ pub async fn delete_collection(
     for d in &docs {
         state.uploads.release(&state.meta, &d.sha256).await;
     }
+    audit(
+        &state,
+        &caller,
+        "delete_collection",
+        Some(&c.name),
+        None,
+        serde_json::json!({"documents": docs.len()}),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -381,8 +408,25 @@ fn extension_of(kind: DocumentKind) -> &'static str {
 }
 
 /// Stores a received upload and queues it; `external_id` makes it a create-or-replace.
+/// Adds a corpus change to the audit log.
+pub async fn audit(
+    state: &AppState,
+    caller: &Principal,
+    action: &str,
+    collection: Option<&str>,
+    document_id: Option<&str>,
+    detail: serde_json::Value,
+) -> Result<()> {
+    state
+        .meta
+        .record_audit(&caller.actor(), action, collection, document_id, &detail)
+        .await?;
+    Ok(())
+}
+
 async fn accept_upload(
     state: &AppState,
+    caller: &Principal,
     form: &mut Form,
     collection: &Collection,
     external_id: Option<String>,
@@ -462,6 +506,24 @@ async fn accept_upload(
         .filter(|s| s != &file.sha256);
     // Read before the worker can start on it: the answer shows the document as queued.
     let doc = find_document(state, &document_id).await?;
+    audit(
+        state,
+        caller,
+        if existing.is_some() {
+            "replace"
+        } else {
+            "upload"
+        },
+        Some(&collection.name),
+        Some(&document_id),
+        serde_json::json!({
+            "file": file.name,
+            "sha256": file.sha256,
+            "bytes": file.size,
+            "external_id": external_id,
+        }),
+    )
+    .await?;
     let job = state
         .jobs
         .submit(Job {
@@ -515,7 +577,7 @@ pub async fn upload_document(
         caller.authorize(Action::Write, Some(&name))?;
         let c = collection(&state, &name).await?;
         let external_id = form.text("external_id");
-        accept_upload(&state, &mut form, &c, external_id).await
+        accept_upload(&state, &caller, &mut form, &c, external_id).await
     }
     .await;
     form.discard().await;
@@ -548,7 +610,14 @@ pub async fn put_document(
             .ok_or_else(|| ApiError::BadRequest("the form has no 'collection' field".into()))?;
         caller.authorize(Action::Write, Some(&name))?;
         let c = collection(&state, &name).await?;
-        accept_upload(&state, &mut form, &c, Some(external_id.into_inner())).await
+        accept_upload(
+            &state,
+            &caller,
+            &mut form,
+            &c,
+            Some(external_id.into_inner()),
+        )
+        .await
     }
     .await;
     form.discard().await;
@@ -643,7 +712,43 @@ pub async fn retry_job(
         )));
     }
     state.jobs.wake();
+    audit(
+        &state,
+        &caller,
+        "retry_job",
+        None,
+        job.document_id.as_deref(),
+        serde_json::json!({"job": job.id}),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(JobOut::from(find_job(&state, &id).await?)))
+}
+
+/// The audit log of corpus changes, newest first (administrators).
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = AuditList), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn audit_log(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Administer, None)?;
+    let limit = query.limit.unwrap_or(100);
+    let offset = query.offset.unwrap_or(0);
+    if !(1..=1000).contains(&limit) || offset < 0 {
+        return Err(ApiError::Invalid(
+            "limit must be between 1 and 1000 and offset at least 0".into(),
+        ));
+    }
+    let entries = state
+        .meta
+        .audit_entries(query.document.as_deref(), limit, offset)
+        .await?;
+    Ok(HttpResponse::Ok().json(AuditList {
+        entries: entries.into_iter().map(AuditOut::from).collect(),
+    }))
 }
 
 /// List documents, most recently changed first.
@@ -742,6 +847,16 @@ pub async fn delete_document(
     let d = find_document(&state, &id).await?;
     enclave_ingest::delete_document(&state.meta, state.vectors.as_ref(), &d.id).await?;
     state.uploads.release(&state.meta, &d.sha256).await;
+    let names = collection_names(&state).await?;
+    audit(
+        &state,
+        &caller,
+        "delete",
+        names.get(&d.collection_id).map(String::as_str),
+        Some(&d.id),
+        serde_json::json!({"title": d.title, "source_uri": d.source_uri}),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -785,6 +900,15 @@ pub async fn reindex_document(
         })
         .await?;
     state.jobs.submit(job).await?;
+    audit(
+        &state,
+        &caller,
+        "reindex",
+        Some(&name),
+        Some(&d.id),
+        serde_json::json!({}),
+    )
+    .await?;
     let d = find_document(&state, &d.id).await?;
     Ok(HttpResponse::Accepted().json(DocumentOut::new(d, &name)))
 }

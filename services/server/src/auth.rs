@@ -90,6 +90,15 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// How the audit log names this caller.
+    pub fn actor(&self) -> String {
+        match &self.kind {
+            PrincipalKind::ApiKey { .. } => format!("API key '{}'", self.name),
+            PrincipalKind::User { .. } => format!("user '{}'", self.name),
+            PrincipalKind::Trusted => "local (authentication off)".to_string(),
+        }
+    }
+
     fn trusted() -> Self {
         Self {
             name: "local".into(),

@@ -245,6 +245,53 @@ pub struct JobList {
     pub cancelled: i64,
 }
 
+/// One corpus change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditOut {
+    pub at: String,
+    /// `user 'alice'`, `API key 'dms'`, `command line`, ...
+    pub actor: String,
+    /// `upload`, `replace`, `delete`, `reindex`, `retry_job`, `create_collection`,
+    /// `update_collection`, `delete_collection`.
+    pub action: String,
+    pub collection: Option<String>,
+    pub document_id: Option<String>,
+    /// Particulars: file name, content hash, settings...
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+impl From<enclave_storage::AuditEntry> for AuditOut {
+    fn from(e: enclave_storage::AuditEntry) -> Self {
+        Self {
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            collection: e.collection,
+            document_id: e.document_id,
+            detail: e.detail,
+        }
+    }
+}
+
+/// Audit entries, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditList {
+    pub entries: Vec<AuditOut>,
+}
+
+/// Filters of the audit log.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only the entries of this document id.
+    pub document: Option<String>,
+    /// At most this many (1 to 1000, default 100).
+    pub limit: Option<i64>,
+    /// Entries to skip (default 0).
+    pub offset: Option<i64>,
+}
+
 /// Filters of a job listing.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

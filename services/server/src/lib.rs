@@ -128,6 +128,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
                     web::get().to(api::document_chunks),
                 )
                 .route("/documents/{id}/file", web::get().to(api::document_file))
+                .route("/audit", web::get().to(api::audit_log))
                 .route("/jobs", web::get().to(api::list_jobs))
                 .route("/jobs/{id}", web::get().to(api::get_job))
                 .route("/jobs/{id}/retry", web::post().to(api::retry_job))

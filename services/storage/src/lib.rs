@@ -4,6 +4,7 @@
 //!   (embedded default) or PostgreSQL (production) through one sqlx code path.
 //! - Users, API keys and login sessions (hashed secrets only) in the same database.
 //! - The durable job queue (leases, heartbeats, retries, dead letters) in the same database.
+//! - The audit log of corpus changes, in the same database.
 //! - [`VectorStore`]: the seam for dense + BM25 vectors with filterable payloads;
 //!   [`EdgeVectorStore`] is the in-process qdrant-edge backend.
 //!
@@ -14,12 +15,14 @@
 //! [`MetaStore::pending_purges`] + [`VectorStore::delete_version`].
 
 mod access;
+mod audit;
 mod error;
 mod jobs;
 mod meta;
 mod vectors;
 
 pub use access::{ApiKeyRecord, UserRecord};
+pub use audit::AuditEntry;
 pub use error::StorageError;
 pub use jobs::{JobCounts, JobRecord, JobStatus, NewJob, backoff};
 pub use meta::{
