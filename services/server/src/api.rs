@@ -624,6 +624,26 @@ pub async fn put_document(
     result
 }
 
+/// A listing's paging: `limit` from 1 to `max` (`default` when absent), `offset` at least 0.
+fn paging(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> Result<(i64, i64)> {
+    let (limit, offset) = (limit.unwrap_or(default), offset.unwrap_or(0));
+    if !(1..=max).contains(&limit) || offset < 0 {
+        return Err(ApiError::Invalid(format!(
+            "limit must be between 1 and {max} and offset at least 0"
+        )));
+    }
+    Ok((limit, offset))
+}
+
+/// A job status named in a request.
+pub fn job_status(s: &str) -> Result<JobStatus> {
+    s.parse().map_err(|_| {
+        ApiError::Invalid(format!(
+            "unknown job status '{s}' (queued, running, done, dead, cancelled)"
+        ))
+    })
+}
+
 /// The ingest queue: jobs, newest first, and how many are in each status.
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(JobQuery),
     responses((status = 200, body = JobList), (status = 403, body = ErrorBody),
@@ -635,21 +655,8 @@ pub async fn list_jobs(
     query: web::Query<JobQuery>,
 ) -> Result<HttpResponse> {
     caller.authorize(Action::Write, None)?;
-    let limit = query.limit.unwrap_or(50);
-    let offset = query.offset.unwrap_or(0);
-    if !(1..=500).contains(&limit) || offset < 0 {
-        return Err(ApiError::Invalid(
-            "limit must be between 1 and 500 and offset at least 0".into(),
-        ));
-    }
-    let status = match &query.status {
-        Some(s) => Some(s.parse::<JobStatus>().map_err(|_| {
-            ApiError::Invalid(format!(
-                "unknown job status '{s}' (queued, running, done, dead, cancelled)"
-            ))
-        })?),
-        None => None,
-    };
+    let (limit, offset) = paging(query.limit, query.offset, 50, 500)?;
+    let status = query.status.as_deref().map(job_status).transpose()?;
     let document = match &query.document {
         Some(d) => Some(find_document(&state, d).await?.id),
         None => None,
@@ -735,13 +742,7 @@ pub async fn audit_log(
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse> {
     caller.authorize(Action::Administer, None)?;
-    let limit = query.limit.unwrap_or(100);
-    let offset = query.offset.unwrap_or(0);
-    if !(1..=1000).contains(&limit) || offset < 0 {
-        return Err(ApiError::Invalid(
-            "limit must be between 1 and 1000 and offset at least 0".into(),
-        ));
-    }
+    let (limit, offset) = paging(query.limit, query.offset, 100, 1000)?;
     let entries = state
         .meta
         .audit_entries(query.document.as_deref(), limit, offset)
@@ -762,13 +763,7 @@ pub async fn list_documents(
     query: web::Query<DocumentQuery>,
 ) -> Result<HttpResponse> {
     caller.authorize(Action::Read, query.collection.as_deref())?;
-    let limit = query.limit.unwrap_or(50);
-    let offset = query.offset.unwrap_or(0);
-    if !(1..=500).contains(&limit) || offset < 0 {
-        return Err(ApiError::Invalid(
-            "limit must be between 1 and 500 and offset at least 0".into(),
-        ));
-    }
+    let (limit, offset) = paging(query.limit, query.offset, 50, 500)?;
     let collection_id = match &query.collection {
         Some(name) => Some(collection(&state, name).await?.id),
         None => None,

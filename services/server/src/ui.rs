@@ -696,14 +696,12 @@ pub async fn jobs_page(
 ) -> Result<HttpResponse> {
     let principal = caller(&req).await?;
     principal.authorize(Action::Write, None)?;
-    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => Some(s.parse::<JobStatus>().map_err(|_| {
-            ApiError::Invalid(format!(
-                "unknown job status '{s}' (queued, running, done, dead, cancelled)"
-            ))
-        })?),
-        None => None,
-    };
+    let status = query
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(api::job_status)
+        .transpose()?;
     let jobs = state
         .meta
         .jobs(status, None, 200, 0)
