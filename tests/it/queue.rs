@@ -60,6 +60,37 @@ async fn queue_semantics(url: &str) {
     let counts = meta.job_counts().await.unwrap();
     assert_eq!((counts.done, counts.queued, counts.running), (60, 0, 0));
 
+    // A document's second job waits while its first one runs.
+    let same = |n| NewJob {
+        document_id: Some("doc-1".into()),
+        ..job(n, 3)
+    };
+    let first = meta.enqueue_job(&same(50)).await.unwrap();
+    let second = meta.enqueue_job(&same(51)).await.unwrap();
+    // (Queued in the same millisecond, either may go first.)
+    let ids = [first.id.clone(), second.id.clone()];
+    let one = meta
+        .claim_job("a", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ids.contains(&one.id));
+    assert!(
+        meta.claim_job("b", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none(),
+        "the document's job is running"
+    );
+    assert!(meta.complete_job(&one.id, "a", None).await.unwrap());
+    let other = meta
+        .claim_job("b", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ids.contains(&other.id) && other.id != one.id);
+    assert!(meta.complete_job(&other.id, "b", None).await.unwrap());
+
     // A lease that runs out passes the job on; the first worker can no longer touch it.
     let j = meta.enqueue_job(&job(100, 3)).await.unwrap();
     let a = meta

@@ -178,8 +178,9 @@ impl MetaStore {
     }
 
     /// Claims the job that has waited longest among those ready (queued and due, or running
-    /// with an expired lease), for `worker`, with a lease of `lease`. Jobs whose lease expired
-    /// on their last allowed attempt are dead-lettered first.
+    /// with an expired lease) whose document has no other job running, for `worker`, with a
+    /// lease of `lease`. Jobs whose lease expired on their last allowed attempt are
+    /// dead-lettered first.
     pub async fn claim_job(&self, worker: &str, lease: Duration) -> Result<Option<JobRecord>> {
         let ts = now();
         sqlx::query(
@@ -198,9 +199,13 @@ impl MetaStore {
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
              lease_expires = $2, updated_at = $3 \
-             WHERE id = (SELECT id FROM jobs WHERE (status = 'queued' AND run_after <= $3) \
-             OR (status = 'running' AND lease_expires < $3) \
-             ORDER BY run_after, created_at, id LIMIT 1{lock}) \
+             WHERE id = (SELECT j.id FROM jobs j \
+             WHERE ((j.status = 'queued' AND j.run_after <= $3) \
+                 OR (j.status = 'running' AND j.lease_expires < $3)) \
+             AND (j.document_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs r \
+                 WHERE r.document_id = j.document_id AND r.id <> j.id \
+                 AND r.status = 'running' AND r.lease_expires >= $3)) \
+             ORDER BY j.run_after, j.created_at, j.id LIMIT 1{lock}) \
              RETURNING {JOB_COLUMNS}"
         );
         let row = sqlx::query(&sql)
