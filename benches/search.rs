@@ -34,9 +34,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use anyhow::{Context, bail};
 use clap::Parser;
-use enclave_embed::{Embedder, OnnxEmbedder, OnnxEmbedderConfig};
+use common::{corpus_dir, embedder, settings};
+use enclave_embed::{Embedder, OnnxEmbedder};
 use enclave_ingest::Chunker;
 use enclave_ingest::parse::pdf::{PdfIsolation, extract_isolated};
 use enclave_retrieval::eval::parse_set;
@@ -112,33 +115,6 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(Args::parse()))
 }
 
-fn settings() -> Settings {
-    let mut s = Settings::default();
-    if let Some(dir) = std::env::var_os("ENCLAVE_MODELS_DIR") {
-        s.models_dir = PathBuf::from(dir);
-    }
-    s
-}
-
-async fn embedder(settings: &Settings) -> anyhow::Result<OnnxEmbedder> {
-    Ok(OnnxEmbedder::start(OnnxEmbedderConfig {
-        model_dir: settings.embedding_model_dir(),
-        onnxruntime: settings.onnxruntime_path(),
-        max_input_tokens: settings.embedding.max_input_tokens,
-        batch_size: settings.embedding.batch_size,
-        threads: settings.embedding.threads,
-    })
-    .await?)
-}
-
-fn default_corpus() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ENCLAVE_CORPUS_DIR") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| OsString::from(".")))
-        .join(".cache/enclave/corpus")
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -200,7 +176,7 @@ async fn real_chunks(
     settings: &Settings,
     embedder: &OnnxEmbedder,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let corpus = args.corpus.clone().unwrap_or_else(default_corpus);
+    let corpus = args.corpus.clone().unwrap_or_else(corpus_dir);
     let mut pdfs: Vec<PathBuf> = std::fs::read_dir(&corpus)
         .with_context(|| format!("reading the corpus folder {}", corpus.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -17,9 +17,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use anyhow::{Context, bail};
 use clap::Parser;
-use enclave_embed::{OnnxEmbedder, OnnxEmbedderConfig};
+use common::{corpus_dir, embedder, settings};
+use enclave_embed::OnnxEmbedder;
 use enclave_ingest::parse::pdf::PdfIsolation;
 use enclave_ingest::uploads::UploadStore;
 use enclave_ingest::worker::{IngestJob, NoObserver, Worker, WorkerOptions, enqueue};
@@ -53,24 +56,8 @@ struct Args {
     bench: bool,
 }
 
-fn settings() -> Settings {
-    let mut s = Settings::default();
-    if let Some(dir) = std::env::var_os("ENCLAVE_MODELS_DIR") {
-        s.models_dir = PathBuf::from(dir);
-    }
-    s
-}
-
 fn sample(args: &Args) -> anyhow::Result<Vec<PathBuf>> {
-    let corpus = args.corpus.clone().unwrap_or_else(|| {
-        std::env::var_os("ENCLAVE_CORPUS_DIR").map_or_else(
-            || {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                    .join(".cache/enclave/corpus")
-            },
-            PathBuf::from,
-        )
-    });
+    let corpus = args.corpus.clone().unwrap_or_else(corpus_dir);
     let mut pdfs: Vec<PathBuf> = std::fs::read_dir(&corpus)
         .with_context(|| format!("reading {}", corpus.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -228,14 +215,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings = settings();
     let files = sample(&args)?;
-    let embedder = OnnxEmbedder::start(OnnxEmbedderConfig {
-        model_dir: settings.embedding_model_dir(),
-        onnxruntime: settings.onnxruntime_path(),
-        max_input_tokens: settings.embedding.max_input_tokens,
-        batch_size: settings.embedding.batch_size,
-        threads: settings.embedding.threads,
-    })
-    .await?;
+    let embedder = embedder(&settings).await?;
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut runs = Vec::new();
     for &slots in &args.slots {
