@@ -301,6 +301,7 @@ async fn write_chunks(
                 char_end: offset + len,
                 token_count: 0,
                 section: None,
+                disabled: false,
             });
             offset += len + 2;
             points.push(ChunkPoint {
@@ -317,6 +318,7 @@ async fn write_chunks(
                     mime_type: "application/pdf".into(),
                     date: None,
                     authors: Vec::new(),
+                    disabled: false,
                 },
             });
             all_dense.push(dense);

@@ -60,9 +60,23 @@ impl Chunker {
         })
     }
 
+    /// The same tokenizer with other sizes (a collection's own chunking settings).
+    pub fn with_sizes(
+        &self,
+        max_tokens: usize,
+        overlap_tokens: usize,
+    ) -> Result<Self, IngestError> {
+        Self::new(Arc::clone(&self.tokenizer), max_tokens, overlap_tokens)
+    }
+
     /// The largest chunk, in tokens.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
+    }
+
+    /// Tokens shared by neighbouring chunks.
+    pub fn overlap_tokens(&self) -> usize {
+        self.overlap_tokens
     }
 
     /// Number of word pieces in `text`, as the embedding model counts them (no special tokens).

@@ -7,9 +7,11 @@
 //! - [`pipeline`]: the idempotent, crash-consistent ingest of files into the stores.
 //! - [`provenance`]: a document's date and authors, stored with its points for filtering.
 //! - [`uploads`]: the originals Enclave keeps (uploads), content-addressed.
+//! - [`curation`]: curators' changes (details, disabling, moves) mirrored into both stores.
 //! - [`worker`]: claims ingest jobs from the durable queue and runs them.
 
 pub mod chunk;
+pub mod curation;
 pub mod parse;
 pub mod pipeline;
 pub mod provenance;
@@ -20,7 +22,7 @@ pub mod worker;
 pub use chunk::{Chunk, Chunker};
 pub use pipeline::{
     FileOutcome, IngestObserver, IngestOptions, IngestRequest, IngestSummary, Ingestor, ProgressFn,
-    StoredContent, delete_document, recover, recover_document,
+    StoredContent, chunk_sizes, delete_document, recover, recover_document,
 };
 
 /// Errors that stop an ingest as a whole (a single bad document never does: its failure is
@@ -39,4 +41,11 @@ pub enum IngestError {
     /// A path given to ingest does not exist.
     #[error("{0}: no such file or directory")]
     MissingPath(String),
+    /// A curator's change names something impossible (an empty title, metadata that is not
+    /// an object, moving an attachment alone).
+    #[error("{0}")]
+    Invalid(String),
+    /// The document is being processed; the change must wait for the end of its job.
+    #[error("{0}")]
+    Busy(String),
 }

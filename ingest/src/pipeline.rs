@@ -583,6 +583,27 @@ impl Ingestor {
         parsed.map_err(parse_failure)
     }
 
+    /// The chunker for a collection: its own `chunk_tokens` / `chunk_overlap` settings where it
+    /// has them, else the configured sizes.
+    async fn collection_chunker(&self, collection_id: &str) -> Result<Chunker, IngestError> {
+        let settings = self
+            .meta
+            .collections()
+            .await?
+            .into_iter()
+            .find(|c| c.id == collection_id)
+            .map(|c| c.settings)
+            .unwrap_or_default();
+        match chunk_sizes(
+            &settings,
+            self.chunker.max_tokens(),
+            self.chunker.overlap_tokens(),
+        )? {
+            Some((max, overlap)) => self.chunker.with_sizes(max, overlap),
+            None => Ok(self.chunker.clone()),
+        }
+    }
+
     /// Parses, chunks, embeds and stores one version, then makes it active. Returns pages,
     /// chunks and the attachments to ingest as children.
     async fn index_version(
@@ -612,7 +633,13 @@ impl Ingestor {
             .or_else(|| parsed.title.clone().filter(|t| !t.trim().is_empty()))
             .unwrap_or_else(|| new.title.clone());
         let (parsed, chunks) = {
-            let chunker = self.chunker.clone();
+            let chunker = self
+                .collection_chunker(&new.collection_id)
+                .await
+                .map_err(|e| Stop::Failed {
+                    status: "failed",
+                    reason: e.to_string(),
+                })?;
             tokio::task::spawn_blocking(move || {
                 let chunks = chunker.chunk(&parsed);
                 (parsed, chunks)
@@ -679,11 +706,18 @@ impl Ingestor {
                 char_end: c.char_end as i64,
                 token_count: c.token_count as i64,
                 section: c.section.clone(),
+                disabled: false,
             })
             .collect();
         self.meta
             .store_chunks(doc_id, version, &pages, &records)
             .await?;
+        // A document a curator took out of retrieval stays out in its new version.
+        let disabled = self
+            .meta
+            .document(doc_id)
+            .await?
+            .is_some_and(|d| d.disabled);
         let points: Vec<ChunkPoint> = records
             .iter()
             .zip(dense)
@@ -702,6 +736,7 @@ impl Ingestor {
                     mime_type: new.mime_type.clone().unwrap_or_default(),
                     date: provenance.date,
                     authors: provenance.authors.clone(),
+                    disabled,
                 },
             })
             .collect();
@@ -830,4 +865,63 @@ pub async fn delete_document(
         meta.delete_document_row(id).await?;
     }
     Ok(())
+}
+
+/// A collection's chunk sizes (`chunk_tokens`, `chunk_overlap` in its settings), each
+/// defaulting to the configured one; `None` when the collection sets neither.
+pub fn chunk_sizes(
+    settings: &serde_json::Value,
+    default_max: usize,
+    default_overlap: usize,
+) -> Result<Option<(usize, usize)>, IngestError> {
+    let read = |key: &str| -> Result<Option<usize>, IngestError> {
+        match settings.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                IngestError::Config(format!(
+                    "collection setting {key} = {v}: a whole number of tokens"
+                ))
+            }),
+        }
+    };
+    let (max, overlap) = (read("chunk_tokens")?, read("chunk_overlap")?);
+    if max.is_none() && overlap.is_none() {
+        return Ok(None);
+    }
+    let max = max.unwrap_or(default_max);
+    let overlap = overlap.unwrap_or(default_overlap.min(max / 2));
+    if max < 16 || overlap >= max {
+        return Err(IngestError::Config(format!(
+            "collection chunking: {max} tokens with {overlap} overlap (at least 16 tokens, \
+             overlap smaller than the chunk)"
+        )));
+    }
+    Ok(Some((max, overlap)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_sizes;
+    use serde_json::json;
+
+    #[test]
+    fn a_collection_sets_its_own_chunk_sizes() {
+        assert_eq!(chunk_sizes(&json!({}), 200, 40).unwrap(), None);
+        assert_eq!(
+            chunk_sizes(&json!({"chunk_tokens": 64}), 200, 40).unwrap(),
+            Some((64, 32)),
+            "the default overlap shrinks to half a smaller chunk"
+        );
+        assert_eq!(
+            chunk_sizes(&json!({"chunk_tokens": 64, "chunk_overlap": 8}), 200, 40).unwrap(),
+            Some((64, 8))
+        );
+        assert_eq!(
+            chunk_sizes(&json!({"chunk_overlap": 0}), 200, 40).unwrap(),
+            Some((200, 0))
+        );
+        assert!(chunk_sizes(&json!({"chunk_tokens": 8}), 200, 40).is_err());
+        assert!(chunk_sizes(&json!({"chunk_tokens": 64, "chunk_overlap": 64}), 200, 40).is_err());
+        assert!(chunk_sizes(&json!({"chunk_tokens": "big"}), 200, 40).is_err());
+    }
 }

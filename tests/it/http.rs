@@ -17,19 +17,19 @@ use crate::common::{PgDatabase, TestEnv, corpus_file, models_dir};
 const QUESTION: &str = "What does the IOP instruction set do on the HP 2100?";
 const OFF_CORPUS: &str = "What is the recipe for a chocolate souffle with raspberries?";
 
-fn small_model() -> PathBuf {
+pub(crate) fn small_model() -> PathBuf {
     models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 /// A running `enclave serve`, stopped (SIGTERM) when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
-    client: reqwest::Client,
+    pub(crate) url: String,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Server {
-    fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Self {
         let mut cmd = env.command();
         cmd.args(["serve", "--bind", "127.0.0.1:0"])
             .env("ENCLAVE_GENERATION__MODEL", small_model())
@@ -63,12 +63,12 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
 
     /// Waits for `/readyz`; returns its last response.
-    async fn ready(&self) -> (StatusCode, Value) {
+    pub(crate) async fn ready(&self) -> (StatusCode, Value) {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let r = self.client.get(self.url("/readyz")).send().await.unwrap();
@@ -84,16 +84,16 @@ impl Server {
         }
     }
 
-    fn get(&self, key: &str, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn get(&self, key: &str, path: &str) -> reqwest::RequestBuilder {
         self.client.get(self.url(path)).bearer_auth(key)
     }
 
-    fn post(&self, key: &str, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn post(&self, key: &str, path: &str) -> reqwest::RequestBuilder {
         self.client.post(self.url(path)).bearer_auth(key)
     }
 
     /// Waits until the document's processing ended; returns it.
-    async fn settled(&self, key: &str, id: &str) -> Value {
+    pub(crate) async fn settled(&self, key: &str, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let d: Value = self
@@ -113,7 +113,7 @@ impl Server {
         }
     }
 
-    async fn upload(&self, key: &str, form: Form) -> (StatusCode, Value) {
+    pub(crate) async fn upload(&self, key: &str, form: Form) -> (StatusCode, Value) {
         let r = self
             .post(key, "/api/v1/documents")
             .multipart(form)
@@ -142,13 +142,13 @@ impl Drop for Server {
     }
 }
 
-fn api_key(env: &TestEnv, role: &str) -> String {
+pub(crate) fn api_key(env: &TestEnv, role: &str) -> String {
     env.run(&["keys", "create", &format!("{role}-key"), "--role", role])
         .trim()
         .to_string()
 }
 
-fn file_part(name: &str, bytes: Vec<u8>) -> Part {
+pub(crate) fn file_part(name: &str, bytes: Vec<u8>) -> Part {
     Part::bytes(bytes).file_name(name.to_string())
 }
 
@@ -162,7 +162,12 @@ fn pdf_form(collection: &str) -> Form {
     )
 }
 
-async fn expect_error(r: reqwest::Response, status: StatusCode, code: &str, words: &str) {
+pub(crate) async fn expect_error(
+    r: reqwest::Response,
+    status: StatusCode,
+    code: &str,
+    words: &str,
+) {
     let got = r.status();
     let body: Value = r.json().await.unwrap();
     assert_eq!(got, status, "{body}");
@@ -989,7 +994,7 @@ async fn busy_queue_and_missing_model() {
     }
 }
 
-fn tool(path: PathBuf, setup: &str) -> PathBuf {
+pub(crate) fn tool(path: PathBuf, setup: &str) -> PathBuf {
     assert!(
         path.exists(),
         "{} missing: {setup} (scripts/test does it)",
@@ -998,7 +1003,7 @@ fn tool(path: PathBuf, setup: &str) -> PathBuf {
     path
 }
 
-fn run_tool(mut cmd: std::process::Command, what: &str) {
+pub(crate) fn run_tool(mut cmd: std::process::Command, what: &str) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{what}:\n{stdout}");

@@ -6,6 +6,7 @@ mod bad_inputs;
 mod chunks;
 mod common;
 mod crash;
+mod curation;
 mod formats;
 mod http;
 mod lifecycle;

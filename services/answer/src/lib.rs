@@ -255,13 +255,26 @@ impl Asker {
     /// generation queue) are returned directly.
     pub async fn ask(&self, request: &AskRequest) -> Result<mpsc::Receiver<AskEvent>, AnswerError> {
         let started = Instant::now();
+        // The collections' own settings, where all the named ones agree.
+        let passages_setting = self
+            .retriever
+            .agreed_setting(&request.collections, "passages")
+            .await?
+            .and_then(|v| v.as_u64())
+            .map(|n| n.clamp(1, 50) as usize);
+        let system_setting = self
+            .retriever
+            .agreed_setting(&request.collections, "system_prompt")
+            .await?
+            .and_then(|v| v.as_str().map(str::to_string))
+            .filter(|s| !s.trim().is_empty());
         let results = self
             .retriever
             .search(&SearchRequest {
                 query: request.question.clone(),
                 collections: request.collections.clone(),
                 mode: request.mode,
-                limit: self.options.passages,
+                limit: passages_setting.unwrap_or(self.options.passages),
                 access: request.access.clone(),
                 scope: request.scope.clone(),
                 expand_neighbours: self.options.expand_neighbours,
@@ -290,10 +303,8 @@ impl Asker {
             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
             return Ok(rx);
         }
-        let system = self
-            .options
-            .system_prompt
-            .clone()
+        let system = system_setting
+            .or_else(|| self.options.system_prompt.clone())
             .unwrap_or_else(|| SYSTEM_PROMPT.to_string());
         let generation = GenerationRequest {
             messages: vec![

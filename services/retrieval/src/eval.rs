@@ -222,6 +222,7 @@ mod tests {
                 char_end: 0,
                 token_count: 0,
                 section: None,
+                disabled: false,
             },
             document_title: String::new(),
             source_uri: source.into(),

@@ -267,8 +267,33 @@ impl Retriever {
             date_from: request.scope.date_from,
             date_to: request.scope.date_to,
             authors_any: request.scope.authors.clone(),
+            include_disabled: false,
         };
         Ok((filter, agreed))
+    }
+
+    /// The value of a collection setting when every named collection has the same one
+    /// (`None`: no collection named, a collection without it, or they differ).
+    pub async fn agreed_setting(
+        &self,
+        collections: &[String],
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, RetrievalError> {
+        let mut agreed: Option<serde_json::Value> = None;
+        for name in collections {
+            let c = self
+                .meta
+                .collection_by_name(name)
+                .await?
+                .ok_or_else(|| RetrievalError::UnknownCollection(name.clone()))?;
+            let value = c.settings.get(key).filter(|v| !v.is_null()).cloned();
+            match (value, &agreed) {
+                (None, _) => return Ok(None),
+                (Some(v), Some(a)) if &v != a => return Ok(None),
+                (Some(v), _) => agreed = Some(v),
+            }
+        }
+        Ok(agreed)
     }
 
     /// Runs a search.
@@ -461,6 +486,7 @@ mod tests {
             char_end: e,
             token_count: 0,
             section: None,
+            disabled: false,
         }
     }
 

@@ -11,7 +11,7 @@ use enclave_answer::{AskEvent, AskRequest};
 use enclave_ingest::StoredContent;
 use enclave_ingest::parse::DocumentKind;
 use enclave_retrieval::{Scope, SearchRequest, parse_date_bound};
-use enclave_storage::{Collection, Document, DocumentFilter, JobStatus, NewVersion};
+use enclave_storage::{Collection, Document, DocumentFilter, DocumentSort, JobStatus, NewVersion};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -56,7 +56,7 @@ pub async fn collection(state: &AppState, name: &str) -> Result<Collection> {
         .ok_or_else(|| ApiError::NotFound(format!("collection '{name}' does not exist")))
 }
 
-async fn collection_names(state: &AppState) -> Result<HashMap<String, String>> {
+pub async fn collection_names(state: &AppState) -> Result<HashMap<String, String>> {
     Ok(state
         .meta
         .collections()
@@ -175,31 +175,93 @@ pub async fn update_collection(
 ) -> Result<HttpResponse> {
     caller.authorize(Action::Administer, Some(&name))?;
     let c = collection(&state, &name).await?;
+    let c = change_collection(&state, &caller, c, &body).await?;
+    let stats = state.meta.collection_stats().await?;
+    let s = stats.iter().find(|s| s.collection == c.name);
+    Ok(HttpResponse::Ok().json(CollectionOut::new(c, s)))
+}
+
+/// Renames a collection and changes its settings, after checking every value; returns it.
+pub async fn change_collection(
+    state: &AppState,
+    caller: &Principal,
+    c: Collection,
+    body: &CollectionSettingsBody,
+) -> Result<Collection> {
     let mut settings = match c.settings.clone() {
         serde_json::Value::Object(m) => m,
         _ => serde_json::Map::new(),
     };
-    match parse_mode(body.mode.as_deref())? {
-        Some(mode) => settings.insert("mode".into(), mode.to_string().into()),
-        None => settings.remove("mode"),
+    let mut set = |key: &str, value: Option<serde_json::Value>| match value {
+        Some(v) => settings.insert(key.into(), v),
+        None => settings.remove(key),
     };
-    state
-        .meta
-        .set_collection_settings(&c.id, &serde_json::Value::Object(settings.clone()))
+    if let Some(mode) = &body.mode {
+        set(
+            "mode",
+            parse_mode(mode.as_deref())?.map(|m| m.to_string().into()),
+        );
+    }
+    let max_input = state.settings.embedding.max_input_tokens as u64;
+    if let Some(n) = body.chunk_tokens {
+        if let Some(n) = n.filter(|n| !(16..=max_input).contains(n)) {
+            return Err(ApiError::Invalid(format!(
+                "chunk_tokens {n}: from 16 to {max_input} (the embedding model's input size)"
+            )));
+        }
+        set("chunk_tokens", n.map(Into::into));
+    }
+    if let Some(n) = body.chunk_overlap {
+        set("chunk_overlap", n.map(Into::into));
+    }
+    if let Some(n) = body.passages {
+        if let Some(n) = n.filter(|n| !(1..=50).contains(n)) {
+            return Err(ApiError::Invalid(format!("passages {n}: from 1 to 50")));
+        }
+        set("passages", n.map(Into::into));
+    }
+    if let Some(p) = &body.system_prompt {
+        let p = p.as_deref().map(str::trim).filter(|p| !p.is_empty());
+        if let Some(p) = p.filter(|p| p.chars().count() > 4000) {
+            return Err(ApiError::Invalid(format!(
+                "the system prompt has {} characters, at most 4,000",
+                p.chars().count()
+            )));
+        }
+        set("system_prompt", p.map(Into::into));
+    }
+    let settings = serde_json::Value::Object(settings);
+    let chunking = &state.settings.chunking;
+    enclave_ingest::chunk_sizes(&settings, chunking.max_tokens, chunking.overlap_tokens)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let mut name = c.name.clone();
+    if let Some(new_name) = body.name.as_deref().map(str::trim).filter(|n| *n != c.name) {
+        check_collection_name(new_name)?;
+        state.meta.rename_collection(&c.id, new_name).await?;
+        audit(
+            state,
+            caller,
+            "rename_collection",
+            Some(new_name),
+            None,
+            serde_json::json!({"from": c.name, "to": new_name}),
+        )
         .await?;
-    audit(
-        &state,
-        &caller,
-        "update_collection",
-        Some(&c.name),
-        None,
-        serde_json::Value::Object(settings),
-    )
-    .await?;
-    let c = collection(&state, &name).await?;
-    let stats = state.meta.collection_stats().await?;
-    let s = stats.iter().find(|s| s.collection == c.name);
-    Ok(HttpResponse::Ok().json(CollectionOut::new(c, s)))
+        name = new_name.to_string();
+    }
+    if settings != c.settings {
+        state.meta.set_collection_settings(&c.id, &settings).await?;
+        audit(
+            state,
+            caller,
+            "update_collection",
+            Some(&name),
+            None,
+            settings,
+        )
+        .await?;
+    }
+    collection(state, &name).await
 }
 
 /// Delete a collection with all its documents, chunks and vectors.
@@ -214,6 +276,12 @@ pub async fn delete_collection(
 ) -> Result<HttpResponse> {
     caller.authorize(Action::Administer, Some(&name))?;
     let c = collection(&state, &name).await?;
+    remove_collection(&state, &caller, c).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes a collection with its documents from both stores, and records it.
+pub async fn remove_collection(state: &AppState, caller: &Principal, c: Collection) -> Result<()> {
     let docs = state.meta.documents(Some(&c.id)).await?;
     for d in docs.iter().filter(|d| d.parent_id.is_none()) {
         enclave_ingest::delete_document(&state.meta, state.vectors.as_ref(), &d.id).await?;
@@ -227,15 +295,14 @@ pub async fn delete_collection(
         state.uploads.release(&state.meta, &d.sha256).await;
     }
     audit(
-        &state,
-        &caller,
+        state,
+        caller,
         "delete_collection",
         Some(&c.name),
         None,
         serde_json::json!({"documents": docs.len()}),
     )
-    .await?;
-    Ok(HttpResponse::NoContent().finish())
+    .await
 }
 
 // ---------------------------------------------------------------- documents
@@ -259,7 +326,7 @@ pub struct UploadForm {
 }
 
 /// A received multipart form.
-struct Form {
+pub(crate) struct Form {
     fields: HashMap<String, Vec<String>>,
     file: Option<ReceivedFile>,
 }
@@ -273,7 +340,7 @@ struct ReceivedFile {
 }
 
 impl Form {
-    fn text(&self, name: &str) -> Option<String> {
+    pub(crate) fn text(&self, name: &str) -> Option<String> {
         self.fields
             .get(name)
             .and_then(|v| v.first())
@@ -298,7 +365,7 @@ impl Form {
         Ok(tags)
     }
 
-    async fn discard(&mut self) {
+    pub(crate) async fn discard(&mut self) {
         if let Some(f) = self.file.take() {
             let _ = tokio::fs::remove_file(&f.temp).await;
         }
@@ -312,7 +379,11 @@ fn multipart_error(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// Reads a multipart upload, streaming the file to a temporary file with its hash.
-async fn read_form(state: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<Form> {
+pub(crate) async fn read_form(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Form> {
     let mut multipart = actix_multipart::Multipart::new(req.headers(), payload);
     let mut form = Form {
         fields: HashMap::new(),
@@ -424,7 +495,7 @@ pub async fn audit(
     Ok(())
 }
 
-async fn accept_upload(
+pub(crate) async fn accept_upload(
     state: &AppState,
     caller: &Principal,
     form: &mut Form,
@@ -752,7 +823,51 @@ pub async fn audit_log(
     }))
 }
 
-/// List documents, most recently changed first.
+/// The storage filter of a listing or a bulk action.
+pub async fn document_filter(
+    state: &AppState,
+    f: &BulkFilter,
+    top_level_only: bool,
+) -> Result<DocumentFilter> {
+    let collection_id = match f.collection.as_deref().filter(|c| !c.is_empty()) {
+        Some(name) => Some(collection(state, name).await?.id),
+        None => None,
+    };
+    let some = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+    Ok(DocumentFilter {
+        collection_id,
+        status: some(&f.status),
+        mime_type: some(&f.mime_type),
+        tag: some(&f.tag),
+        top_level_only,
+        query: some(&f.q),
+        disabled: f.disabled,
+    })
+}
+
+/// A listing's order: `sort` (default `updated`) and `order` (`desc`, default, or `asc`).
+pub fn document_sort(sort: Option<&str>, order: Option<&str>) -> Result<(DocumentSort, bool)> {
+    let sort = match sort.filter(|s| !s.is_empty()) {
+        None => DocumentSort::default(),
+        Some(s) => DocumentSort::parse(s).ok_or_else(|| {
+            ApiError::Invalid(format!(
+                "unknown sort '{s}': updated, created, title, status, pages, chunks or size"
+            ))
+        })?,
+    };
+    let descending = match order.filter(|s| !s.is_empty()) {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(o) => {
+            return Err(ApiError::Invalid(format!(
+                "unknown order '{o}': asc or desc"
+            )));
+        }
+    };
+    Ok((sort, descending))
+}
+
+/// List documents, most recently changed first (or in the order asked).
 #[utoipa::path(get, path = "/api/v1/documents", tag = "documents", params(DocumentQuery),
     responses((status = 200, body = DocumentList), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)),
@@ -764,23 +879,23 @@ pub async fn list_documents(
 ) -> Result<HttpResponse> {
     caller.authorize(Action::Read, query.collection.as_deref())?;
     let (limit, offset) = paging(query.limit, query.offset, 50, 500)?;
-    let collection_id = match &query.collection {
-        Some(name) => Some(collection(&state, name).await?.id),
-        None => None,
-    };
+    let filter = document_filter(
+        &state,
+        &BulkFilter {
+            collection: query.collection.clone(),
+            status: query.status.clone(),
+            mime_type: query.mime_type.clone(),
+            tag: query.tag.clone(),
+            q: query.q.clone(),
+            disabled: query.disabled,
+        },
+        !query.attachments,
+    )
+    .await?;
+    let (sort, descending) = document_sort(query.sort.as_deref(), query.order.as_deref())?;
     let page = state
         .meta
-        .list_documents(
-            &DocumentFilter {
-                collection_id,
-                status: query.status.clone(),
-                mime_type: query.mime_type.clone(),
-                tag: query.tag.clone(),
-                top_level_only: !query.attachments,
-            },
-            limit,
-            offset,
-        )
+        .list_documents(&filter, sort, descending, limit, offset)
         .await?;
     let names = collection_names(&state).await?;
     let documents = page
@@ -840,19 +955,24 @@ pub async fn delete_document(
 ) -> Result<HttpResponse> {
     caller.authorize(Action::Write, None)?;
     let d = find_document(&state, &id).await?;
+    remove_document(&state, &caller, &d).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes a document from both stores, releases its original, records who did it.
+pub async fn remove_document(state: &AppState, caller: &Principal, d: &Document) -> Result<()> {
     enclave_ingest::delete_document(&state.meta, state.vectors.as_ref(), &d.id).await?;
     state.uploads.release(&state.meta, &d.sha256).await;
-    let names = collection_names(&state).await?;
+    let names = collection_names(state).await?;
     audit(
-        &state,
-        &caller,
+        state,
+        caller,
         "delete",
         names.get(&d.collection_id).map(String::as_str),
         Some(&d.id),
         serde_json::json!({"title": d.title, "source_uri": d.source_uri}),
     )
-    .await?;
-    Ok(HttpResponse::NoContent().finish())
+    .await
 }
 
 /// Process a document again from its original (after a settings or model change).
@@ -869,9 +989,16 @@ pub async fn reindex_document(
 ) -> Result<HttpResponse> {
     caller.authorize(Action::Write, None)?;
     let d = find_document(&state, &id).await?;
-    let names = collection_names(&state).await?;
+    let name = queue_reindex(&state, &caller, &d).await?;
+    let d = find_document(&state, &d.id).await?;
+    Ok(HttpResponse::Accepted().json(DocumentOut::new(d, &name)))
+}
+
+/// Queues a document to be processed again from its original; returns its collection's name.
+pub async fn queue_reindex(state: &AppState, caller: &Principal, d: &Document) -> Result<String> {
+    let names = collection_names(state).await?;
     let name = names.get(&d.collection_id).cloned().unwrap_or_default();
-    let Some(job) = reindex_job(&d, &state.uploads, &name) else {
+    let Some(job) = reindex_job(d, &state.uploads, &name) else {
         return Err(ApiError::Conflict(format!(
             "the original of document {} is not available ({}): re-index its parent or \
              upload it again",
@@ -896,16 +1023,316 @@ pub async fn reindex_document(
         .await?;
     state.jobs.submit(job).await?;
     audit(
-        &state,
-        &caller,
+        state,
+        caller,
         "reindex",
         Some(&name),
         Some(&d.id),
         serde_json::json!({}),
     )
     .await?;
-    let d = find_document(&state, &d.id).await?;
-    Ok(HttpResponse::Accepted().json(DocumentOut::new(d, &name)))
+    Ok(name)
+}
+
+/// Change a document without processing it again: title, tags, metadata, whether it is
+/// searched (`disabled`), its collection (a move, with its attachments).
+#[utoipa::path(patch, path = "/api/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "Document id or external id")),
+    request_body = DocumentPatch,
+    responses((status = 200, body = DocumentOut), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn patch_document(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    id: web::Path<String>,
+    body: web::Json<DocumentPatch>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Write, None)?;
+    let d = find_document(&state, &id).await?;
+    let d = change_document(&state, &caller, d, &body).await?;
+    Ok(HttpResponse::Ok().json(document_out(&state, d).await?))
+}
+
+/// Applies a [`DocumentPatch`] to both stores and records it; returns the document.
+pub async fn change_document(
+    state: &AppState,
+    caller: &Principal,
+    d: Document,
+    patch: &DocumentPatch,
+) -> Result<Document> {
+    let names = collection_names(state).await?;
+    let from = names.get(&d.collection_id).cloned().unwrap_or_default();
+    if patch.title.is_some() || patch.tags.is_some() || patch.metadata.is_some() {
+        let title = patch.title.clone().unwrap_or_else(|| d.title.clone());
+        let tags = match &patch.tags {
+            Some(t) => clean_tags(t)?,
+            None => d.tags.clone(),
+        };
+        let metadata = patch.metadata.clone().unwrap_or_else(|| d.metadata.clone());
+        enclave_ingest::curation::update_document_details(
+            &state.meta,
+            state.vectors.as_ref(),
+            &d.id,
+            &title,
+            &tags,
+            &metadata,
+        )
+        .await?;
+        audit(
+            state,
+            caller,
+            "edit",
+            Some(&from),
+            Some(&d.id),
+            serde_json::json!({"title": title, "tags": tags, "metadata": metadata}),
+        )
+        .await?;
+    }
+    if let Some(disabled) = patch.disabled.filter(|x| *x != d.disabled) {
+        enclave_ingest::curation::set_document_disabled(
+            &state.meta,
+            state.vectors.as_ref(),
+            &d.id,
+            disabled,
+        )
+        .await?;
+        audit(
+            state,
+            caller,
+            if disabled { "disable" } else { "enable" },
+            Some(&from),
+            Some(&d.id),
+            serde_json::json!({}),
+        )
+        .await?;
+    }
+    if let Some(target) = &patch.collection {
+        caller.authorize(Action::Write, Some(target.as_str()))?;
+        let c = collection(state, target).await?;
+        if c.id != d.collection_id {
+            enclave_ingest::curation::move_document(
+                &state.meta,
+                state.vectors.as_ref(),
+                &d.id,
+                &c.id,
+            )
+            .await?;
+            audit(
+                state,
+                caller,
+                "move",
+                Some(&c.name),
+                Some(&d.id),
+                serde_json::json!({"from": from, "to": c.name}),
+            )
+            .await?;
+        }
+    }
+    find_document(state, &d.id).await
+}
+
+/// Tags as given by a curator: trimmed, de-duplicated, each at most 64 characters.
+pub fn clean_tags(tags: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for t in tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        if t.chars().count() > 64 {
+            return Err(ApiError::Invalid(format!("tag '{t}' is longer than 64")));
+        }
+        if !out.iter().any(|x| x == t) {
+            out.push(t.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Leave one chunk of a document out of retrieval, or take it back in.
+#[utoipa::path(patch, path = "/api/v1/documents/{id}/chunks/{chunk}", tag = "documents",
+    params(("id" = String, Path, description = "Document id or external id"),
+        ("chunk" = String, Path, description = "Chunk id")),
+    request_body = ChunkPatch,
+    responses((status = 200, body = ChunkOut), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn patch_chunk(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    path: web::Path<(String, String)>,
+    body: web::Json<ChunkPatch>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Write, None)?;
+    let (id, chunk) = path.into_inner();
+    let d = find_document(&state, &id).await?;
+    let c = change_chunk(&state, &caller, &d, &chunk, body.disabled).await?;
+    Ok(HttpResponse::Ok().json(ChunkOut {
+        id: c.id,
+        ordinal: c.ordinal,
+        page_start: c.page_start,
+        page_end: c.page_end,
+        char_start: c.char_start,
+        char_end: c.char_end,
+        token_count: c.token_count,
+        section: c.section,
+        disabled: c.disabled,
+        text: c.text,
+    }))
+}
+
+/// Disables or enables one chunk of `d` in both stores and records it.
+pub async fn change_chunk(
+    state: &AppState,
+    caller: &Principal,
+    d: &Document,
+    chunk_id: &str,
+    disabled: bool,
+) -> Result<enclave_storage::ChunkRecord> {
+    match state.meta.chunk(chunk_id).await? {
+        Some(c) if c.document_id == d.id => {}
+        _ => {
+            return Err(ApiError::NotFound(format!(
+                "document {} has no chunk '{chunk_id}'",
+                d.id
+            )));
+        }
+    }
+    let c = enclave_ingest::curation::set_chunk_disabled(
+        &state.meta,
+        state.vectors.as_ref(),
+        chunk_id,
+        disabled,
+    )
+    .await?;
+    let names = collection_names(state).await?;
+    audit(
+        state,
+        caller,
+        if disabled {
+            "disable_chunk"
+        } else {
+            "enable_chunk"
+        },
+        names.get(&d.collection_id).map(String::as_str),
+        Some(&d.id),
+        serde_json::json!({"chunk": c.id, "ordinal": c.ordinal, "pages": [c.page_start, c.page_end]}),
+    )
+    .await?;
+    Ok(c)
+}
+
+/// The most documents one bulk action applies to.
+pub const BULK_LIMIT: i64 = 10_000;
+
+/// Apply one action to many documents: the listed ones, or every top-level document matching
+/// a filter (`delete`, `reindex`, `disable`, `enable`, `move` to `collection`). Each document
+/// succeeds or fails on its own; failures are listed with their reasons.
+#[utoipa::path(post, path = "/api/v1/documents/bulk", tag = "documents",
+    request_body = BulkBody,
+    responses((status = 200, body = BulkOut), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn bulk_documents(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    body: web::Json<BulkBody>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Write, None)?;
+    Ok(HttpResponse::Ok().json(bulk(&state, &caller, &body).await?))
+}
+
+/// Runs a [`BulkBody`].
+pub async fn bulk(state: &AppState, caller: &Principal, body: &BulkBody) -> Result<BulkOut> {
+    let action = body.action.as_str();
+    if !matches!(action, "delete" | "reindex" | "disable" | "enable" | "move") {
+        return Err(ApiError::Invalid(format!(
+            "unknown action '{action}': delete, reindex, disable, enable or move"
+        )));
+    }
+    let target = match (action, body.collection.as_deref()) {
+        ("move", Some(name)) => {
+            caller.authorize(Action::Write, Some(name))?;
+            Some(collection(state, name).await?.name)
+        }
+        ("move", None) => {
+            return Err(ApiError::Invalid(
+                "'move' needs the target 'collection'".into(),
+            ));
+        }
+        _ => None,
+    };
+    let documents: Vec<Document> = match (&body.ids, &body.filter) {
+        (Some(ids), None) => {
+            let mut docs = Vec::new();
+            for id in ids {
+                docs.push(find_document(state, id).await?);
+            }
+            docs
+        }
+        (None, Some(f)) => {
+            let filter = document_filter(state, f, true).await?;
+            if filter
+                == (DocumentFilter {
+                    top_level_only: true,
+                    ..Default::default()
+                })
+            {
+                return Err(ApiError::Invalid(
+                    "the filter names no criterion: give at least one (collection, status, \
+                     type, tag, q, disabled)"
+                        .into(),
+                ));
+            }
+            let page = state
+                .meta
+                .list_documents(&filter, DocumentSort::Created, false, BULK_LIMIT, 0)
+                .await?;
+            if page.total > BULK_LIMIT {
+                return Err(ApiError::Invalid(format!(
+                    "the filter matches {} documents, more than {BULK_LIMIT} at once: narrow it",
+                    page.total
+                )));
+            }
+            page.documents
+        }
+        _ => {
+            return Err(ApiError::Invalid("give either 'ids' or 'filter'".into()));
+        }
+    };
+    let mut out = BulkOut {
+        action: action.to_string(),
+        matched: documents.len(),
+        succeeded: 0,
+        failed: Vec::new(),
+    };
+    for d in documents {
+        let id = d.id.clone();
+        let result = match action {
+            "delete" => remove_document(state, caller, &d).await,
+            "reindex" => queue_reindex(state, caller, &d).await.map(drop),
+            "disable" | "enable" => {
+                let patch = DocumentPatch {
+                    disabled: Some(action == "disable"),
+                    ..Default::default()
+                };
+                change_document(state, caller, d, &patch).await.map(drop)
+            }
+            _ => {
+                let patch = DocumentPatch {
+                    collection: target.clone(),
+                    ..Default::default()
+                };
+                change_document(state, caller, d, &patch).await.map(drop)
+            }
+        };
+        match result {
+            Ok(()) => out.succeeded += 1,
+            Err(e) => out.failed.push(BulkFailure {
+                id,
+                error: e.to_string(),
+            }),
+        }
+    }
+    Ok(out)
 }
 
 /// The text of every page of a document's active version.
@@ -962,6 +1389,7 @@ pub async fn document_chunks(
                 char_end: c.char_end,
                 token_count: c.token_count,
                 section: c.section,
+                disabled: c.disabled,
                 text: c.text,
             })
             .collect(),

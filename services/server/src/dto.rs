@@ -21,6 +21,14 @@ pub struct CollectionOut {
     /// The retrieval mode searches of this collection use when they name none (`null`:
     /// hybrid).
     pub mode: Option<String>,
+    /// Chunk size in tokens for documents processed from now on (`null`: the configured one).
+    pub chunk_tokens: Option<u64>,
+    /// Tokens shared by neighbouring chunks (`null`: the configured overlap).
+    pub chunk_overlap: Option<u64>,
+    /// Passages given to the model per question (`null`: the configured number).
+    pub passages: Option<u64>,
+    /// Instructions to the model for questions to this collection (`null`: the default).
+    pub system_prompt: Option<String>,
     /// Documents ready to be searched.
     pub ready: i64,
     /// Documents that failed or hold no text.
@@ -47,7 +55,16 @@ impl CollectionOut {
             .get("mode")
             .and_then(|m| m.as_str())
             .map(str::to_string);
+        let number = |key: &str| c.settings.get(key).and_then(|v| v.as_u64());
         Self {
+            chunk_tokens: number("chunk_tokens"),
+            chunk_overlap: number("chunk_overlap"),
+            passages: number("passages"),
+            system_prompt: c
+                .settings
+                .get("system_prompt")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
             id: c.id,
             name: c.name,
             created_at: c.created_at,
@@ -61,12 +78,42 @@ impl CollectionOut {
     }
 }
 
-/// Changes to a collection's settings.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A field of a `PATCH`: absent (unchanged), `null` (back to the default) or a value.
+fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Changes to a collection: its name and its settings. A field left out stays as it is;
+/// `null` goes back to the configured default.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CollectionSettingsBody {
-    /// Default retrieval mode of the collection: `hybrid`, `dense`, `bm25`, or `null` to go
-    /// back to hybrid.
-    pub mode: Option<String>,
+    /// A new name (1 to 64 letters, digits, '.', '_' or '-').
+    pub name: Option<String>,
+    /// Default retrieval mode of the collection: `hybrid`, `dense` or `bm25`.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub mode: Option<Option<String>>,
+    /// Chunk size in tokens (16 to the embedding model's input size) for documents processed
+    /// from now on; re-index to apply it to existing ones.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub chunk_tokens: Option<Option<u64>>,
+    /// Tokens shared by neighbouring chunks (smaller than the chunk size).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub chunk_overlap: Option<Option<u64>>,
+    /// Passages given to the model per question, 1 to 50.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub passages: Option<Option<u64>>,
+    /// Instructions to the model for questions to this collection (at most 4,000 characters).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub system_prompt: Option<Option<String>>,
 }
 
 /// The collections.
@@ -106,6 +153,8 @@ pub struct DocumentOut {
     pub tags: Vec<String>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
+    /// Left out of retrieval by a curator.
+    pub disabled: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -129,6 +178,7 @@ impl DocumentOut {
             chunk_count: d.chunk_count,
             tags: d.tags,
             metadata: d.metadata,
+            disabled: d.disabled,
             created_at: d.created_at,
             updated_at: d.updated_at,
         }
@@ -333,6 +383,14 @@ pub struct DocumentQuery {
     /// Include e-mail attachments (default false).
     #[serde(default)]
     pub attachments: bool,
+    /// Words in the title, source or external id (case-insensitive).
+    pub q: Option<String>,
+    /// Only documents left out of retrieval (`true`) or only searched ones (`false`).
+    pub disabled: Option<bool>,
+    /// `updated` (default), `created`, `title`, `status`, `pages`, `chunks` or `size`.
+    pub sort: Option<String>,
+    /// `desc` (default) or `asc`.
+    pub order: Option<String>,
     /// Page size, 1 to 500 (default 50).
     pub limit: Option<i64>,
     /// Documents to skip (default 0).
@@ -367,6 +425,8 @@ pub struct ChunkOut {
     pub char_end: i64,
     pub token_count: i64,
     pub section: Option<String>,
+    /// Left out of retrieval by a curator.
+    pub disabled: bool,
     pub text: String,
 }
 
@@ -633,4 +693,68 @@ pub struct Readiness {
     pub model: String,
     pub threads: usize,
     pub slots: usize,
+}
+
+/// Changes to a document that need no re-processing. A field left out stays as it is.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct DocumentPatch {
+    pub title: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// Replaces the metadata (a JSON object); what is set here wins over what a re-index reads.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Leave the document (and its attachments) out of retrieval, or take it back in.
+    pub disabled: Option<bool>,
+    /// Move the document (and its attachments) to this collection.
+    pub collection: Option<String>,
+}
+
+/// Changes to one chunk.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChunkPatch {
+    /// Leave the chunk out of retrieval, or take it back in.
+    pub disabled: bool,
+}
+
+/// Which documents a bulk action applies to, as in the listing (at least one criterion).
+#[derive(Debug, Default, Clone, Deserialize, Serialize, ToSchema)]
+pub struct BulkFilter {
+    pub collection: Option<String>,
+    pub status: Option<String>,
+    #[serde(rename = "type")]
+    pub mime_type: Option<String>,
+    pub tag: Option<String>,
+    /// Words in the title, source or external id.
+    pub q: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+/// A bulk action: on the listed documents, or on every document matching a filter.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BulkBody {
+    /// `delete`, `reindex`, `disable`, `enable` or `move`.
+    pub action: String,
+    /// Document ids (or external ids).
+    pub ids: Option<Vec<String>>,
+    /// Every top-level document matching this (instead of `ids`).
+    pub filter: Option<BulkFilter>,
+    /// The target collection of `move`.
+    pub collection: Option<String>,
+}
+
+/// A document a bulk action could not be applied to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkFailure {
+    pub id: String,
+    pub error: String,
+}
+
+/// What a bulk action did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkOut {
+    pub action: String,
+    /// Documents the ids or the filter named.
+    pub matched: usize,
+    pub succeeded: usize,
+    pub failed: Vec<BulkFailure>,
 }

@@ -175,6 +175,8 @@ impl From<IngestError> for ApiError {
         match e {
             IngestError::Storage(s) => s.into(),
             IngestError::MissingPath(_) => Self::NotFound(e.to_string()),
+            IngestError::Invalid(m) => Self::Invalid(m),
+            IngestError::Busy(m) => Self::Conflict(m),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -7,6 +7,7 @@
 //! in-process worker (the embedded default) or by `enclave worker` processes; nothing is
 //! parsed on the request path.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod dto;
@@ -115,7 +116,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
                 )
                 .route("/documents", web::get().to(api::list_documents))
                 .route("/documents", web::post().to(api::upload_document))
+                .route("/documents/bulk", web::post().to(api::bulk_documents))
                 .route("/documents/{id}", web::get().to(api::get_document))
+                .route("/documents/{id}", web::patch().to(api::patch_document))
                 .route("/documents/{id}", web::put().to(api::put_document))
                 .route("/documents/{id}", web::delete().to(api::delete_document))
                 .route(
@@ -126,6 +129,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
                 .route(
                     "/documents/{id}/chunks",
                     web::get().to(api::document_chunks),
+                )
+                .route(
+                    "/documents/{id}/chunks/{chunk}",
+                    web::patch().to(api::patch_chunk),
                 )
                 .route("/documents/{id}/file", web::get().to(api::document_file))
                 .route("/audit", web::get().to(api::audit_log))
@@ -156,10 +163,58 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
         .route("/ui/ask/stream", web::get().to(ui::ask_stream))
         .route("/documents/{id}/passage", web::get().to(ui::passage_page))
         .route("/documents/{id}/file", web::get().to(ui::file_page))
+        .route("/admin/documents", web::get().to(admin::documents_page))
+        .route(
+            "/admin/documents/bulk",
+            web::post().to(admin::documents_bulk),
+        )
+        .route("/admin/documents/{id}", web::get().to(admin::document_page))
+        .route(
+            "/admin/documents/{id}/edit",
+            web::post().to(admin::document_edit),
+        )
+        .route(
+            "/admin/documents/{id}/state",
+            web::post().to(admin::document_state),
+        )
+        .route(
+            "/admin/documents/{id}/reindex",
+            web::post().to(admin::document_reindex),
+        )
+        .route(
+            "/admin/documents/{id}/delete",
+            web::post().to(admin::document_delete),
+        )
+        .route(
+            "/admin/documents/{id}/chunks/{chunk}/state",
+            web::post().to(admin::chunk_state),
+        )
+        .route("/admin/collections", web::get().to(admin::collections_page))
+        .route(
+            "/admin/collections",
+            web::post().to(admin::collection_create),
+        )
+        .route(
+            "/admin/collections/{name}",
+            web::get().to(admin::collection_page),
+        )
+        .route(
+            "/admin/collections/{name}",
+            web::post().to(admin::collection_save),
+        )
+        .route(
+            "/admin/collections/{name}/delete",
+            web::post().to(admin::collection_delete),
+        )
+        .route("/admin/upload", web::get().to(admin::upload_page))
+        .route("/admin/upload", web::post().to(admin::upload))
+        .route("/admin/retrieval", web::get().to(admin::retrieval_page))
+        .route("/admin/jobs/{id}/status", web::get().to(admin::job_json))
         .route("/admin/jobs", web::get().to(ui::jobs_page))
         .route("/admin/jobs/{id}/retry", web::post().to(ui::retry_job_form))
         .route("/static/app.css", web::get().to(ui::app_css))
         .route("/static/app.js", web::get().to(ui::app_js))
+        .route("/static/admin.js", web::get().to(ui::admin_js))
         .default_service(web::to(not_found));
 }
 

@@ -32,6 +32,38 @@ static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
         ),
         ("error.html", include_str!("../../../templates/error.html")),
         ("jobs.html", include_str!("../../../templates/jobs.html")),
+        (
+            "admin_documents.html",
+            include_str!("../../../templates/admin_documents.html"),
+        ),
+        (
+            "admin_document.html",
+            include_str!("../../../templates/admin_document.html"),
+        ),
+        (
+            "admin_confirm_bulk.html",
+            include_str!("../../../templates/admin_confirm_bulk.html"),
+        ),
+        (
+            "admin_confirm_delete.html",
+            include_str!("../../../templates/admin_confirm_delete.html"),
+        ),
+        (
+            "admin_collections.html",
+            include_str!("../../../templates/admin_collections.html"),
+        ),
+        (
+            "admin_collection.html",
+            include_str!("../../../templates/admin_collection.html"),
+        ),
+        (
+            "admin_upload.html",
+            include_str!("../../../templates/admin_upload.html"),
+        ),
+        (
+            "admin_retrieval.html",
+            include_str!("../../../templates/admin_retrieval.html"),
+        ),
     ])
     .expect("the templates compile (checked by a unit test)");
     tera.autoescape_on(vec![".html"]);
@@ -40,6 +72,7 @@ static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
 
 const APP_CSS: &str = include_str!("../../../templates/static/app.css");
 const APP_JS: &str = include_str!("../../../templates/static/app.js");
+const ADMIN_JS: &str = include_str!("../../../templates/static/admin.js");
 
 /// Errors of UI pages: a sign-in redirect, or an error page.
 #[derive(Debug, thiserror::Error)]
@@ -73,9 +106,9 @@ impl ResponseError for UiError {
     }
 }
 
-type Result<T> = std::result::Result<T, UiError>;
+pub(crate) type Result<T> = std::result::Result<T, UiError>;
 
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
@@ -87,7 +120,7 @@ fn encode(s: &str) -> String {
     out
 }
 
-fn page(status: StatusCode, template: &str, ctx: &Context) -> HttpResponse {
+pub(crate) fn page(status: StatusCode, template: &str, ctx: &Context) -> HttpResponse {
     match TEMPLATES.render(template, ctx) {
         Ok(html) => HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
@@ -103,7 +136,7 @@ fn page(status: StatusCode, template: &str, ctx: &Context) -> HttpResponse {
 }
 
 /// The signed-in caller, or a redirect to the sign-in page.
-async fn caller(req: &HttpRequest) -> Result<Principal> {
+pub(crate) async fn caller(req: &HttpRequest) -> Result<Principal> {
     match auth::ui_principal(req).await? {
         Some(p) => Ok(p),
         None => {
@@ -116,7 +149,7 @@ async fn caller(req: &HttpRequest) -> Result<Principal> {
     }
 }
 
-fn base_context(principal: &Principal) -> Context {
+pub(crate) fn base_context(principal: &Principal) -> Context {
     let mut ctx = Context::new();
     if principal.is_user() {
         ctx.insert("user", &principal.name);
@@ -128,7 +161,7 @@ fn base_context(principal: &Principal) -> Context {
     ctx
 }
 
-fn pages_label(start: i64, end: i64) -> String {
+pub(crate) fn pages_label(start: i64, end: i64) -> String {
     if start == end {
         format!("page {start}")
     } else {
@@ -309,7 +342,7 @@ fn segments(text: &str, citations: &[CitationOut]) -> Vec<Segment> {
 }
 
 #[derive(Serialize)]
-struct PassageView {
+pub(crate) struct PassageView {
     title: String,
     pages: String,
     url: String,
@@ -319,7 +352,7 @@ struct PassageView {
     bm25: String,
 }
 
-fn passage_views(passages: &[Passage]) -> Vec<PassageView> {
+pub(crate) fn passage_views(passages: &[Passage]) -> Vec<PassageView> {
     passages
         .iter()
         .map(|p| {
@@ -731,7 +764,7 @@ pub async fn jobs_page(
             "created_at": j.created_at,
             "created": j.created_at.get(..19).unwrap_or(&j.created_at).replace('T', " "),
             "title": title.clone().unwrap_or_else(|| "(document deleted)".into()),
-            "document_url": title.and(j.document_id.as_ref().map(|d| format!("/documents/{d}/passage"))),
+            "document_url": title.and(j.document_id.as_ref().map(|d| format!("/admin/documents/{d}"))),
             "status": j.status.as_str(),
             "worker": j.lease_owner,
             "done": j.progress_done,
@@ -796,6 +829,13 @@ pub async fn app_css() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .body(APP_CSS)
+}
+
+pub async fn admin_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(ADMIN_JS)
 }
 
 pub async fn app_js() -> HttpResponse {

@@ -16,6 +16,7 @@
 
 mod access;
 mod audit;
+mod curation;
 mod error;
 mod jobs;
 mod meta;
@@ -27,12 +28,12 @@ pub use error::StorageError;
 pub use jobs::{JobCounts, JobRecord, JobStatus, NewJob, backoff};
 pub use meta::{
     ChunkRecord, Collection, CollectionStats, Document, DocumentFailure, DocumentFilter,
-    DocumentPage, MetaStore, NewVersion, PageRecord, PurgeTask, RunCounts, Timestamp,
+    DocumentPage, DocumentSort, MetaStore, NewVersion, PageRecord, PurgeTask, RunCounts, Timestamp,
     VersionRecord, VersionState, now,
 };
 pub use vectors::{
-    Bm25Encoder, ChunkPoint, EdgeVectorStore, PointPayload, VectorFilter, VectorHit, VectorQuery,
-    VectorStore, chunk_point_id,
+    Bm25Encoder, ChunkPoint, EdgeVectorStore, PayloadUpdate, PointPayload, VectorFilter, VectorHit,
+    VectorQuery, VectorStore, chunk_point_id,
 };
 
 /// Result of storage operations.

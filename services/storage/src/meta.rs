@@ -106,6 +106,8 @@ pub struct Document {
     pub byte_size: i64,
     pub page_count: i64,
     pub chunk_count: i64,
+    /// Left out of retrieval by a curator (its chunks stay stored).
+    pub disabled: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -161,6 +163,8 @@ pub struct ChunkRecord {
     pub char_end: i64,
     pub token_count: i64,
     pub section: Option<String>,
+    /// Left out of retrieval by a curator.
+    pub disabled: bool,
 }
 
 /// A version whose vectors (and rows) must be removed.
@@ -227,6 +231,64 @@ pub struct DocumentFilter {
     pub tag: Option<String>,
     /// Leave out attachments (documents with a parent).
     pub top_level_only: bool,
+    /// Words that must occur (case-insensitively) in the title, the source or the external id.
+    pub query: Option<String>,
+    /// Only documents left out of retrieval (`Some(true)`) or only those searched (`Some(false)`).
+    pub disabled: Option<bool>,
+}
+
+/// The order of a document listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DocumentSort {
+    /// Most recently changed first (the default).
+    #[default]
+    Updated,
+    Created,
+    Title,
+    Status,
+    Pages,
+    Chunks,
+    Size,
+}
+
+impl DocumentSort {
+    /// Parses `updated`, `created`, `title`, `status`, `pages`, `chunks` or `size`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "updated" => Self::Updated,
+            "created" => Self::Created,
+            "title" => Self::Title,
+            "status" => Self::Status,
+            "pages" => Self::Pages,
+            "chunks" => Self::Chunks,
+            "size" => Self::Size,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Updated => "updated",
+            Self::Created => "created",
+            Self::Title => "title",
+            Self::Status => "status",
+            Self::Pages => "pages",
+            Self::Chunks => "chunks",
+            Self::Size => "size",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Self::Updated => "updated_at",
+            Self::Created => "created_at",
+            Self::Title => "LOWER(title)",
+            Self::Status => "status",
+            Self::Pages => "page_count",
+            Self::Chunks => "chunk_count",
+            Self::Size => "byte_size",
+        }
+    }
 }
 
 /// One page of a document listing.
@@ -251,13 +313,20 @@ fn like_escape(s: &str) -> String {
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-/// Binds `$1..$5` of [`MetaStore::list_documents`]'s condition.
-fn bind_filter<'q>(q: AnyQuery<'q>, filter: &DocumentFilter, tag: &str) -> AnyQuery<'q> {
+/// Binds `$1..$7` of [`MetaStore::list_documents`]'s condition.
+fn bind_filter<'q>(
+    q: AnyQuery<'q>,
+    filter: &DocumentFilter,
+    tag: &str,
+    words: &str,
+) -> AnyQuery<'q> {
     q.bind(filter.collection_id.clone().unwrap_or_default())
         .bind(filter.status.clone().unwrap_or_default())
         .bind(filter.mime_type.clone().unwrap_or_default())
         .bind(tag.to_string())
         .bind(i64::from(filter.top_level_only))
+        .bind(words.to_string())
+        .bind(filter.disabled.map_or(-1, i64::from))
 }
 
 /// Metadata store over a pooled SQLite or PostgreSQL connection.
@@ -269,7 +338,7 @@ pub struct MetaStore {
 
 const DOCUMENT_COLUMNS: &str = "id, collection_id, source_uri, external_id, parent_id, title, \
      mime_type, sha256, version, status, error, metadata, tags, access, byte_size, page_count, \
-     chunk_count, created_at, updated_at";
+     chunk_count, disabled, created_at, updated_at";
 
 fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T> {
     let raw: String = row.try_get(column)?;
@@ -295,12 +364,13 @@ fn document_from_row(row: &AnyRow) -> Result<Document> {
         byte_size: row.try_get("byte_size")?,
         page_count: row.try_get("page_count")?,
         chunk_count: row.try_get("chunk_count")?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
 }
 
-fn chunk_from_row(row: &AnyRow) -> Result<ChunkRecord> {
+pub(crate) fn chunk_from_row(row: &AnyRow) -> Result<ChunkRecord> {
     Ok(ChunkRecord {
         id: row.try_get("id")?,
         document_id: row.try_get("document_id")?,
@@ -313,6 +383,7 @@ fn chunk_from_row(row: &AnyRow) -> Result<ChunkRecord> {
         char_end: row.try_get("char_end")?,
         token_count: row.try_get("token_count")?,
         section: row.try_get("section")?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
     })
 }
 
@@ -335,7 +406,7 @@ fn collection_from_row(row: &AnyRow) -> Result<Collection> {
     })
 }
 
-fn json_text<T: Serialize>(value: &T) -> String {
+pub(crate) fn json_text<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
@@ -490,10 +561,12 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Documents matching `filter`, most recently changed first, `limit` from `offset`.
+    /// Documents matching `filter`, in `sort` order (`descending`), `limit` from `offset`.
     pub async fn list_documents(
         &self,
         filter: &DocumentFilter,
+        sort: DocumentSort,
+        descending: bool,
         limit: i64,
         offset: i64,
     ) -> Result<DocumentPage> {
@@ -507,19 +580,32 @@ impl MetaStore {
                 )
             })
             .unwrap_or_default();
+        let words = filter
+            .query
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(|q| format!("%{}%", like_escape(&q.to_lowercase())))
+            .unwrap_or_default();
         let condition = "($1 = '' OR collection_id = $1) AND ($2 = '' OR status = $2) \
              AND ($3 = '' OR mime_type = $3) AND ($4 = '' OR tags LIKE $4 ESCAPE '\\') \
-             AND ($5 = 0 OR parent_id IS NULL)";
+             AND ($5 = 0 OR parent_id IS NULL) \
+             AND ($6 = '' OR LOWER(title) LIKE $6 ESCAPE '\\' \
+                  OR LOWER(source_uri) LIKE $6 ESCAPE '\\' \
+                  OR LOWER(COALESCE(external_id, '')) LIKE $6 ESCAPE '\\') \
+             AND ($7 < 0 OR disabled = $7)";
         let count_sql = format!("SELECT COUNT(*) AS n FROM documents WHERE {condition}");
-        let total: i64 = bind_filter(sqlx::query(&count_sql), filter, &tag)
+        let total: i64 = bind_filter(sqlx::query(&count_sql), filter, &tag, &words)
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?;
+        let direction = if descending { "DESC" } else { "ASC" };
         let sql = format!(
             "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE {condition} \
-             ORDER BY updated_at DESC, id LIMIT $6 OFFSET $7"
+             ORDER BY {} {direction}, id LIMIT $8 OFFSET $9",
+            sort.column()
         );
-        let rows = bind_filter(sqlx::query(&sql), filter, &tag)
+        let rows = bind_filter(sqlx::query(&sql), filter, &tag, &words)
             .bind(limit)
             .bind(offset)
             .fetch_all(&self.pool)
@@ -825,7 +911,7 @@ impl MetaStore {
 
     /// Makes `version` the one readers see, atomically: the previous active version becomes
     /// `superseded` (its vectors are purged afterwards). Title and metadata come from the parsed
-    /// content. Returns the superseded version, if any.
+    /// content, except what a curator set by hand. Returns the superseded version, if any.
     pub async fn activate_version(
         &self,
         document_id: &str,
@@ -837,11 +923,24 @@ impl MetaStore {
     ) -> Result<Option<i64>> {
         let mut tx = self.pool.begin().await?;
         let ts = now();
-        let previous: i64 = sqlx::query("SELECT version FROM documents WHERE id = $1")
+        let row = sqlx::query("SELECT version, curated FROM documents WHERE id = $1")
             .bind(document_id)
             .fetch_one(&mut *tx)
-            .await?
-            .try_get("version")?;
+            .await?;
+        let previous: i64 = row.try_get("version")?;
+        // What a curator set by hand wins over what was read from the content.
+        let curated: serde_json::Value = json_column(&row, "curated")?;
+        let title = curated
+            .get("title")
+            .and_then(|t| t.as_str())
+            .unwrap_or(title);
+        let mut metadata = metadata.clone();
+        if let (Some(m), Some(c)) = (
+            metadata.as_object_mut(),
+            curated.get("metadata").and_then(|c| c.as_object()),
+        ) {
+            m.extend(c.clone());
+        }
         sqlx::query(
             "UPDATE document_versions SET state = 'superseded' \
              WHERE document_id = $1 AND state = 'active'",
@@ -869,7 +968,7 @@ impl MetaStore {
         .bind(document_id)
         .bind(version)
         .bind(title)
-        .bind(json_text(metadata))
+        .bind(json_text(&metadata))
         .bind(page_count)
         .bind(chunk_count)
         .bind(&ts)
@@ -1087,7 +1186,8 @@ impl MetaStore {
         for id in ids {
             let row = sqlx::query(
                 "SELECT c.* FROM chunks c JOIN documents d ON d.id = c.document_id \
-                 AND d.version = c.version WHERE c.id = $1 AND d.status <> 'deleting'",
+                 AND d.version = c.version WHERE c.id = $1 AND d.status <> 'deleting' \
+                 AND c.disabled = 0 AND d.disabled = 0",
             )
             .bind(id)
             .fetch_optional(&self.pool)

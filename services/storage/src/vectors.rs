@@ -11,9 +11,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use qdrant_edge::{
     Condition, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
-    EdgeVectorParamsBuilder, FieldCondition, Filter, Match, Modifier, NamedQuery, PointId,
-    PointOperations, PointStruct, Range, ScoringQuery, ScrollRequest, SparseVector,
-    UpdateOperation, ValueVariants, VectorInternal, Vectors, WithPayloadInterface, WithVector,
+    EdgeVectorParamsBuilder, FieldCondition, Filter, Match, Modifier, NamedQuery, Payload,
+    PayloadOps, PointId, PointOperations, PointStruct, Range, ScoringQuery, ScrollRequest,
+    SetPayloadOp, SparseVector, UpdateOperation, ValueVariants, VectorInternal, Vectors,
+    WithPayloadInterface, WithVector,
 };
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,33 @@ pub struct PointPayload {
     /// address and its display name; for a PDF its author.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub authors: Vec<String>,
+    /// Left out of retrieval by a curator (the document, or this chunk alone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+}
+
+/// Payload fields changed on stored points without re-embedding them (`None`: unchanged).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PayloadUpdate {
+    pub collection_id: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub disabled: Option<bool>,
+}
+
+impl PayloadUpdate {
+    fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        if let Some(c) = &self.collection_id {
+            m.insert("collection_id".into(), c.clone().into());
+        }
+        if let Some(t) = &self.tags {
+            m.insert("tags".into(), t.clone().into());
+        }
+        if let Some(d) = self.disabled {
+            m.insert("disabled".into(), d.into());
+        }
+        m
+    }
 }
 
 /// One chunk's point: id (UUID string), dense vector, BM25 sparse vector (indices, values).
@@ -80,6 +108,8 @@ pub struct VectorFilter {
     pub date_to: Option<i64>,
     /// Points must name one of these authors or senders (compared in lower case).
     pub authors_any: Vec<String>,
+    /// Also match points a curator disabled (left out otherwise).
+    pub include_disabled: bool,
 }
 
 /// The query of a search: a dense vector or a BM25 sparse vector.
@@ -107,6 +137,14 @@ pub trait VectorStore: Send + Sync {
     async fn delete_version(&self, document_id: &str, version: i64) -> Result<()>;
     /// Deletes every point of a document, all versions.
     async fn delete_document(&self, document_id: &str) -> Result<()>;
+    /// Changes payload fields of a document's points (all versions), or of the listed points
+    /// of that document only.
+    async fn update_payload(
+        &self,
+        document_id: &str,
+        points: Option<&[String]>,
+        update: &PayloadUpdate,
+    ) -> Result<()>;
     /// Counts points matching a filter.
     async fn count(&self, filter: &VectorFilter) -> Result<usize>;
     /// Ids of all points (for consistency checks), sorted.
@@ -209,8 +247,17 @@ fn to_filter(f: &VectorFilter) -> Option<Filter> {
             },
         )));
     }
-    (!must.is_empty()).then(|| Filter {
-        must: Some(must),
+    let must_not = (!f.include_disabled).then(|| {
+        vec![Condition::Field(FieldCondition::new_match(
+            "disabled"
+                .try_into()
+                .expect("static payload key is a valid JSON path"),
+            Match::new_value(ValueVariants::Bool(true)),
+        ))]
+    });
+    (!must.is_empty() || must_not.is_some()).then(|| Filter {
+        must: (!must.is_empty()).then_some(must),
+        must_not,
         ..Default::default()
     })
 }
@@ -371,6 +418,47 @@ impl VectorStore for EdgeVectorStore {
         let filter = Filter::new_must(keyword("document_id", document_id));
         self.update(PointOperations::DeletePointsByFilter(filter))
             .await
+    }
+
+    async fn update_payload(
+        &self,
+        document_id: &str,
+        points: Option<&[String]>,
+        update: &PayloadUpdate,
+    ) -> Result<()> {
+        let payload = update.to_json();
+        if payload.is_empty() {
+            return Ok(());
+        }
+        let points = points
+            .map(|ids| {
+                ids.iter()
+                    .map(|id| point_id(id))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
+        if points.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(());
+        }
+        // Listed points are taken as given (the caller read them from the document's chunks);
+        // otherwise every point of the document.
+        let filter = points
+            .is_none()
+            .then(|| Filter::new_must(keyword("document_id", document_id)));
+        let op = SetPayloadOp {
+            payload: Payload(payload),
+            points,
+            filter,
+            key: None,
+        };
+        self.write(move |shard| {
+            shard
+                .update(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(
+                    op,
+                )))
+                .map_err(edge_err)
+        })
+        .await
     }
 
     async fn count(&self, filter: &VectorFilter) -> Result<usize> {

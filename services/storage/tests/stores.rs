@@ -3,7 +3,8 @@
 
 use enclave_storage::{
     Bm25Encoder, ChunkPoint, ChunkRecord, EdgeVectorStore, MetaStore, NewVersion, PageRecord,
-    PointPayload, VectorFilter, VectorQuery, VectorStore, VersionState, chunk_point_id,
+    PayloadUpdate, PointPayload, VectorFilter, VectorQuery, VectorStore, VersionState,
+    chunk_point_id,
 };
 use sqlx::Connection;
 
@@ -90,6 +91,7 @@ fn chunks_for(doc: &str, version: i64, texts: &[&str]) -> (Vec<PageRecord>, Vec<
                 char_end: at + len,
                 token_count: 3,
                 section: None,
+                disabled: false,
             };
             at += len + 2;
             c
@@ -308,6 +310,7 @@ fn point(
             mime_type: "text/plain".into(),
             date: None,
             authors: vec![],
+            disabled: false,
         },
     }
 }
@@ -443,4 +446,71 @@ async fn a_vector_store_in_use_is_named() {
     let err = EdgeVectorStore::open(&path, 3).unwrap_err().to_string();
     assert!(err.contains("in use by another Enclave process"), "{err}");
     assert!(err.contains(path.to_str().unwrap()), "{err}");
+}
+
+#[tokio::test]
+async fn payload_updates_move_tag_and_disable_points_for_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EdgeVectorStore::open(&dir.path().join("vectors"), 3).unwrap();
+    store
+        .upsert(vec![
+            point("d1", 1, 0, "c1", vec![1.0, 0.0, 0.0], "alpha"),
+            point("d1", 1, 1, "c1", vec![0.9, 0.1, 0.0], "beta"),
+            point("d2", 1, 0, "c1", vec![0.8, 0.2, 0.0], "gamma"),
+        ])
+        .await
+        .unwrap();
+    let query = || VectorQuery::Dense(vec![1.0, 0.0, 0.0]);
+    let ids = |hits: Vec<enclave_storage::VectorHit>| -> Vec<String> {
+        hits.into_iter().map(|h| h.id).collect()
+    };
+    let first = chunk_point_id("d1", 1, 0);
+    // One point disabled: gone from searches and counts, unless asked for.
+    let off = PayloadUpdate {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    store
+        .update_payload("d1", Some(std::slice::from_ref(&first)), &off)
+        .await
+        .unwrap();
+    let hits = ids(store
+        .search(query(), &VectorFilter::default(), 10)
+        .await
+        .unwrap());
+    assert_eq!(hits.len(), 2);
+    assert!(!hits.contains(&first));
+    let all = VectorFilter {
+        include_disabled: true,
+        ..Default::default()
+    };
+    assert_eq!(store.count(&all).await.unwrap(), 3);
+    // A whole document moved and tagged: every one of its points.
+    let moved = PayloadUpdate {
+        collection_id: Some("c2".into()),
+        tags: Some(vec!["contracts".into()]),
+        ..Default::default()
+    };
+    store.update_payload("d1", None, &moved).await.unwrap();
+    let in_c2 = VectorFilter {
+        collection_ids: vec!["c2".into()],
+        tags_any: vec!["contracts".into()],
+        include_disabled: true,
+        ..Default::default()
+    };
+    assert_eq!(store.count(&in_c2).await.unwrap(), 2);
+    let hits = store.search(query(), &in_c2, 10).await.unwrap();
+    assert!(hits.iter().all(|h| h.payload.tags == ["contracts"]));
+    assert!(hits.iter().any(|h| h.id == first && h.payload.disabled));
+    // Enabled again.
+    let on = PayloadUpdate {
+        disabled: Some(false),
+        ..Default::default()
+    };
+    store.update_payload("d1", None, &on).await.unwrap();
+    let hits = ids(store
+        .search(query(), &VectorFilter::default(), 10)
+        .await
+        .unwrap());
+    assert_eq!(hits[0], first);
 }
