@@ -271,3 +271,40 @@ async fn the_cli_streams_a_cited_answer() {
     let status = env.run(&["status"]);
     assert!(status.contains("mistral.rs"), "{status}");
 }
+
+#[tokio::test]
+async fn a_collection_sets_its_passages_and_instructions() {
+    let env = setup();
+    let asker = asker(&env, Engine::LlamaCpp, 1, 4).await;
+    let meta = env.meta().await;
+    let c = meta.collection_by_name("default").await.unwrap().unwrap();
+    meta.set_collection_settings(
+        &c.id,
+        &serde_json::json!({"passages": 1, "system_prompt": "Answer in one short sentence \
+            from the numbered sources only, citing them as [1]."}),
+    )
+    .await
+    .unwrap();
+    let question = |collections: Vec<String>| AskRequest {
+        question: "How long are client files kept?".into(),
+        collections,
+        ..Default::default()
+    };
+    let answer = |mut rx: tokio::sync::mpsc::Receiver<AskEvent>| async move {
+        while let Some(e) = rx.recv().await {
+            match e {
+                AskEvent::Done(a) => return a,
+                AskEvent::Failed(e) => panic!("{e}"),
+                _ => {}
+            }
+        }
+        panic!("no answer")
+    };
+    // Naming the collection: its own number of passages.
+    let a = answer(asker.ask(&question(vec!["default".into()])).await.unwrap()).await;
+    assert!(!a.refused);
+    assert_eq!(a.passages.len(), 1, "{:?}", a.passages);
+    // Naming none: the configured number (3).
+    let a = answer(asker.ask(&question(Vec::new())).await.unwrap()).await;
+    assert!(a.passages.len() > 1, "{:?}", a.passages);
+}
