@@ -8,8 +8,10 @@
 //! - [`provenance`]: a document's date and authors, stored with its points for filtering.
 //! - [`uploads`]: the originals Enclave keeps (uploads), content-addressed.
 //! - [`worker`]: claims ingest jobs from the durable queue and runs them.
+//! - [`events`]: document events recorded in the webhook outbox.
 
 pub mod chunk;
+pub mod events;
 pub mod parse;
 pub mod pipeline;
 pub mod provenance;
