@@ -5,7 +5,8 @@
 //! loaders from the binary, serves at once, and becomes ready (`/readyz`) when the models are
 //! loaded. Uploads are stored and become jobs in the durable queue ([`worker`]), run by the
 //! in-process worker (the embedded default) or by `enclave worker` processes; nothing is
-//! parsed on the request path.
+//! parsed on the request path. With `webhooks.url` set, the server also delivers the document
+//! events of the webhook outbox ([`webhooks`]).
 
 pub mod api;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod openai;
 pub mod openapi;
 pub mod state;
 pub mod ui;
+pub mod webhooks;
 pub mod worker;
 
 use std::net::TcpListener;
@@ -291,6 +293,13 @@ pub async fn run(
         }
     }
     let (stop_worker, worker_stopped) = watch::channel(false);
+    let deliverer = webhooks::Deliverer::new(
+        meta.clone(),
+        &settings.webhooks,
+        format!("{}/webhooks", worker::worker_name()),
+    )
+    .map_err(other)?
+    .map(|d| tokio::spawn(d.run(worker_stopped.clone())));
     let worker = settings.worker.in_server.then(|| {
         tokio::spawn(worker::run(
             search_rx.clone(),
@@ -375,13 +384,20 @@ pub async fn run(
     let result = server.await;
     // The worker finishes the job in hand (its lease would hand it to another worker anyway).
     let _ = stop_worker.send(true);
-    if let Some(w) = worker {
-        let grace = std::time::Duration::from_secs(shutdown);
-        if tokio::time::timeout(grace, w).await.is_err() {
-            tracing::warn!(
-                "the ingest worker did not stop in time; its job is queued again at the next start"
-            );
-        }
+    let grace = std::time::Duration::from_secs(shutdown);
+    if let Some(w) = worker
+        && tokio::time::timeout(grace, w).await.is_err()
+    {
+        tracing::warn!(
+            "the ingest worker did not stop in time; its job is queued again at the next start"
+        );
+    }
+    // Deliveries in flight end within webhooks.timeout_secs; one cut short is sent again
+    // when its lease has run out.
+    if let Some(d) = deliverer
+        && tokio::time::timeout(grace, d).await.is_err()
+    {
+        tracing::warn!("webhook deliveries did not stop in time");
     }
     result
 }
