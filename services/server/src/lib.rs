@@ -134,6 +134,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
                 .route("/jobs", web::get().to(api::list_jobs))
                 .route("/jobs/{id}", web::get().to(api::get_job))
                 .route("/jobs/{id}/retry", web::post().to(api::retry_job))
+                .route("/webhooks/deliveries", web::get().to(api::list_deliveries))
+                .route(
+                    "/webhooks/deliveries/{id}/redeliver",
+                    web::post().to(api::redeliver),
+                )
                 .route("/search", web::post().to(api::search))
                 .route("/ask", web::post().to(api::ask))
                 .default_service(web::to(not_found)),
@@ -160,6 +165,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
         .route("/documents/{id}/file", web::get().to(ui::file_page))
         .route("/admin/jobs", web::get().to(ui::jobs_page))
         .route("/admin/jobs/{id}/retry", web::post().to(ui::retry_job_form))
+        .route("/admin/webhooks", web::get().to(ui::webhooks_page))
+        .route(
+            "/admin/webhooks/{id}/redeliver",
+            web::post().to(ui::redeliver_form),
+        )
         .route("/static/app.css", web::get().to(ui::app_css))
         .route("/static/app.js", web::get().to(ui::app_js))
         .default_service(web::to(not_found));
