@@ -22,14 +22,14 @@ fn small_model() -> PathBuf {
 }
 
 /// A running `enclave serve`, stopped (SIGTERM) when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     url: String,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Server {
-    fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(env: &TestEnv, extra: &[(&str, &str)]) -> Self {
         let mut cmd = env.command();
         cmd.args(["serve", "--bind", "127.0.0.1:0"])
             .env("ENCLAVE_GENERATION__MODEL", small_model())
@@ -63,7 +63,7 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
 
@@ -84,16 +84,16 @@ impl Server {
         }
     }
 
-    fn get(&self, key: &str, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn get(&self, key: &str, path: &str) -> reqwest::RequestBuilder {
         self.client.get(self.url(path)).bearer_auth(key)
     }
 
-    fn post(&self, key: &str, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn post(&self, key: &str, path: &str) -> reqwest::RequestBuilder {
         self.client.post(self.url(path)).bearer_auth(key)
     }
 
     /// Waits until the document's processing ended; returns it.
-    async fn settled(&self, key: &str, id: &str) -> Value {
+    pub(crate) async fn settled(&self, key: &str, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let d: Value = self
@@ -113,7 +113,7 @@ impl Server {
         }
     }
 
-    async fn upload(&self, key: &str, form: Form) -> (StatusCode, Value) {
+    pub(crate) async fn upload(&self, key: &str, form: Form) -> (StatusCode, Value) {
         let r = self
             .post(key, "/api/v1/documents")
             .multipart(form)
@@ -142,13 +142,13 @@ impl Drop for Server {
     }
 }
 
-fn api_key(env: &TestEnv, role: &str) -> String {
+pub(crate) fn api_key(env: &TestEnv, role: &str) -> String {
     env.run(&["keys", "create", &format!("{role}-key"), "--role", role])
         .trim()
         .to_string()
 }
 
-fn file_part(name: &str, bytes: Vec<u8>) -> Part {
+pub(crate) fn file_part(name: &str, bytes: Vec<u8>) -> Part {
     Part::bytes(bytes).file_name(name.to_string())
 }
 

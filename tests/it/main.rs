@@ -11,3 +11,4 @@ mod http;
 mod lifecycle;
 mod queue;
 mod search;
+mod webhooks;
