@@ -10,12 +10,14 @@ use enclave_ingest::{Chunker, IngestOptions, Ingestor};
 use enclave_settings::{Settings, VectorBackend};
 use enclave_storage::{EdgeVectorStore, MetaStore, VectorStore};
 
-/// Connects to the metadata store named by the settings.
+/// Connects to the metadata store named by the settings; it records the webhook events the
+/// settings ask for, whichever command changes the documents.
 pub async fn meta_store(settings: &Settings) -> anyhow::Result<MetaStore> {
     let url = settings.database_url();
-    MetaStore::connect(&url, settings.database.max_connections)
+    let meta = MetaStore::connect(&url, settings.database.max_connections)
         .await
-        .with_context(|| format!("opening the metadata database {url}"))
+        .with_context(|| format!("opening the metadata database {url}"))?;
+    Ok(meta.with_webhook_events(&settings.webhooks.recorded_events()))
 }
 
 /// Opens the vector store named by the settings.

@@ -9,9 +9,11 @@
 //! - [`uploads`]: the originals Enclave keeps (uploads), content-addressed.
 //! - [`curation`]: curators' changes (details, disabling, moves) mirrored into both stores.
 //! - [`worker`]: claims ingest jobs from the durable queue and runs them.
+//! - [`events`]: document events recorded in the webhook outbox.
 
 pub mod chunk;
 pub mod curation;
+pub mod events;
 pub mod parse;
 pub mod pipeline;
 pub mod provenance;

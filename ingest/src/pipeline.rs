@@ -841,22 +841,27 @@ pub async fn recover_document(
     Ok(tasks.len())
 }
 
-/// Deletes a document and its attachments: marked `deleting`, vectors removed and flushed,
-/// then rows; an interruption is finished by [`recover`].
+/// Deletes a document and its attachments: marked `deleting` (with its `document.deleted`
+/// event, when the store records it), vectors removed and flushed, then rows; an interruption
+/// is finished by [`recover`].
 pub async fn delete_document(
     meta: &MetaStore,
     vectors: &dyn VectorStore,
     document_id: &str,
 ) -> Result<(), IngestError> {
-    if meta.document(document_id).await?.is_none() {
+    let Some(doc) = meta.document(document_id).await? else {
         return Err(IngestError::Storage(
             enclave_storage::StorageError::NotFound(format!("document {document_id}")),
         ));
-    }
+    };
     let mut ids = vec![document_id.to_string()];
     ids.extend(meta.children(document_id).await?.into_iter().map(|d| d.id));
     meta.cancel_document_jobs(document_id).await?;
-    meta.mark_deleting(document_id).await?;
+    let event =
+        crate::events::document_event(meta, crate::events::DOCUMENT_DELETED, &doc, Some("deleted"))
+            .await?;
+    meta.mark_deleting_with_event(document_id, event.as_ref())
+        .await?;
     for id in &ids {
         vectors.delete_document(id).await?;
     }

@@ -11,15 +11,19 @@
 //! A document that cannot be parsed is an outcome, not a job failure: the job is done and the
 //! document carries its error. A job fails when a store or the embedding model fails, or its
 //! payload cannot be read; it comes back after a backoff until it is dead-lettered.
+//!
+//! A processed job records its document's `document.ingested` or `document.failed` event in
+//! the webhook outbox together with its completion, when the store records those events.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use enclave_storage::{JobRecord, JobStatus, MetaStore, NewJob};
+use enclave_storage::{JobRecord, JobStatus, MetaStore, NewEvent, NewJob};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
 use crate::IngestError;
+use crate::events::{DOCUMENT_FAILED, DOCUMENT_INGESTED, document_event};
 use crate::pipeline::{FileOutcome, Ingestor, ProgressFn, StoredContent, recover_document};
 use crate::uploads::UploadStore;
 
@@ -221,6 +225,31 @@ impl Worker {
         })
     }
 
+    /// The webhook event a processed job reports (recorded with its completion): its
+    /// document ingested, or failed; none when the content was unchanged.
+    async fn outcome_event(
+        &self,
+        job: &JobRecord,
+        outcome: &FileOutcome,
+    ) -> Result<Option<NewEvent>, IngestError> {
+        let event = match outcome {
+            FileOutcome::Ingested { .. } => DOCUMENT_INGESTED,
+            FileOutcome::Failed { .. } => DOCUMENT_FAILED,
+            FileOutcome::Unchanged => return Ok(None),
+        };
+        let meta = self.ingestor.meta();
+        let Some(doc_id) = &job.document_id else {
+            return Ok(None);
+        };
+        if !meta.records_event(event) {
+            return Ok(None);
+        }
+        match meta.document(doc_id).await? {
+            Some(doc) => document_event(meta, event, &doc, None).await,
+            None => Ok(None),
+        }
+    }
+
     async fn process(&self, job: &JobRecord, worker_id: &str) -> Result<JobOutcome, IngestError> {
         let meta = self.ingestor.meta().clone();
         if job.kind != INGEST_JOB {
@@ -270,7 +299,11 @@ impl Worker {
                     let (done, total) = *last.borrow();
                     meta.job_progress(&job.id, worker_id, done as i64, total as i64)
                         .await?;
-                    if !meta.complete_job(&job.id, worker_id, note).await? {
+                    let event = self.outcome_event(job, &outcome).await?;
+                    if !meta
+                        .complete_job_with_event(&job.id, worker_id, note, event.as_ref())
+                        .await?
+                    {
                         return Ok(JobOutcome::LeaseLost);
                     }
                     if let Some(sha) = &payload.previous_sha {

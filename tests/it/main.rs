@@ -12,3 +12,4 @@ mod http;
 mod lifecycle;
 mod queue;
 mod search;
+mod webhooks;

@@ -44,6 +44,8 @@ EXPECTED = [
     ("GET", "/api/v1/documents/{id}/file"),
     ("POST", "/api/v1/search"),
     ("POST", "/api/v1/ask"),
+    ("GET", "/api/v1/webhooks/deliveries"),
+    ("POST", "/api/v1/webhooks/deliveries/{id}/redeliver"),
     ("GET", "/v1/models"),
     ("POST", "/v1/chat/completions"),
 ]

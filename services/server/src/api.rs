@@ -11,7 +11,9 @@ use enclave_answer::{AskEvent, AskRequest};
 use enclave_ingest::StoredContent;
 use enclave_ingest::parse::DocumentKind;
 use enclave_retrieval::{Scope, SearchRequest, parse_date_bound};
-use enclave_storage::{Collection, Document, DocumentFilter, DocumentSort, JobStatus, NewVersion};
+use enclave_storage::{
+    Collection, DeliveryStatus, Document, DocumentFilter, DocumentSort, JobStatus, NewVersion,
+};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -800,6 +802,70 @@ pub async fn retry_job(
     )
     .await?;
     Ok(HttpResponse::Ok().json(JobOut::from(find_job(&state, &id).await?)))
+}
+
+/// A delivery status named in a request.
+pub fn delivery_status(s: &str) -> Result<DeliveryStatus> {
+    s.parse().map_err(|_| {
+        ApiError::Invalid(format!(
+            "unknown delivery status '{s}' (pending, delivered, failed)"
+        ))
+    })
+}
+
+/// Webhook deliveries, newest first, and how many are in each status (administrators).
+#[utoipa::path(get, path = "/api/v1/webhooks/deliveries", tag = "webhooks", params(DeliveryQuery),
+    responses((status = 200, body = DeliveryList), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_deliveries(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    query: web::Query<DeliveryQuery>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Administer, None)?;
+    let (limit, offset) = paging(query.limit, query.offset, 50, 500)?;
+    let status = query.status.as_deref().map(delivery_status).transpose()?;
+    let deliveries = state.meta.deliveries(status, limit, offset).await?;
+    let c = state.meta.delivery_counts().await?;
+    Ok(HttpResponse::Ok().json(DeliveryList {
+        enabled: state.settings.webhooks.enabled(),
+        deliveries: deliveries.into_iter().map(DeliveryOut::from).collect(),
+        pending: c.pending,
+        delivered: c.delivered,
+        failed: c.failed,
+    }))
+}
+
+/// Send a failed (or delivered) webhook delivery again, with its attempts reset
+/// (administrators).
+#[utoipa::path(post, path = "/api/v1/webhooks/deliveries/{id}/redeliver", tag = "webhooks",
+    params(("id" = String, Path, description = "Delivery id")),
+    responses((status = 200, body = DeliveryOut), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn redeliver(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.authorize(Action::Administer, None)?;
+    let d = redeliver_delivery(&state, &id).await?;
+    Ok(HttpResponse::Ok().json(DeliveryOut::from(d)))
+}
+
+/// Puts a delivery back in the outbox; returns it as it is now.
+pub async fn redeliver_delivery(state: &AppState, id: &str) -> Result<enclave_storage::Delivery> {
+    let not_found = || ApiError::NotFound(format!("delivery '{id}' not found"));
+    let d = state.meta.delivery(id).await?.ok_or_else(not_found)?;
+    if !state.meta.redeliver(&d.id).await? {
+        return Err(ApiError::Conflict(format!(
+            "delivery '{}' is {}: only failed or delivered ones are sent again",
+            d.id,
+            d.status.as_str()
+        )));
+    }
+    state.meta.delivery(id).await?.ok_or_else(not_found)
 }
 
 /// The audit log of corpus changes, newest first (administrators).

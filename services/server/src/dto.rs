@@ -356,6 +356,73 @@ pub struct JobQuery {
     pub offset: Option<i64>,
 }
 
+/// One webhook event and its delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryOut {
+    /// The delivery id (`X-Enclave-Delivery`, the payload's `id`).
+    pub id: String,
+    /// `document.ingested`, `document.failed` or `document.deleted`.
+    pub event: String,
+    pub document_id: Option<String>,
+    pub collection: Option<String>,
+    /// `pending`, `delivered` or `failed` (gave up after its attempts).
+    pub status: String,
+    pub attempts: i64,
+    /// Not tried before this time (while pending).
+    pub next_attempt_at: String,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// The HTTP status of the receiver's last answer.
+    pub last_status_code: Option<i64>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    /// The JSON body sent: `{id, event, occurred_at, document}`.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+impl From<enclave_storage::Delivery> for DeliveryOut {
+    fn from(d: enclave_storage::Delivery) -> Self {
+        Self {
+            payload: serde_json::from_str(&d.payload).unwrap_or(serde_json::Value::Null),
+            id: d.id,
+            event: d.event,
+            document_id: d.document_id,
+            collection: d.collection,
+            status: d.status.as_str().to_string(),
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at,
+            last_error: d.last_error,
+            last_status_code: d.last_status_code,
+            created_at: d.created_at,
+            delivered_at: d.delivered_at,
+        }
+    }
+}
+
+/// Webhook deliveries, newest first, with the counts of the whole outbox.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    /// Whether webhooks are on (`webhooks.url` is set).
+    pub enabled: bool,
+    pub deliveries: Vec<DeliveryOut>,
+    pub pending: i64,
+    pub delivered: i64,
+    pub failed: i64,
+}
+
+/// Filters of the webhook delivery listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// Only deliveries in this status (`pending`, `delivered`, `failed`).
+    pub status: Option<String>,
+    /// At most this many (1 to 500, default 50).
+    pub limit: Option<i64>,
+    /// Deliveries to skip (default 0).
+    pub offset: Option<i64>,
+}
+
 /// A page of a document listing.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentList {

@@ -5,7 +5,8 @@
 //! loaders from the binary, serves at once, and becomes ready (`/readyz`) when the models are
 //! loaded. Uploads are stored and become jobs in the durable queue ([`worker`]), run by the
 //! in-process worker (the embedded default) or by `enclave worker` processes; nothing is
-//! parsed on the request path.
+//! parsed on the request path. With `webhooks.url` set, the server also delivers the document
+//! events of the webhook outbox ([`webhooks`]).
 
 pub mod admin;
 pub mod api;
@@ -17,6 +18,7 @@ pub mod openai;
 pub mod openapi;
 pub mod state;
 pub mod ui;
+pub mod webhooks;
 pub mod worker;
 
 use std::net::TcpListener;
@@ -139,6 +141,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
                 .route("/jobs", web::get().to(api::list_jobs))
                 .route("/jobs/{id}", web::get().to(api::get_job))
                 .route("/jobs/{id}/retry", web::post().to(api::retry_job))
+                .route("/webhooks/deliveries", web::get().to(api::list_deliveries))
+                .route(
+                    "/webhooks/deliveries/{id}/redeliver",
+                    web::post().to(api::redeliver),
+                )
                 .route("/search", web::post().to(api::search))
                 .route("/ask", web::post().to(api::ask))
                 .default_service(web::to(not_found)),
@@ -212,6 +219,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
         .route("/admin/jobs/{id}/status", web::get().to(admin::job_json))
         .route("/admin/jobs", web::get().to(ui::jobs_page))
         .route("/admin/jobs/{id}/retry", web::post().to(ui::retry_job_form))
+        .route("/admin/webhooks", web::get().to(ui::webhooks_page))
+        .route(
+            "/admin/webhooks/{id}/redeliver",
+            web::post().to(ui::redeliver_form),
+        )
         .route("/static/app.css", web::get().to(ui::app_css))
         .route("/static/app.js", web::get().to(ui::app_js))
         .route("/static/admin.js", web::get().to(ui::admin_js))
@@ -346,6 +358,13 @@ pub async fn run(
         }
     }
     let (stop_worker, worker_stopped) = watch::channel(false);
+    let deliverer = webhooks::Deliverer::new(
+        meta.clone(),
+        &settings.webhooks,
+        format!("{}/webhooks", worker::worker_name()),
+    )
+    .map_err(other)?
+    .map(|d| tokio::spawn(d.run(worker_stopped.clone())));
     let worker = settings.worker.in_server.then(|| {
         tokio::spawn(worker::run(
             search_rx.clone(),
@@ -430,13 +449,20 @@ pub async fn run(
     let result = server.await;
     // The worker finishes the job in hand (its lease would hand it to another worker anyway).
     let _ = stop_worker.send(true);
-    if let Some(w) = worker {
-        let grace = std::time::Duration::from_secs(shutdown);
-        if tokio::time::timeout(grace, w).await.is_err() {
-            tracing::warn!(
-                "the ingest worker did not stop in time; its job is queued again at the next start"
-            );
-        }
+    let grace = std::time::Duration::from_secs(shutdown);
+    if let Some(w) = worker
+        && tokio::time::timeout(grace, w).await.is_err()
+    {
+        tracing::warn!(
+            "the ingest worker did not stop in time; its job is queued again at the next start"
+        );
+    }
+    // Deliveries in flight end within webhooks.timeout_secs; one cut short is sent again
+    // when its lease has run out.
+    if let Some(d) = deliverer
+        && tokio::time::timeout(grace, d).await.is_err()
+    {
+        tracing::warn!("webhook deliveries did not stop in time");
     }
     result
 }

@@ -38,6 +38,7 @@ impl Modify for Security {
         api::list_documents, api::upload_document, api::get_document, api::put_document,
         api::delete_document, api::patch_document, api::patch_chunk, api::bulk_documents, api::reindex_document, api::document_pages, api::document_chunks,
         api::document_file, api::audit_log, api::list_jobs, api::get_job, api::retry_job, api::search, api::ask,
+        api::list_deliveries, api::redeliver,
         openai::models, openai::chat_completions,
     ),
     components(schemas(
@@ -46,6 +47,7 @@ impl Modify for Security {
         dto::PageOut, dto::PageList, dto::DocumentPatch, dto::ChunkPatch, dto::BulkFilter, dto::BulkBody, dto::BulkFailure, dto::BulkOut, dto::ChunkOut, dto::ChunkList, dto::ScoresOut,
         dto::PassageOut, dto::ScopeBody, dto::SearchBody, dto::SearchOut, dto::AskBody, dto::CitationOut,
         dto::TimingsOut, dto::AnswerOut, dto::JobOut, dto::JobList, dto::AuditOut, dto::AuditList, dto::Health, dto::Readiness, api::UploadForm,
+        dto::DeliveryOut, dto::DeliveryList,
         openai::ModelOut, openai::ModelList, openai::ChatMessageIn, openai::ChatRequest,
         openai::Grounding,
     )),
@@ -55,6 +57,7 @@ impl Modify for Security {
         (name = "documents", description = "Upload, replace by external id, inspect, re-index, delete"),
         (name = "jobs", description = "The durable ingest queue: progress, failures, retry"),
         (name = "audit", description = "Who changed what in the corpus, and when"),
+        (name = "webhooks", description = "Signed document events and their delivery status"),
         (name = "search", description = "Passages and grounded answers"),
         (name = "openai", description = "OpenAI-compatible chat API"),
         (name = "health", description = "Liveness and readiness"),

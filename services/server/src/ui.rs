@@ -10,7 +10,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use enclave_answer::{Answer, AskEvent};
 use enclave_retrieval::Passage;
-use enclave_storage::JobStatus;
+use enclave_storage::{DeliveryStatus, JobStatus};
 use serde::{Deserialize, Serialize};
 use tera::{Context, Tera};
 
@@ -63,6 +63,10 @@ static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
         (
             "admin_retrieval.html",
             include_str!("../../../templates/admin_retrieval.html"),
+        ),
+        (
+            "webhooks.html",
+            include_str!("../../../templates/webhooks.html"),
         ),
     ])
     .expect("the templates compile (checked by a unit test)");
@@ -813,6 +817,97 @@ pub async fn retry_job_form(
         .finish())
 }
 
+#[derive(Debug, Deserialize)]
+pub struct DeliveriesQuery {
+    status: Option<String>,
+}
+
+/// A stored timestamp, shorter: `2026-01-01 12:00:00`.
+fn short_time(ts: &str) -> String {
+    ts.get(..19).unwrap_or(ts).replace('T', " ")
+}
+
+/// Webhook deliveries for curators: event, document, status, attempts, the receiver's last
+/// answer, the next attempt, and a redeliver button on failed and delivered ones; the page
+/// refreshes itself while deliveries are pending.
+pub async fn webhooks_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<DeliveriesQuery>,
+) -> Result<HttpResponse> {
+    let principal = caller(&req).await?;
+    principal.authorize(Action::Write, None)?;
+    let status = query
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(api::delivery_status)
+        .transpose()?;
+    let deliveries = state
+        .meta
+        .deliveries(status, 200, 0)
+        .await
+        .map_err(ApiError::from)?;
+    let c = state.meta.delivery_counts().await.map_err(ApiError::from)?;
+    let rows: Vec<_> = deliveries
+        .iter()
+        .map(|d| {
+            let title = serde_json::from_str::<serde_json::Value>(&d.payload)
+                .ok()
+                .and_then(|p| p["document"]["title"].as_str().map(str::to_string));
+            serde_json::json!({
+                "id": d.id,
+                "event": d.event,
+                "created_at": d.created_at,
+                "created": short_time(&d.created_at),
+                "title": title.or_else(|| d.document_id.clone()).unwrap_or_default(),
+                "collection": d.collection.clone().unwrap_or_default(),
+                "status": d.status.as_str(),
+                "sending": d.lease_owner.is_some(),
+                "attempts": d.attempts,
+                "code": d.last_status_code,
+                "last_error": d.last_error.clone().unwrap_or_default(),
+                "next": (d.status == DeliveryStatus::Pending).then(|| short_time(&d.next_attempt_at)),
+                "delivered": d.delivered_at.as_deref().map(short_time),
+                "redeliverable": d.status != DeliveryStatus::Pending,
+            })
+        })
+        .collect();
+    let counts: Vec<_> = [
+        ("pending", c.pending),
+        ("delivered", c.delivered),
+        ("failed", c.failed),
+    ]
+    .into_iter()
+    .map(|(status, n)| serde_json::json!({"status": status, "n": n}))
+    .collect();
+    let mut ctx = base_context(&principal);
+    ctx.insert("deliveries", &rows);
+    ctx.insert("counts", &counts);
+    ctx.insert("status", &status.map(DeliveryStatus::as_str).unwrap_or(""));
+    ctx.insert("enabled", &state.settings.webhooks.enabled());
+    ctx.insert(
+        "url",
+        &state.settings.webhooks.url.clone().unwrap_or_default(),
+    );
+    ctx.insert("live", &(c.pending > 0));
+    Ok(page(StatusCode::OK, "webhooks.html", &ctx))
+}
+
+/// Sends a delivery again from the webhooks page, then shows the page again.
+pub async fn redeliver_form(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    let principal = caller(&req).await?;
+    principal.authorize(Action::Write, None)?;
+    api::redeliver_delivery(&state, &id).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/admin/webhooks"))
+        .finish())
+}
+
 /// The original file, for signed-in users.
 pub async fn file_page(
     state: web::Data<AppState>,
@@ -923,6 +1018,54 @@ mod tests {
         assert!(html.contains("/admin/jobs/j1/retry"));
         assert!(html.contains("http-equiv=\"refresh\""));
         assert!(html.contains("3/7 pages"));
+    }
+
+    #[test]
+    fn the_webhooks_page_escapes_errors_and_offers_redelivery() {
+        let mut ctx = Context::new();
+        ctx.insert("can_curate", &true);
+        ctx.insert("status", "");
+        ctx.insert("live", &true);
+        ctx.insert("enabled", &true);
+        ctx.insert("url", "http://receiver.example/hook");
+        ctx.insert(
+            "counts",
+            &serde_json::json!([{"status": "pending", "n": 1}, {"status": "failed", "n": 1}]),
+        );
+        ctx.insert(
+            "deliveries",
+            &serde_json::json!([
+                {"id": "w1", "event": "document.ingested", "created_at": "2026-01-01T00:00:00.000Z",
+                 "created": "2026-01-01 00:00:00", "title": "<b>memo</b>", "collection": "hr",
+                 "status": "failed", "sending": false, "attempts": 8, "code": 500,
+                 "last_error": "<script>x</script>", "next": null, "delivered": null,
+                 "redeliverable": true},
+                {"id": "w2", "event": "document.deleted", "created_at": "2026-01-01T00:00:01.000Z",
+                 "created": "2026-01-01 00:00:01", "title": "plan", "collection": "hr",
+                 "status": "pending", "sending": false, "attempts": 1, "code": null,
+                 "last_error": "connection refused", "next": "2026-01-01 00:00:06",
+                 "delivered": null, "redeliverable": false}]),
+        );
+        let html = TEMPLATES.render("webhooks.html", &ctx).unwrap();
+        assert!(
+            !html.contains("<script>x") && !html.contains("<b>memo"),
+            "{html}"
+        );
+        assert!(html.contains("/admin/webhooks/w1/redeliver"));
+        assert!(!html.contains("/admin/webhooks/w2/redeliver"));
+        assert!(html.contains("2026-01-01 00:00:06"));
+        assert!(html.contains("http-equiv=\"refresh\""));
+        assert!(html.contains("failed 1"));
+        let base = TEMPLATES.render("jobs.html", &{
+            let mut c = Context::new();
+            c.insert("can_curate", &true);
+            c.insert("status", "");
+            c.insert("live", &false);
+            c.insert("counts", &serde_json::json!([]));
+            c.insert("jobs", &serde_json::json!([]));
+            c
+        });
+        assert!(base.unwrap().contains("href=\"/admin/webhooks\""));
     }
 
     #[test]

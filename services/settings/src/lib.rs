@@ -56,6 +56,9 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Who may use the server. `ENCLAVE_AUTH=off` is a shorthand for `auth.enabled = false`.
     pub auth: AuthSettings,
+    /// Signed webhooks: document events POSTed to one receiver. Off unless `webhooks.url` is
+    /// set.
+    pub webhooks: WebhookSettings,
 }
 
 /// HTTP server settings.
@@ -123,6 +126,95 @@ impl Default for WorkerSettings {
             retry_base_secs: 5,
             max_attempts: 3,
         }
+    }
+}
+
+/// The document events webhooks can carry.
+pub const WEBHOOK_EVENTS: [&str; 3] = ["document.ingested", "document.failed", "document.deleted"];
+
+/// Webhook settings: every process that changes documents records the events in an outbox in
+/// the metadata database; `enclave serve` POSTs them, signed, to `url`, retrying failures.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// The receiver, an `http://` or `https://` URL (`ENCLAVE_WEBHOOKS__URL`). Unset: no events
+    /// are recorded and nothing is sent.
+    pub url: Option<String>,
+    /// Shared secret the `X-Enclave-Signature` header is computed with (HMAC-SHA256); required
+    /// when `url` is set (`ENCLAVE_WEBHOOKS__SECRET`, to keep it out of files).
+    pub secret: Option<String>,
+    /// Events recorded and sent: any of `document.ingested`, `document.failed` and
+    /// `document.deleted` (default: all three).
+    pub events: Vec<String>,
+    /// Attempts at one delivery before it is given up (`failed`, kept for a redelivery).
+    pub max_attempts: i64,
+    /// Seconds before a failed delivery is tried again, doubled for each further attempt (at
+    /// most an hour).
+    pub retry_base_secs: u64,
+    /// Seconds the receiver has to answer one delivery before the attempt counts as failed.
+    pub timeout_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret: None,
+            events: WEBHOOK_EVENTS.iter().map(|e| e.to_string()).collect(),
+            max_attempts: 8,
+            retry_base_secs: 5,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// Whether webhooks are on (a receiver is configured).
+    pub fn enabled(&self) -> bool {
+        self.url.is_some()
+    }
+
+    /// The events to record: those configured when webhooks are on, none otherwise.
+    pub fn recorded_events(&self) -> Vec<String> {
+        if self.enabled() {
+            self.events.clone()
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        for e in &self.events {
+            if !WEBHOOK_EVENTS.contains(&e.as_str()) {
+                return Err(SettingsError::Invalid(format!(
+                    "webhooks.events: unknown event '{e}' (known: {})",
+                    WEBHOOK_EVENTS.join(", ")
+                )));
+            }
+        }
+        if self.max_attempts < 1 || self.retry_base_secs == 0 || self.timeout_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "webhooks.max_attempts, webhooks.retry_base_secs and webhooks.timeout_secs must \
+                 be at least 1"
+                    .into(),
+            ));
+        }
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(SettingsError::Invalid(format!(
+                "webhooks.url = '{url}' must be an http:// or https:// URL"
+            )));
+        }
+        if self.secret.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            return Err(SettingsError::Invalid(
+                "webhooks.secret must be set when webhooks.url is: receivers check the \
+                 signature with it (ENCLAVE_WEBHOOKS__SECRET)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -353,6 +445,7 @@ impl Default for Settings {
             worker: WorkerSettings::default(),
             auth: AuthSettings::default(),
             generation: GenerationSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -409,7 +502,7 @@ impl Default for IngestSettings {
 }
 
 /// Top-level keys of [`Settings`], as `ENCLAVE_*` variables name them.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "data_dir",
     "models_dir",
     "database",
@@ -422,6 +515,7 @@ const SECTIONS: [&str; 12] = [
     "server",
     "worker",
     "auth",
+    "webhooks",
 ];
 
 impl Settings {
@@ -514,6 +608,7 @@ impl Settings {
                 "worker.slots, worker.lease_secs and worker.max_attempts must be at least 1".into(),
             ));
         }
+        self.webhooks.validate()?;
         Ok(())
     }
 
@@ -661,6 +756,35 @@ mod tests {
             jail.set_env("ENCLAVE_AUTH", "maybe");
             let err = Settings::load(None).unwrap_err().to_string();
             assert!(err.contains("ENCLAVE_AUTH"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn webhooks_are_off_by_default_and_need_a_secret() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(!s.webhooks.enabled());
+            assert!(s.webhooks.recorded_events().is_empty());
+            assert_eq!(s.webhooks.events.len(), 3);
+            jail.set_env("ENCLAVE_WEBHOOKS__URL", "http://127.0.0.1:9/hook");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("webhooks.secret"), "{err}");
+            jail.set_env("ENCLAVE_WEBHOOKS__SECRET", "s3cret");
+            jail.set_env("ENCLAVE_WEBHOOKS__EVENTS", "[document.deleted]");
+            jail.set_env("ENCLAVE_WEBHOOKS__RETRY_BASE_SECS", "1");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(s.webhooks.enabled());
+            assert_eq!(s.webhooks.secret.as_deref(), Some("s3cret"));
+            assert_eq!(s.webhooks.recorded_events(), vec!["document.deleted"]);
+            assert_eq!(s.webhooks.retry_base_secs, 1);
+            jail.set_env("ENCLAVE_WEBHOOKS__EVENTS", "[document.moved]");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("document.moved"), "{err}");
+            jail.set_env("ENCLAVE_WEBHOOKS__EVENTS", "[document.failed]");
+            jail.set_env("ENCLAVE_WEBHOOKS__URL", "ftp://example.org/");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("webhooks.url"), "{err}");
             Ok(())
         });
     }

@@ -117,7 +117,7 @@ const JOB_COLUMNS: &str = "id, kind, document_id, payload, status, attempts, max
     created_at, updated_at, finished_at";
 
 /// The time `after` from now, in the stored format.
-fn later(after: Duration) -> Timestamp {
+pub(crate) fn later(after: Duration) -> Timestamp {
     let at = chrono::Utc::now()
         + chrono::Duration::from_std(after).unwrap_or_else(|_| chrono::Duration::days(3650));
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -252,7 +252,20 @@ impl MetaStore {
     /// Marks a job `worker` runs as done, with a note on its outcome (why its document failed,
     /// say) kept in `last_error`. False if the worker had lost the lease.
     pub async fn complete_job(&self, id: &str, worker: &str, note: Option<&str>) -> Result<bool> {
+        self.complete_job_with_event(id, worker, note, None).await
+    }
+
+    /// [`MetaStore::complete_job`], recording `event` in the webhook outbox in the same
+    /// transaction: the event exists if and only if the job was completed.
+    pub async fn complete_job_with_event(
+        &self,
+        id: &str,
+        worker: &str,
+        note: Option<&str>,
+        event: Option<&crate::NewEvent>,
+    ) -> Result<bool> {
         let ts = now();
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_expires = NULL, \
              progress_done = progress_total, last_error = $1, finished_at = $2, updated_at = $2 \
@@ -262,9 +275,17 @@ impl MetaStore {
         .bind(&ts)
         .bind(id)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(event) = event {
+            crate::webhooks::insert_event(&mut *tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Records a failed attempt: the job is queued again after `backoff(base, attempts)`, or

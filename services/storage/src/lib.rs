@@ -5,6 +5,7 @@
 //! - Users, API keys and login sessions (hashed secrets only) in the same database.
 //! - The durable job queue (leases, heartbeats, retries, dead letters) in the same database.
 //! - The audit log of corpus changes, in the same database.
+//! - The webhook outbox: document events and their delivery status, in the same database.
 //! - [`VectorStore`]: the seam for dense + BM25 vectors with filterable payloads;
 //!   [`EdgeVectorStore`] is the in-process qdrant-edge backend.
 //!
@@ -21,6 +22,7 @@ mod error;
 mod jobs;
 mod meta;
 mod vectors;
+mod webhooks;
 
 pub use access::{ApiKeyRecord, UserRecord};
 pub use audit::AuditEntry;
@@ -35,6 +37,7 @@ pub use vectors::{
     Bm25Encoder, ChunkPoint, EdgeVectorStore, PayloadUpdate, PointPayload, VectorFilter, VectorHit,
     VectorQuery, VectorStore, chunk_point_id,
 };
+pub use webhooks::{Delivery, DeliveryCounts, DeliveryStatus, NewEvent};
 
 /// Result of storage operations.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -334,6 +334,8 @@ fn bind_filter<'q>(
 pub struct MetaStore {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
+    /// The events recorded in the webhook outbox (see `webhooks`); none by default.
+    pub(crate) webhook_events: std::sync::Arc<Vec<String>>,
 }
 
 const DOCUMENT_COLUMNS: &str = "id, collection_id, source_uri, external_id, parent_id, title, \
@@ -465,7 +467,11 @@ impl MetaStore {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            webhook_events: Default::default(),
+        })
     }
 
     /// Whether this store is PostgreSQL (else SQLite).
@@ -1130,13 +1136,28 @@ impl MetaStore {
 
     /// Marks a document for deletion (its vectors are removed next, then the row).
     pub async fn mark_deleting(&self, document_id: &str) -> Result<()> {
+        self.mark_deleting_with_event(document_id, None).await
+    }
+
+    /// Marks a document for deletion and, in the same transaction, records `event` in the
+    /// webhook outbox: from here on the deletion is finished even after a crash.
+    pub async fn mark_deleting_with_event(
+        &self,
+        document_id: &str,
+        event: Option<&crate::NewEvent>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE documents SET status = 'deleting', updated_at = $2 WHERE id = $1 OR parent_id = $1",
         )
         .bind(document_id)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(event) = event {
+            crate::webhooks::insert_event(&mut *tx, event).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
