@@ -167,6 +167,24 @@ pub async fn generator(
     }
 }
 
+/// The other models collections may choose (`generation.models`), each loaded by the engine
+/// its file calls for when a question first needs it.
+pub fn model_catalog(settings: &Settings) -> Option<Arc<enclave_answer::ModelCatalog>> {
+    if settings.generation.models.is_empty() {
+        return None;
+    }
+    let names = settings.generation.models.keys().cloned().collect();
+    let base = settings.clone();
+    let load: enclave_answer::LoadModel = Box::new(move |name: &str| {
+        let mut s = base.clone();
+        s.generation.model = base.named_model(name);
+        s.generation.hub_model = None;
+        s.generation.isq = None;
+        Box::pin(async move { generator(&s).await.map_err(|e| format!("{e:#}")) })
+    });
+    Some(Arc::new(enclave_answer::ModelCatalog::new(names, load)))
+}
+
 /// How answers are written, from the `[generation]` settings.
 pub fn answer_options(settings: &Settings) -> enclave_answer::AnswerOptions {
     let g = &settings.generation;
@@ -189,9 +207,9 @@ pub async fn asker(settings: &Settings) -> anyhow::Result<enclave_answer::Asker>
     let settings = &settings;
     let retriever = retriever(settings).await?;
     let generator = generator(settings).await?;
-    Ok(enclave_answer::Asker::new(
-        retriever,
-        generator,
-        answer_options(settings),
-    ))
+    let asker = enclave_answer::Asker::new(retriever, generator, answer_options(settings));
+    Ok(match model_catalog(settings) {
+        Some(catalog) => asker.with_models(catalog),
+        None => asker,
+    })
 }

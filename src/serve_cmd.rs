@@ -98,6 +98,7 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCod
             search,
             generator,
             answer_options: app::answer_options(settings),
+            models: app::model_catalog(settings),
         },
         listener,
     )

@@ -81,7 +81,14 @@ async fn curation_over_the_api_on_postgres() {
     let admin = api_key(&env, "admin");
     let editor = api_key(&env, "editor");
     let reader = api_key(&env, "reader");
-    let s = Server::start(&env, &[]);
+    // A second model collections may choose: the small model under another name.
+    let other = env.docs().join("other-smollm.gguf");
+    std::os::unix::fs::symlink(crate::http::small_model(), &other).unwrap();
+    let other = other.display().to_string();
+    let s = Server::start(
+        &env,
+        &[("ENCLAVE_GENERATION__MODELS__OTHER", other.as_str())],
+    );
     assert_eq!(s.ready().await.0, StatusCode::OK);
     for name in ["legal", "archive"] {
         let r = s
@@ -374,6 +381,55 @@ async fn curation_over_the_api_on_postgres() {
             .iter()
             .all(|c| c["token_count"].as_i64().unwrap() <= 32)
     );
+
+    // A collection's model: only one the server offers; questions to it get that model.
+    let r = patch(
+        &s,
+        &admin,
+        "/api/v1/collections/archive",
+        json!({"model": "gpt-9"}),
+    )
+    .await;
+    expect_error(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+        "unknown model",
+    )
+    .await;
+    let c: Value = patch(
+        &s,
+        &admin,
+        "/api/v1/collections/archive",
+        json!({"model": "other"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(c["model"], "other", "{c}");
+    let ask = |collection: &str| {
+        s.post(&reader, "/api/v1/ask").json(&json!({
+            "question": "What does early termination of the supplier contract cost?",
+            "collections": [collection]}))
+    };
+    let answer: Value = ask("archive").send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["model"], "other-smollm.gguf", "{answer}");
+    assert!(!answer["refused"].as_bool().unwrap(), "{answer}");
+    // Another collection: the default model, and its own number of passages.
+    patch(
+        &s,
+        &admin,
+        "/api/v1/collections/legal-2",
+        json!({"passages": 1}),
+    )
+    .await;
+    let answer: Value = ask("legal-2").send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        answer["model"], "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "{answer}"
+    );
+    assert_eq!(answer["passages"].as_array().unwrap().len(), 1, "{answer}");
 
     // Bulk: a filter must narrow; move by ids; delete by filter (vectors gone).
     let r = s

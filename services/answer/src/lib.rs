@@ -4,8 +4,11 @@
 //! When retrieval finds nothing above its relevance threshold, the model is not asked at all:
 //! the answer says the documents do not contain it and shows the nearest passages.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+use futures::future::BoxFuture;
 
 use enclave_generation::{
     ChatMessage, GenerationError, GenerationEvent, GenerationRequest, Generator,
@@ -21,6 +24,66 @@ pub enum AnswerError {
     Retrieval(#[from] RetrievalError),
     #[error(transparent)]
     Generation(#[from] GenerationError),
+    /// A collection names a model the catalog does not hold.
+    #[error("unknown model '{0}': name one of generation.models")]
+    UnknownModel(String),
+    /// A model of the catalog could not be loaded.
+    #[error("model '{name}' could not be loaded: {reason}")]
+    ModelLoad { name: String, reason: String },
+}
+
+/// Loads one model of a [`ModelCatalog`] by name.
+pub type LoadModel =
+    Box<dyn Fn(&str) -> BoxFuture<'static, Result<Arc<dyn Generator>, String>> + Send + Sync>;
+
+/// Other models a collection may choose by name (its `model` setting), each loaded when a
+/// question first needs it and kept loaded afterwards.
+pub struct ModelCatalog {
+    names: Vec<String>,
+    load: LoadModel,
+    loaded: tokio::sync::Mutex<HashMap<String, Arc<dyn Generator>>>,
+}
+
+impl std::fmt::Debug for ModelCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelCatalog")
+            .field("names", &self.names)
+            .finish()
+    }
+}
+
+impl ModelCatalog {
+    pub fn new(names: Vec<String>, load: LoadModel) -> Self {
+        Self {
+            names,
+            load,
+            loaded: Default::default(),
+        }
+    }
+
+    /// The names a collection may choose.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The model called `name`, loaded on first use (concurrent first uses load it once).
+    pub async fn get(&self, name: &str) -> Result<Arc<dyn Generator>, AnswerError> {
+        if !self.names.iter().any(|n| n == name) {
+            return Err(AnswerError::UnknownModel(name.to_string()));
+        }
+        let mut loaded = self.loaded.lock().await;
+        if let Some(g) = loaded.get(name) {
+            return Ok(Arc::clone(g));
+        }
+        let g = (self.load)(name)
+            .await
+            .map_err(|reason| AnswerError::ModelLoad {
+                name: name.to_string(),
+                reason,
+            })?;
+        loaded.insert(name.to_string(), Arc::clone(&g));
+        Ok(g)
+    }
 }
 
 /// What the answer says when the corpus holds nothing relevant.
@@ -137,6 +200,7 @@ pub struct Asker {
     retriever: Retriever,
     generator: Arc<dyn Generator>,
     options: AnswerOptions,
+    models: Option<Arc<ModelCatalog>>,
 }
 
 /// Shortest run of text before a citation marker: an answer must say something, not only
@@ -238,7 +302,22 @@ impl Asker {
             retriever,
             generator,
             options,
+            models: None,
         }
+    }
+
+    /// Lets collections choose another model of `catalog` (their `model` setting).
+    pub fn with_models(mut self, catalog: Arc<ModelCatalog>) -> Self {
+        self.models = Some(catalog);
+        self
+    }
+
+    /// The models collections may choose besides the default one.
+    pub fn model_names(&self) -> Vec<String> {
+        self.models
+            .as_ref()
+            .map(|m| m.names().to_vec())
+            .unwrap_or_default()
     }
 
     /// The retriever that finds the passages.
@@ -262,6 +341,19 @@ impl Asker {
             .await?
             .and_then(|v| v.as_u64())
             .map(|n| n.clamp(1, 50) as usize);
+        // The model the collections chose, where they agree on one.
+        let generator = match self
+            .retriever
+            .agreed_setting(&request.collections, "model")
+            .await?
+            .and_then(|v| v.as_str().map(str::to_string))
+        {
+            Some(name) => match &self.models {
+                Some(catalog) => catalog.get(&name).await?,
+                None => return Err(AnswerError::UnknownModel(name)),
+            },
+            None => Arc::clone(&self.generator),
+        };
         let system_setting = self
             .retriever
             .agreed_setting(&request.collections, "system_prompt")
@@ -281,7 +373,7 @@ impl Asker {
             })
             .await?;
         let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let model = self.generator.info().model;
+        let model = generator.info().model;
         let (tx, rx) = mpsc::channel(64);
         let passages = results.passages;
         if !results.relevant {
@@ -323,7 +415,7 @@ impl Asker {
             )),
             seed: 0,
         };
-        let mut events = self.generator.generate(generation)?;
+        let mut events = generator.generate(generation)?;
         let question = request.question.clone();
         tokio::spawn(async move {
             if tx.send(AskEvent::Sources(passages.clone())).await.is_err() {

@@ -827,7 +827,9 @@ pub async fn collection_page(
             "chunk_tokens": st.chunking.max_tokens,
             "chunk_overlap": st.chunking.overlap_tokens,
             "passages": st.generation.passages,
-            "max_chunk_tokens": st.embedding.max_input_tokens,
+            "max_chunk_tokens": st.embedding.max_input_tokens.saturating_sub(2),
+            "model": st.generation_model().file_name().map(|f| f.to_string_lossy().to_string()),
+            "models": st.generation.models.keys().collect::<Vec<_>>(),
         })
     });
     ctx.insert("notice", &query.notice);
@@ -862,6 +864,7 @@ pub async fn collection_save(
         chunk_overlap: Some(number("chunk_overlap")?),
         passages: Some(number("passages")?),
         system_prompt: Some(fields.get("system_prompt").map(str::to_string)),
+        model: Some(fields.get("model").map(str::to_string)),
     };
     let c = api::change_collection(&state, &principal, c, &body).await?;
     Ok(see_other(&with_notice(

@@ -204,11 +204,12 @@ pub async fn change_collection(
             parse_mode(mode.as_deref())?.map(|m| m.to_string().into()),
         );
     }
-    let max_input = state.settings.embedding.max_input_tokens as u64;
+    // Two of the embedding model's input tokens are its own markers ([CLS], [SEP]).
+    let max_input = state.settings.embedding.max_input_tokens.saturating_sub(2) as u64;
     if let Some(n) = body.chunk_tokens {
         if let Some(n) = n.filter(|n| !(16..=max_input).contains(n)) {
             return Err(ApiError::Invalid(format!(
-                "chunk_tokens {n}: from 16 to {max_input} (the embedding model's input size)"
+                "chunk_tokens {n}: from 16 to {max_input} (what the embedding model reads)"
             )));
         }
         set("chunk_tokens", n.map(Into::into));
@@ -221,6 +222,29 @@ pub async fn change_collection(
             return Err(ApiError::Invalid(format!("passages {n}: from 1 to 50")));
         }
         set("passages", n.map(Into::into));
+    }
+    if let Some(model) = &body.model {
+        let model = model.as_deref().map(str::trim).filter(|m| !m.is_empty());
+        if let Some(m) = model
+            && !state.settings.generation.models.contains_key(m)
+        {
+            let known: Vec<&str> = state
+                .settings
+                .generation
+                .models
+                .keys()
+                .map(String::as_str)
+                .collect();
+            return Err(ApiError::Invalid(format!(
+                "unknown model '{m}': the server offers {} (generation.models)",
+                if known.is_empty() {
+                    "no other model".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        set("model", model.map(Into::into));
     }
     if let Some(p) = &body.system_prompt {
         let p = p.as_deref().map(str::trim).filter(|p| !p.is_empty());

@@ -29,6 +29,8 @@ pub struct CollectionOut {
     pub passages: Option<u64>,
     /// Instructions to the model for questions to this collection (`null`: the default).
     pub system_prompt: Option<String>,
+    /// The model answering questions to this collection (`null`: the server's default).
+    pub model: Option<String>,
     /// Documents ready to be searched.
     pub ready: i64,
     /// Documents that failed or hold no text.
@@ -63,6 +65,11 @@ impl CollectionOut {
             system_prompt: c
                 .settings
                 .get("system_prompt")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            model: c
+                .settings
+                .get("model")
                 .and_then(|v| v.as_str())
                 .map(str::to_string),
             id: c.id,
@@ -114,6 +121,11 @@ pub struct CollectionSettingsBody {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub system_prompt: Option<Option<String>>,
+    /// The model that answers questions to this collection: a name of `generation.models`
+    /// (`null`: the server's default model).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub model: Option<Option<String>>,
 }
 
 /// The collections.

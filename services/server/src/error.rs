@@ -166,6 +166,8 @@ impl From<AnswerError> for ApiError {
         match e {
             AnswerError::Retrieval(r) => r.into(),
             AnswerError::Generation(g) => g.into(),
+            AnswerError::UnknownModel(_) => Self::Invalid(e.to_string()),
+            AnswerError::ModelLoad { .. } => Self::NotReady(e.to_string()),
         }
     }
 }

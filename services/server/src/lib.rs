@@ -30,7 +30,7 @@ use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use enclave_answer::{AnswerOptions, Asker};
+use enclave_answer::{AnswerOptions, Asker, ModelCatalog};
 use enclave_generation::Generator;
 use enclave_settings::Settings;
 use enclave_storage::{JobStatus, MetaStore, VectorStore};
@@ -57,6 +57,8 @@ pub struct Backends {
     /// Loads the generation model: answers work once it resolves.
     pub generator: BoxFuture<'static, Result<Arc<dyn Generator>, String>>,
     pub answer_options: AnswerOptions,
+    /// Other models collections may choose (`generation.models`), loaded on first use.
+    pub models: Option<Arc<ModelCatalog>>,
 }
 
 fn json_error(err: JsonPayloadError) -> ApiError {
@@ -243,6 +245,7 @@ fn load_models(
     search: BoxFuture<'static, Result<SearchParts, String>>,
     generator: BoxFuture<'static, Result<Arc<dyn Generator>, String>>,
     options: AnswerOptions,
+    models: Option<Arc<ModelCatalog>>,
     search_tx: watch::Sender<Loading<SearchParts>>,
     answers_tx: watch::Sender<Loading<Asker>>,
 ) {
@@ -271,6 +274,10 @@ fn load_models(
                 tracing::info!(engine = %info.engine, model = %info.model,
                     ms = started.elapsed().as_millis() as u64, "generation model ready");
                 let asker = Asker::new(parts.retriever, generator, options);
+                let asker = match models {
+                    Some(catalog) => asker.with_models(catalog),
+                    None => asker,
+                };
                 let _ = answers_tx.send(Loading::Ready(asker));
             }
             Err(e) => {
@@ -294,6 +301,7 @@ pub async fn run(
         search,
         generator,
         answer_options,
+        models,
     } = backends;
     // Nothing else writes to the stores while this server runs: repair what a previous run
     // left half-done before the worker starts.
@@ -322,7 +330,14 @@ pub async fn run(
     );
     let (search_tx, search_rx) = watch::channel(Loading::Pending);
     let (answers_tx, answers_rx) = watch::channel(Loading::Pending);
-    load_models(search, generator, answer_options, search_tx, answers_tx);
+    load_models(
+        search,
+        generator,
+        answer_options,
+        models,
+        search_tx,
+        answers_tx,
+    );
 
     // Documents queued before the job queue existed, or whose job was lost, get a job.
     let names: std::collections::HashMap<_, _> = meta

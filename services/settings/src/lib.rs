@@ -295,6 +295,11 @@ pub struct GenerationSettings {
     /// Replaces the built-in system prompt (which asks for answers from the sources only,
     /// cited like [2]).
     pub system_prompt: Option<String>,
+    /// Other models a collection may choose (its `model` setting), by name: a GGUF file or a
+    /// model directory, like `model` (a relative path is under `models_dir`). Each is loaded by
+    /// the same engine with the same slots, threads and context when a question first needs
+    /// it, and stays loaded. Example: `[generation.models] large = "qwen-7b/q4_k_m.gguf"`.
+    pub models: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Default for GenerationSettings {
@@ -313,6 +318,7 @@ impl Default for GenerationSettings {
             passages: 5,
             max_chars_between_citations: 300,
             system_prompt: None,
+            models: Default::default(),
         }
     }
 }
@@ -573,6 +579,19 @@ impl Settings {
 
     /// Checks values that are well-formed but inconsistent.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        for name in self.generation.models.keys() {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                return Err(SettingsError::Invalid(format!(
+                    "generation.models: the name '{name}' must be 1 to 64 letters, digits, '.', \
+                     '_' or '-'"
+                )));
+            }
+        }
         let c = &self.chunking;
         let limit = self.embedding.max_input_tokens.saturating_sub(2);
         if c.max_tokens == 0 || c.max_tokens > limit {
@@ -661,6 +680,18 @@ impl Settings {
         self.generation.model.clone().unwrap_or_else(|| {
             self.models_dir
                 .join("qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+        })
+    }
+
+    /// The file or directory of the model a collection may choose by `name`
+    /// (`generation.models`), if there is one.
+    pub fn named_model(&self, name: &str) -> Option<PathBuf> {
+        self.generation.models.get(name).map(|p| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                self.models_dir.join(p)
+            }
         })
     }
 
