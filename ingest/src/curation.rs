@@ -62,7 +62,11 @@ pub async fn set_chunk_disabled(
         ..Default::default()
     };
     vectors
-        .update_payload(&chunk.document_id, Some(&[chunk.id.clone()]), &update)
+        .update_payload(
+            &chunk.document_id,
+            Some(std::slice::from_ref(&chunk.id)),
+            &update,
+        )
         .await?;
     vectors.flush().await?;
     Ok(chunk)

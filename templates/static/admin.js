@@ -40,7 +40,8 @@ async function followJob(jobId, row) {
     if (job.progress_total > 0) { row.bar.max = job.progress_total; row.bar.value = job.progress_done; }
     if (doc) row.link(doc.url);
     if (job.status === "done") {
-      if (doc && doc.status === "ready") row.setState("ready", `ready: ${doc.pages} pages, ${doc.chunks} chunks`);
+      const n = (k, word) => `${k} ${word}${k === 1 ? "" : "s"}`;
+      if (doc && doc.status === "ready") row.setState("ready", `ready: ${n(doc.pages, "page")}, ${n(doc.chunks, "chunk")}`);
       else row.setState("failed", doc ? `${doc.status}: ${doc.error || ""}` : "done");
       return;
     }
