@@ -335,31 +335,24 @@ impl Asker {
     pub async fn ask(&self, request: &AskRequest) -> Result<mpsc::Receiver<AskEvent>, AnswerError> {
         let started = Instant::now();
         // The collections' own settings, where all the named ones agree.
-        let passages_setting = self
-            .retriever
-            .agreed_setting(&request.collections, "passages")
-            .await?
+        let settings = self.retriever.agreed_settings(&request.collections).await?;
+        let passages_setting = settings
+            .get("passages")
             .and_then(|v| v.as_u64())
             .map(|n| n.clamp(1, 50) as usize);
+        let system_setting = settings
+            .get("system_prompt")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string);
         // The model the collections chose, where they agree on one.
-        let generator = match self
-            .retriever
-            .agreed_setting(&request.collections, "model")
-            .await?
-            .and_then(|v| v.as_str().map(str::to_string))
-        {
+        let generator = match settings.get("model").and_then(|v| v.as_str()) {
             Some(name) => match &self.models {
-                Some(catalog) => catalog.get(&name).await?,
-                None => return Err(AnswerError::UnknownModel(name)),
+                Some(catalog) => catalog.get(name).await?,
+                None => return Err(AnswerError::UnknownModel(name.to_string())),
             },
             None => Arc::clone(&self.generator),
         };
-        let system_setting = self
-            .retriever
-            .agreed_setting(&request.collections, "system_prompt")
-            .await?
-            .and_then(|v| v.as_str().map(str::to_string))
-            .filter(|s| !s.trim().is_empty());
         let results = self
             .retriever
             .search(&SearchRequest {

@@ -272,27 +272,33 @@ impl Retriever {
         Ok((filter, agreed))
     }
 
-    /// The value of a collection setting when every named collection has the same one
-    /// (`None`: no collection named, a collection without it, or they differ).
-    pub async fn agreed_setting(
+    /// The settings every named collection has with the same value (none when no collection
+    /// is named): what a question to these collections uses.
+    pub async fn agreed_settings(
         &self,
         collections: &[String],
-        key: &str,
-    ) -> Result<Option<serde_json::Value>, RetrievalError> {
-        let mut agreed: Option<serde_json::Value> = None;
+    ) -> Result<serde_json::Map<String, serde_json::Value>, RetrievalError> {
+        let mut agreed: Option<serde_json::Map<String, serde_json::Value>> = None;
         for name in collections {
             let c = self
                 .meta
                 .collection_by_name(name)
                 .await?
                 .ok_or_else(|| RetrievalError::UnknownCollection(name.clone()))?;
-            let value = c.settings.get(key).filter(|v| !v.is_null()).cloned();
-            match (value, &agreed) {
-                (None, _) => return Ok(None),
-                (Some(v), Some(a)) if &v != a => return Ok(None),
-                (Some(v), _) => agreed = Some(v),
-            }
+            let own = match c.settings {
+                serde_json::Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            };
+            agreed = Some(match agreed {
+                None => own,
+                Some(mut a) => {
+                    a.retain(|k, v| own.get(k) == Some(v));
+                    a
+                }
+            });
         }
+        let mut agreed = agreed.unwrap_or_default();
+        agreed.retain(|_, v| !v.is_null());
         Ok(agreed)
     }
 
