@@ -214,10 +214,27 @@ impl Worker {
         worker_id: &str,
         error: String,
     ) -> Result<JobOutcome, IngestError> {
-        let status = self
-            .ingestor
-            .meta()
-            .fail_job(&job.id, worker_id, &error, self.options.retry_base)
+        let meta = self.ingestor.meta();
+        // Integrators hear of a document whose job gave up: the event goes out only if this
+        // attempt was the last one.
+        let if_dead = match &job.document_id {
+            Some(id) if job.attempts >= job.max_attempts => match meta.document(id).await? {
+                Some(mut doc) => {
+                    doc.error = Some(error.clone());
+                    document_event(meta, DOCUMENT_FAILED, &doc, Some("failed")).await?
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        let status = meta
+            .fail_job_with_event(
+                &job.id,
+                worker_id,
+                &error,
+                self.options.retry_base,
+                if_dead.as_ref(),
+            )
             .await?;
         Ok(match status {
             Some(status) => JobOutcome::Failed { error, status },

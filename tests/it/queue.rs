@@ -356,7 +356,41 @@ async fn a_job_that_keeps_failing_is_dead_lettered_with_its_error() {
     let mut env = TestEnv::embedded();
     env.extra_env
         .push(("ENCLAVE_WORKER__RETRY_BASE_SECS".into(), "0".into()));
+    // Webhooks on: the worker records events (it does not send them).
+    for (k, v) in [
+        ("ENCLAVE_WEBHOOKS__URL", "http://127.0.0.1:9/hook"),
+        ("ENCLAVE_WEBHOOKS__SECRET", "s3cret"),
+    ] {
+        env.extra_env.push((k.into(), v.into()));
+    }
     let meta = env.meta().await;
+    // A document whose job can never run: integrators hear once, when it gives up.
+    let c = meta.ensure_collection("default").await.unwrap();
+    let doc = meta
+        .queue_document(&NewVersion {
+            collection_id: c.id.clone(),
+            source_uri: "upload://default/external/memo-7".into(),
+            external_id: Some("memo-7".into()),
+            parent_id: None,
+            title: "Memo 7".into(),
+            mime_type: Some("text/plain".into()),
+            sha256: "0".repeat(64),
+            byte_size: 10,
+            metadata: serde_json::json!({}),
+            tags: Vec::new(),
+            access: vec!["public".into()],
+        })
+        .await
+        .unwrap();
+    let stuck = meta
+        .enqueue_job(&NewJob {
+            kind: "ingest".into(),
+            document_id: Some(doc.clone()),
+            payload: serde_json::json!({ "content": "not a stored file" }),
+            max_attempts: 3,
+        })
+        .await
+        .unwrap();
     // A payload no worker can read, and a document that was deleted while its job waited.
     let bad = meta
         .enqueue_job(&NewJob {
@@ -378,7 +412,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_with_its_error() {
         .unwrap();
     meta.close().await;
     let out = env.run(&["worker", "--drain"]);
-    assert!(out.contains("4 jobs run"), "{out}");
+    assert!(out.contains("7 jobs run"), "{out}");
     let meta = env.meta().await;
     let bad = meta.job(&bad.id).await.unwrap().unwrap();
     assert_eq!((bad.status, bad.attempts), (JobStatus::Dead, 3), "{bad:?}");
@@ -392,5 +426,22 @@ async fn a_job_that_keeps_failing_is_dead_lettered_with_its_error() {
     let gone = meta.job(&gone.id).await.unwrap().unwrap();
     assert_eq!(gone.status, JobStatus::Done);
     assert_eq!(gone.last_error.as_deref(), Some("the document was deleted"));
+    let stuck = meta.job(&stuck.id).await.unwrap().unwrap();
+    assert_eq!((stuck.status, stuck.attempts), (JobStatus::Dead, 3));
+    // One event, for the last attempt only, naming the document and the reason.
+    let events = meta.deliveries(None, 10, 0).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event, "document.failed");
+    assert_eq!(events[0].document_id.as_deref(), Some(doc.as_str()));
+    let payload: serde_json::Value = serde_json::from_str(&events[0].payload).unwrap();
+    assert_eq!(payload["document"]["external_id"], "memo-7", "{payload}");
+    assert_eq!(payload["document"]["status"], "failed", "{payload}");
+    assert!(
+        payload["document"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unreadable job payload"),
+        "{payload}"
+    );
     meta.close().await;
 }

@@ -298,6 +298,20 @@ impl MetaStore {
         error: &str,
         base: Duration,
     ) -> Result<Option<JobStatus>> {
+        self.fail_job_with_event(id, worker, error, base, None)
+            .await
+    }
+
+    /// [`fail_job`](Self::fail_job), also recording `if_dead` in the webhook outbox, in the same
+    /// transaction, when this attempt dead-letters the job.
+    pub async fn fail_job_with_event(
+        &self,
+        id: &str,
+        worker: &str,
+        error: &str,
+        base: Duration,
+        if_dead: Option<&crate::NewEvent>,
+    ) -> Result<Option<JobStatus>> {
         let Some(job) = self.job(id).await? else {
             return Ok(None);
         };
@@ -311,6 +325,7 @@ impl MetaStore {
         } else {
             JobStatus::Queued
         };
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE jobs SET status = $1, lease_owner = NULL, lease_expires = NULL, \
              last_error = $2, run_after = $3, finished_at = $4, updated_at = $5 \
@@ -323,9 +338,17 @@ impl MetaStore {
         .bind(&ts)
         .bind(id)
         .bind(worker)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok((done.rows_affected() == 1).then_some(status))
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        if let (true, Some(event)) = (dead, if_dead) {
+            crate::webhooks::insert_event(&mut *tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(status))
     }
 
     /// Puts a dead (or cancelled) job back in the queue with its attempts reset. False if the
