@@ -25,12 +25,7 @@ pub async fn document_event(
     if !meta.records_event(event) {
         return Ok(None);
     }
-    let collection = meta
-        .collections()
-        .await?
-        .into_iter()
-        .find(|c| c.id == doc.collection_id)
-        .map(|c| c.name);
+    let collection = meta.collection(&doc.collection_id).await?.map(|c| c.name);
     Ok(Some(NewEvent {
         event: event.to_string(),
         document_id: Some(doc.id.clone()),

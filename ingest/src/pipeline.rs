@@ -588,10 +588,8 @@ impl Ingestor {
     async fn collection_chunker(&self, collection_id: &str) -> Result<Chunker, IngestError> {
         let settings = self
             .meta
-            .collections()
+            .collection(collection_id)
             .await?
-            .into_iter()
-            .find(|c| c.id == collection_id)
             .map(|c| c.settings)
             .unwrap_or_default();
         match chunk_sizes(

@@ -19,7 +19,9 @@ use crate::auth::{Action, Principal};
 use crate::dto::*;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::ui::{Result, base_context, caller, encode, page, pages_label, passage_views};
+use crate::ui::{
+    Result, base_context, caller, encode, page, pages_label, passage_views, short_time,
+};
 
 /// Documents per page of the table.
 const PAGE_SIZE: i64 = 50;
@@ -123,10 +125,6 @@ const STATUSES: [&str; 7] = [
     "interrupted",
     "deleting",
 ];
-
-fn day(ts: &str) -> String {
-    ts.get(..16).unwrap_or(ts).replace('T', " ")
-}
 
 fn size_label(bytes: i64) -> String {
     match bytes {
@@ -279,7 +277,7 @@ pub async fn documents_page(
                 "pages": d.page_count,
                 "chunks": d.chunk_count,
                 "size": size_label(d.byte_size),
-                "updated": day(&d.updated_at),
+                "updated": short_time(&d.updated_at),
                 "tags": d.tags,
                 "disabled": d.disabled,
                 "error": d.error.clone().unwrap_or_default(),
@@ -474,7 +472,7 @@ pub async fn document_page(
         .into_iter()
         .map(|j| {
             serde_json::json!({
-                "created": day(&j.created_at),
+                "created": short_time(&j.created_at),
                 "status": j.status.as_str(),
                 "attempts": j.attempts,
                 "max_attempts": j.max_attempts,
@@ -497,7 +495,7 @@ pub async fn document_page(
                 a.detail.to_string()
             };
             serde_json::json!({
-                "at": day(&a.at),
+                "at": short_time(&a.at),
                 "actor": a.actor,
                 "action": a.action,
                 "detail": detail,
@@ -520,7 +518,7 @@ pub async fn document_page(
                 serde_json::json!({
                     "version": v.version, "state": v.state, "sha256": v.sha256.get(..12).unwrap_or(&v.sha256),
                     "error": v.error, "pages": v.page_count, "chunks": v.chunk_count,
-                    "created": day(&v.created_at), "finished": v.finished_at.as_deref().map(day),
+                    "created": short_time(&v.created_at), "finished": v.finished_at.as_deref().map(short_time),
                 })
             })
             .collect::<Vec<_>>(),
@@ -571,8 +569,8 @@ fn document_view(d: &Document, collection: &str) -> serde_json::Value {
         "chunks": d.chunk_count,
         "tags": d.tags,
         "disabled": d.disabled,
-        "created": day(&d.created_at),
-        "updated": day(&d.updated_at),
+        "created": short_time(&d.created_at),
+        "updated": short_time(&d.updated_at),
         "is_attachment": d.parent_id.is_some(),
     })
 }

@@ -699,11 +699,9 @@ pub async fn passage_page(
     };
     let collection = state
         .meta
-        .collections()
+        .collection(&doc.collection_id)
         .await
         .map_err(ApiError::from)?
-        .into_iter()
-        .find(|c| c.id == doc.collection_id)
         .map(|c| c.name);
     let mut ctx = base_context(&principal);
     ctx.insert("id", &doc.id);
@@ -766,7 +764,7 @@ pub async fn jobs_page(
         rows.push(serde_json::json!({
             "id": j.id,
             "created_at": j.created_at,
-            "created": j.created_at.get(..19).unwrap_or(&j.created_at).replace('T', " "),
+            "created": short_time(&j.created_at),
             "title": title.clone().unwrap_or_else(|| "(document deleted)".into()),
             "document_url": title.and(j.document_id.as_ref().map(|d| format!("/admin/documents/{d}"))),
             "status": j.status.as_str(),
@@ -822,8 +820,8 @@ pub struct DeliveriesQuery {
     status: Option<String>,
 }
 
-/// A stored timestamp, shorter: `2026-01-01 12:00:00`.
-fn short_time(ts: &str) -> String {
+/// A stored timestamp as shown on the pages: `2026-01-31 12:34:56`.
+pub(crate) fn short_time(ts: &str) -> String {
     ts.get(..19).unwrap_or(ts).replace('T', " ")
 }
 

@@ -727,6 +727,16 @@ impl MetaStore {
         row.as_ref().map(collection_from_row).transpose()
     }
 
+    /// The collection with this id.
+    pub async fn collection(&self, id: &str) -> Result<Option<Collection>> {
+        let row =
+            sqlx::query("SELECT id, name, settings, created_at FROM collections WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(collection_from_row).transpose()
+    }
+
     /// All collections, by name.
     pub async fn collections(&self) -> Result<Vec<Collection>> {
         let rows =
