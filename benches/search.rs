@@ -19,6 +19,11 @@
 //! plain Rust) shows what the index costs in accuracy, and the exact scan's own latency is the
 //! baseline of the dense column.
 //!
+//! The same points are then copied into a Qdrant server (a local node started from
+//! `shared/qdrant`, `ENCLAVE_QDRANT_DIR`), and once the server has indexed them the same
+//! queries run through the same `Retriever` on the Qdrant server backend: the "qdrant server"
+//! rows, with the server process's own memory in a note (`--no-qdrant` skips them).
+//!
 //! The queries are the answerable questions of the committed Debian FAQ set
 //! (`eval/debian-faq.jsonl`).
 //!
@@ -38,16 +43,17 @@ mod common;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::{corpus_dir, embedder, settings};
+use common::{corpus_dir, embedder, faq_questions, settings};
 use enclave_embed::{Embedder, OnnxEmbedder};
 use enclave_ingest::Chunker;
 use enclave_ingest::parse::pdf::{PdfIsolation, extract_isolated};
-use enclave_retrieval::eval::parse_set;
 use enclave_retrieval::{RetrievalOptions, Retriever, SearchMode, SearchRequest};
 use enclave_settings::Settings;
+use enclave_storage::local_qdrant::QdrantProcess;
 use enclave_storage::{
     Bm25Encoder, ChunkPoint, ChunkRecord, EdgeVectorStore, MetaStore, NewVersion, PageRecord,
-    PointPayload, VectorFilter, VectorQuery, VectorStore, chunk_point_id,
+    PointPayload, QdrantServerConfig, QdrantServerStore, VectorFilter, VectorQuery, VectorStore,
+    WriteOrdering, chunk_point_id,
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -83,6 +89,9 @@ struct Args {
     /// Standard deviation of the noise added to each dense component of a copy.
     #[arg(long, env = "ENCLAVE_BENCH_NOISE", default_value_t = 0.02)]
     noise: f32,
+    /// Skip the Qdrant server rows.
+    #[arg(long)]
+    no_qdrant: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -108,7 +117,8 @@ fn main() -> anyhow::Result<()> {
     if argv.get(1).is_some_and(|a| a == CHILD_ARG) {
         let dir = PathBuf::from(argv.get(2).context("child: data folder")?);
         let queries = argv.get(3).context("child: queries")?.to_string_lossy();
-        let report = runtime.block_on(child(&dir, &queries))?;
+        let backend = argv.get(4).context("child: backend")?.to_string_lossy();
+        let report = runtime.block_on(child(&dir, &queries, &backend))?;
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
@@ -154,20 +164,6 @@ fn dir_size(path: &Path) -> u64 {
         // Allocated blocks: sparse memory-mapped files count what they hold.
         std::os::unix::fs::MetadataExt::blocks(&meta) * 512
     }
-}
-
-fn questions(limit: usize) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/eval/debian-faq.jsonl"
-    ))?;
-    Ok(parse_set(&text)
-        .map_err(anyhow::Error::msg)?
-        .into_iter()
-        .filter(|i| !i.unanswerable)
-        .map(|i| i.question)
-        .take(limit)
-        .collect())
 }
 
 /// Real chunks: (embedding input, chunk text, title).
@@ -367,7 +363,7 @@ struct Accuracy {
 
 /// Recall@10 of the store's dense search against the exact scan, and the scan's latency.
 async fn accuracy(
-    vectors: &EdgeVectorStore,
+    vectors: &dyn VectorStore,
     all_dense: &[Vec<f32>],
     ids: &[String],
     query_vectors: &[Vec<f32>],
@@ -394,17 +390,89 @@ async fn accuracy(
     })
 }
 
-async fn child(dir: &Path, queries: &str) -> anyhow::Result<ChildReport> {
+/// The vector store a child measures: `edge`, or `qdrant URL COLLECTION`.
+fn open_vectors(dir: &Path, backend: &str) -> anyhow::Result<Arc<dyn VectorStore>> {
+    let dimension = settings().embedding.dimension;
+    match backend.split(' ').collect::<Vec<_>>().as_slice() {
+        ["edge"] => Ok(Arc::new(EdgeVectorStore::open(
+            &dir.join("vectors"),
+            dimension,
+        )?)),
+        ["qdrant", url, collection] => Ok(Arc::new(QdrantServerStore::new(server_config(
+            url, collection, dimension,
+        ))?)),
+        _ => bail!("unknown backend '{backend}'"),
+    }
+}
+
+fn server_config(url: &str, collection: &str, dimension: usize) -> QdrantServerConfig {
+    QdrantServerConfig {
+        url: url.to_string(),
+        api_key: None,
+        collection: collection.to_string(),
+        dimension,
+        shard_number: 1,
+        replication_factor: 1,
+        write_consistency_factor: 1,
+        write_ordering: WriteOrdering::Medium,
+        timeout: Duration::from_secs(60),
+        connect_timeout: Duration::from_secs(5),
+    }
+}
+
+/// Copies every point of `from` into `to` (same ids: a second copy overwrites).
+async fn copy_points(from: &dyn VectorStore, to: &dyn VectorStore) -> anyhow::Result<usize> {
+    let (mut offset, mut copied) = (None, 0);
+    loop {
+        let (points, next) = from.points_page(offset, 512).await?;
+        copied += points.len();
+        to.upsert(points).await?;
+        match next {
+            Some(n) => offset = Some(n),
+            None => return Ok(copied),
+        }
+    }
+}
+
+/// Waits until the Qdrant server has indexed the collection (status green).
+async fn server_indexed(http_url: &str, collection: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let info: serde_json::Value = client
+            .get(format!("{http_url}/collections/{collection}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if info["result"]["status"] == "green" {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("the Qdrant server did not finish indexing: {info}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn process_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn child(dir: &Path, queries: &str, backend: &str) -> anyhow::Result<ChildReport> {
     let settings = settings();
     let meta = MetaStore::connect(
         &format!("sqlite://{}?mode=rwc", dir.join("enclave.db").display()),
         4,
     )
     .await?;
-    let vectors: Arc<dyn VectorStore> = Arc::new(EdgeVectorStore::open(
-        &dir.join("vectors"),
-        settings.embedding.dimension,
-    )?);
+    let vectors = open_vectors(dir, backend)?;
     let embedder = embedder(&settings).await?;
     let retriever = Retriever::new(
         meta,
@@ -412,7 +480,7 @@ async fn child(dir: &Path, queries: &str) -> anyhow::Result<ChildReport> {
         embedder.clone(),
         RetrievalOptions::default(),
     )?;
-    let questions = questions(queries.parse()?)?;
+    let questions = faq_questions(queries.parse()?)?;
     // One warm-up query per mode: the first search maps the store's files.
     let mut modes = Vec::new();
     for mode in [SearchMode::Dense, SearchMode::Bm25, SearchMode::Hybrid] {
@@ -453,12 +521,13 @@ async fn child(dir: &Path, queries: &str) -> anyhow::Result<ChildReport> {
     })
 }
 
-fn run_child(dir: &Path, queries: usize) -> anyhow::Result<ChildReport> {
+fn run_child(dir: &Path, queries: usize, backend: &str) -> anyhow::Result<ChildReport> {
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
         .arg(CHILD_ARG)
         .arg(dir)
         .arg(queries.to_string())
+        .arg(backend)
         .output()
         .context("starting the measuring child")?;
     if !out.status.success() {
@@ -481,6 +550,8 @@ struct Row {
     exact_ms: Vec<f64>,
     disk: u64,
     optimize_s: Option<f64>,
+    /// The Qdrant server process's resident memory (server rows).
+    server_rss_kib: Option<u64>,
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -510,7 +581,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let bm25 = Bm25Encoder::new()?;
     let base_sparse: Vec<_> = base.iter().map(|(input, _)| bm25.document(input)).collect();
-    let questions = questions(args.queries)?;
+    let questions = faq_questions(args.queries)?;
     let query_vectors = embedder.embed(questions.clone()).await?;
     drop(embedder);
 
@@ -530,12 +601,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     rows.push(Row {
         size: 0,
         state: "empty",
-        report: run_child(&dir, args.queries)?,
+        report: run_child(&dir, args.queries, "edge")?,
         recall: None,
         exact_ms: Vec::new(),
         disk: dir_size(&dir),
         optimize_s: None,
+        server_rss_kib: None,
     });
+    let qdrant = if args.no_qdrant {
+        None
+    } else {
+        Some(
+            QdrantProcess::standalone(&tmp.path().join("qdrant-server"))
+                .context("starting the Qdrant server (ENCLAVE_QDRANT_DIR)")?,
+        )
+    };
+    let server_collection = "bench_chunks";
 
     let mut all_dense: Vec<Vec<f32>> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
@@ -564,11 +645,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         rows.push(Row {
             size,
             state: "as written",
-            report: run_child(&dir, args.queries)?,
+            report: run_child(&dir, args.queries, "edge")?,
             recall: Some(acc.recall),
             exact_ms: acc.exact_ms,
             disk: dir_size(&dir),
             optimize_s: None,
+            server_rss_kib: None,
         });
 
         eprintln!("size {size}: optimizing");
@@ -577,16 +659,56 @@ async fn run(args: Args) -> anyhow::Result<()> {
         vectors.optimize().await?;
         let optimize_s = started.elapsed().as_secs_f64();
         let acc = accuracy(&vectors, &all_dense, &ids, &query_vectors).await?;
-        drop(vectors);
         eprintln!("size {size}: measuring optimized ({optimize_s:.0} s to optimize)");
+        let edge_disk = dir_size(&dir.join("vectors")) + dir_size(&dir.join("enclave.db"));
+        let Some(node) = &qdrant else {
+            drop(vectors);
+            rows.push(Row {
+                size,
+                state: "optimized",
+                report: run_child(&dir, args.queries, "edge")?,
+                recall: Some(acc.recall),
+                exact_ms: acc.exact_ms,
+                disk: edge_disk,
+                optimize_s: Some(optimize_s),
+                server_rss_kib: None,
+            });
+            continue;
+        };
+        // The same points on the Qdrant server, indexed by the server itself.
+        let server = QdrantServerStore::new(server_config(
+            &node.grpc_url(),
+            server_collection,
+            settings.embedding.dimension,
+        ))?;
+        let started = Instant::now();
+        let copied = copy_points(&vectors, &server).await?;
+        server_indexed(&node.http_url(), server_collection).await?;
+        let index_s = started.elapsed().as_secs_f64();
+        eprintln!("size {size}: {copied} points on the Qdrant server, indexed in {index_s:.0} s");
+        drop(vectors);
         rows.push(Row {
             size,
             state: "optimized",
-            report: run_child(&dir, args.queries)?,
+            report: run_child(&dir, args.queries, "edge")?,
             recall: Some(acc.recall),
-            exact_ms: acc.exact_ms,
-            disk: dir_size(&dir),
+            exact_ms: acc.exact_ms.clone(),
+            disk: edge_disk,
             optimize_s: Some(optimize_s),
+            server_rss_kib: None,
+        });
+        eprintln!("size {size}: measuring the Qdrant server");
+        let server_acc = accuracy(&server, &all_dense, &ids, &query_vectors).await?;
+        let backend = format!("qdrant {} {server_collection}", node.grpc_url());
+        rows.push(Row {
+            size,
+            state: "qdrant server",
+            report: run_child(&dir, args.queries, &backend)?,
+            recall: Some(server_acc.recall),
+            exact_ms: server_acc.exact_ms,
+            disk: dir_size(&tmp.path().join("qdrant-server")) + dir_size(&dir.join("enclave.db")),
+            optimize_s: Some(index_s),
+            server_rss_kib: node.pid().map(process_rss_kib),
         });
     }
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -642,7 +764,7 @@ fn print_report(args: &Args, base: usize, queries: usize, rows: &[Row]) {
         TOP * RetrievalOptions::default().candidates_factor
     );
     println!(
-        "| chunks | store | store p50 / p99 ms | exact scan p50 / p99 ms | store ÷ scan (p50) | recall@{TOP} | optimize s |"
+        "| chunks | store | store p50 / p99 ms | exact scan p50 / p99 ms | store ÷ scan (p50) | recall@{TOP} | optimize / index s |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|");
     for r in rows.iter().filter(|r| r.size > 0) {
@@ -656,5 +778,32 @@ fn print_report(args: &Args, base: usize, queries: usize, rows: &[Row]) {
             r.recall.map_or("-".into(), |v| format!("{v:.3}")),
             r.optimize_s.map_or("-".into(), |v| format!("{v:.1}"))
         );
+    }
+    let servers: Vec<&Row> = rows.iter().filter(|r| r.server_rss_kib.is_some()).collect();
+    if !servers.is_empty() {
+        println!(
+            "\n\"qdrant server\" rows: the same points on a local Qdrant 1.18.1 node (gRPC on \
+             loopback), indexed by the server; \"on disk\" is its storage plus the SQLite file. \
+             Hybrid ÷ edge (optimized), p50:"
+        );
+        for r in servers {
+            let hybrid = |row: &Row| {
+                row.report
+                    .modes
+                    .iter()
+                    .find(|(m, _)| m == "hybrid")
+                    .map_or(0.0, |(_, t)| p50_p99(t).0)
+            };
+            let edge = rows
+                .iter()
+                .find(|e| e.size == r.size && e.state == "optimized")
+                .map_or(0.0, hybrid);
+            println!(
+                "- {} chunks: {:.2}x; the server process's resident memory {:.0} MiB",
+                r.size,
+                hybrid(r) / edge.max(1e-9),
+                r.server_rss_kib.unwrap_or(0) as f64 / 1024.0
+            );
+        }
     }
 }

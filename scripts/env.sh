@@ -65,3 +65,30 @@ setup_test_clients() {
       && cp package-lock.json node_modules/.enclave-lock)
   fi
 }
+
+# The Qdrant server the tests and benches start (a binary and its `start` script):
+# $ENCLAVE_QDRANT_DIR, by default shared/qdrant beside the clone.
+ENCLAVE_QDRANT_DIR=${ENCLAVE_QDRANT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/qdrant}
+export ENCLAVE_QDRANT_DIR
+
+# free_port: a TCP port nothing listens on.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_qdrant DIR: a standalone Qdrant node with its data in DIR, on free loopback ports
+# (sets QDRANT_HTTP_PORT and QDRANT_GRPC_PORT).
+start_qdrant() {
+  [ -x "$ENCLAVE_QDRANT_DIR/start" ] || {
+    echo "no Qdrant server in $ENCLAVE_QDRANT_DIR (set ENCLAVE_QDRANT_DIR to a folder with the qdrant binary and its start script)" >&2
+    return 1
+  }
+  QDRANT_HTTP_PORT=$(free_port)
+  QDRANT_GRPC_PORT=$(free_port)
+  "$ENCLAVE_QDRANT_DIR/start" "$1" "$QDRANT_HTTP_PORT" "$QDRANT_GRPC_PORT" >&2
+}
+
+# stop_qdrant DIR: stops the node started with that DIR.
+stop_qdrant() {
+  [ -f "$1/pid" ] && kill "$(cat "$1/pid")" 2>/dev/null || true
+}

@@ -8,13 +8,23 @@ use enclave_embed::{OnnxEmbedder, OnnxEmbedderConfig};
 use enclave_ingest::parse::pdf::PdfIsolation;
 use enclave_ingest::{Chunker, IngestOptions, Ingestor};
 use enclave_settings::{Settings, VectorBackend};
-use enclave_storage::{EdgeVectorStore, MetaStore, VectorStore};
+use enclave_storage::{
+    ConnectOptions, EdgeVectorStore, MetaStore, QdrantServerConfig, QdrantServerStore, VectorStore,
+    WriteOrdering,
+};
 
 /// Connects to the metadata store named by the settings; it records the webhook events the
 /// settings ask for, whichever command changes the documents.
 pub async fn meta_store(settings: &Settings) -> anyhow::Result<MetaStore> {
     let url = settings.database_url();
-    let meta = MetaStore::connect(&url, settings.database.max_connections)
+    let db = &settings.database;
+    let options = ConnectOptions {
+        max_connections: db.max_connections,
+        acquire_timeout: Duration::from_secs(db.connect_timeout_secs),
+        statement_timeout: (db.statement_timeout_secs > 0)
+            .then(|| Duration::from_secs(db.statement_timeout_secs)),
+    };
+    let meta = MetaStore::connect_with(&url, &options)
         .await
         .with_context(|| format!("opening the metadata database {url}"))?;
     Ok(meta.with_webhook_events(&settings.webhooks.recorded_events()))
@@ -29,7 +39,34 @@ pub fn vector_store(settings: &Settings) -> anyhow::Result<Arc<dyn VectorStore>>
                 .with_context(|| format!("opening the vector store {}", path.display()))?;
             Ok(Arc::new(store))
         }
+        VectorBackend::Qdrant => {
+            let v = &settings.vectors;
+            let config = QdrantServerConfig {
+                url: v.url.clone().context("vectors.url is not set")?,
+                api_key: v.api_key.clone(),
+                collection: v.collection.clone(),
+                dimension: settings.embedding.dimension,
+                shard_number: v.shard_number,
+                replication_factor: v.replication_factor,
+                write_consistency_factor: v.write_consistency_factor,
+                write_ordering: match v.write_ordering {
+                    enclave_settings::WriteOrdering::Weak => WriteOrdering::Weak,
+                    enclave_settings::WriteOrdering::Medium => WriteOrdering::Medium,
+                    enclave_settings::WriteOrdering::Strong => WriteOrdering::Strong,
+                },
+                timeout: Duration::from_secs(v.timeout_secs),
+                connect_timeout: Duration::from_secs(v.connect_timeout_secs),
+            };
+            Ok(Arc::new(QdrantServerStore::new(config)?))
+        }
     }
+}
+
+/// How long a writer of the shared stores may stay silent before a repair takes its
+/// half-written version for interrupted; `None` in the embedded mode, where this process
+/// holds the stores alone.
+pub fn writer_lease(settings: &Settings) -> Option<Duration> {
+    (!settings.exclusive_stores()).then(|| Duration::from_secs(settings.worker.lease_secs))
 }
 
 /// Loads the embedding model.
@@ -75,6 +112,7 @@ pub fn ingestor_with(
         max_text_chars: settings.ingest.max_text_chars,
         parallel_documents: settings.parallel_documents(),
         embed_batch: settings.embedding.batch_size,
+        writer_lease: writer_lease(settings),
     };
     Ok(Ingestor::new(meta, vectors, embedder, chunker, options)?)
 }

@@ -19,7 +19,7 @@ pub struct DeleteArgs {
 pub async fn run(settings: &Settings, args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let meta = crate::app::meta_store(settings).await?;
     let vectors = crate::app::vector_store(settings)?;
-    enclave_ingest::recover(&meta, vectors.as_ref()).await?;
+    enclave_ingest::recover(&meta, vectors.as_ref(), crate::app::writer_lease(settings)).await?;
     let collection = meta.collection_by_name(&args.collection).await?;
     let mut missing = 0;
     for target in &args.targets {

@@ -7,6 +7,7 @@ mod delete_cmd;
 mod display;
 mod eval_cmd;
 mod ingest_cmd;
+mod migrate_cmd;
 mod scope_args;
 mod search_cmd;
 mod serve_cmd;
@@ -47,6 +48,9 @@ enum Command {
     Serve(serve_cmd::ServeArgs),
     /// Run ingest jobs (uploads, re-index requests) from the queue in the metadata database.
     Worker(worker_cmd::WorkerArgs),
+    /// Copy this deployment's stores to PostgreSQL and a Qdrant server (scale-out), without
+    /// re-embedding; verifies the copy and is safe to run again.
+    Migrate(migrate_cmd::MigrateArgs),
     /// People who sign in to the web UI.
     Users(access_cmd::UsersArgs),
     /// API keys for the REST and OpenAI-compatible APIs.
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
             Command::Eval(args) => eval_cmd::run(&settings, args).await,
             Command::Serve(args) => serve_cmd::run(&settings, args).await,
             Command::Worker(args) => worker_cmd::run(&settings, args).await,
+            Command::Migrate(args) => migrate_cmd::run(&settings, args).await,
             Command::Users(args) => access_cmd::users(&settings, args).await,
             Command::Keys(args) => access_cmd::keys(&settings, args).await,
             Command::ExtractPdf => unreachable!("handled before the runtime starts"),

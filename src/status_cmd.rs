@@ -11,8 +11,39 @@ pub struct StatusArgs {
     json: bool,
 }
 
+/// One store as `status` reports it: what answered, or why nothing did.
+fn store_line(result: &Result<String, String>) -> String {
+    match result {
+        Ok(what) => format!("ok ({what})"),
+        Err(why) => format!("UNAVAILABLE: {why}"),
+    }
+}
+
 pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let meta = crate::app::meta_store(settings).await?;
+    // Both stores are checked and reported, whichever is down.
+    let meta = crate::app::meta_store(settings).await;
+    let database = match &meta {
+        Ok(m) => m.check().await.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let vectors = match crate::app::vector_store(settings) {
+        Ok(v) => v.check().await.map_err(|e| e.to_string()),
+        // The embedded store held by a running server is in service, not down.
+        Err(e) if format!("{e:#}").contains("in use by another Enclave process") => Ok(format!(
+            "qdrant-edge at {}, held by a running Enclave process",
+            settings.vectors_path().display()
+        )),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let vectors_place = match settings.vectors.backend {
+        enclave_settings::VectorBackend::Edge => settings.vectors_path().display().to_string(),
+        enclave_settings::VectorBackend::Qdrant => format!(
+            "{} (collection {})",
+            settings.vectors.url.as_deref().unwrap_or_default(),
+            settings.vectors.collection
+        ),
+    };
+    let ready = database.is_ok() && vectors.is_ok();
     let model = settings.generation_model();
     let kind = match crate::app::engine_kind(settings) {
         enclave_generation::EngineKind::LlamaCpp => "llama.cpp",
@@ -29,14 +60,24 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
     } else {
         "missing: run scripts/fetch-models llm"
     };
-    let stats = meta.collection_stats().await?;
-    let failures = meta.failures().await?;
+    let (stats, failures) = match (&meta, &database) {
+        (Ok(m), Ok(_)) => (m.collection_stats().await?, m.failures().await?),
+        _ => (Vec::new(), Vec::new()),
+    };
+    let code = if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
     if args.json {
         println!(
             "{}",
             serde_json::json!({
-                "database": settings.database_url(),
-                "vectors": settings.vectors_path(),
+                "ready": ready,
+                "database": redact(&settings.database_url()),
+                "database_status": store_json(&database),
+                "vectors": vectors_place,
+                "vectors_status": store_json(&vectors),
                 "engine": engine,
                 "model": model,
                 "model_present": model.is_file(),
@@ -46,19 +87,26 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
                 "failures": failures,
             })
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
-    println!("Database: {}", settings.database_url());
-    println!("Vectors:  {}", settings.vectors_path().display());
+    println!(
+        "Database: {} {}",
+        redact(&settings.database_url()),
+        store_line(&database)
+    );
+    println!("Vectors:  {vectors_place} {}", store_line(&vectors));
     println!(
         "Answers:  {engine}, {} slot(s) x {} thread(s), model {} ({model_state})",
         settings.generation.slots,
         settings.generation_threads(),
         model.display()
     );
+    if !ready {
+        return Ok(code);
+    }
     if stats.is_empty() {
         println!("No collections yet: run `enclave ingest PATH...`.");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     println!();
     println!(
@@ -81,5 +129,26 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
+}
+
+fn store_json(result: &Result<String, String>) -> serde_json::Value {
+    match result {
+        Ok(what) => serde_json::json!({"ok": true, "answered": what}),
+        Err(why) => serde_json::json!({"ok": false, "error": why}),
+    }
+}
+
+/// A database URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }

@@ -1,5 +1,7 @@
 //! What the search and worker benches share: Enclave's default settings with the models from
-//! `ENCLAVE_MODELS_DIR`, the embedding model they describe, and the corpus folder.
+//! `ENCLAVE_MODELS_DIR`, the embedding model they describe, the corpus folder and the FAQ
+//! set's questions. Each bench uses a part of it.
+#![allow(dead_code)]
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -35,4 +37,20 @@ pub fn corpus_dir() -> PathBuf {
     }
     PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| OsString::from(".")))
         .join(".cache/enclave/corpus")
+}
+
+/// The answerable questions of the committed Debian FAQ set (`eval/debian-faq.jsonl`), the
+/// first `limit`.
+pub fn faq_questions(limit: usize) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/eval/debian-faq.jsonl"
+    ))?;
+    Ok(enclave_retrieval::eval::parse_set(&text)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .filter(|i| !i.unanswerable)
+        .map(|i| i.question)
+        .take(limit)
+        .collect())
 }

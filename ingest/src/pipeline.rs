@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use enclave_embed::{Embedder, OnnxEmbedder};
 use enclave_storage::{
     Bm25Encoder, ChunkPoint, ChunkRecord, MetaStore, NewVersion, PageRecord, PointPayload,
-    PurgeTask, RunCounts, VectorStore, VersionState, chunk_point_id,
+    PurgeTask, RunCounts, StorageError, VectorStore, VersionState, chunk_point_id,
 };
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -46,6 +46,11 @@ pub struct IngestOptions {
     pub parallel_documents: usize,
     /// Texts per embedding call.
     pub embed_batch: usize,
+    /// `None` when this process holds the stores alone (the embedded mode): a repair may take
+    /// every version still `indexing` for interrupted. `Some(lease)` when other processes
+    /// write to the same stores: each version's writer shows it is alive every quarter of the
+    /// lease, and a repair gives up only versions whose writer was silent for longer.
+    pub writer_lease: Option<Duration>,
 }
 
 /// What to ingest, and into which collection.
@@ -245,7 +250,7 @@ impl Ingestor {
 
     /// Repairs what an interrupted run left behind (see [`recover`]).
     pub async fn recover(&self) -> Result<usize, IngestError> {
-        recover(&self.meta, self.vectors.as_ref()).await
+        recover(&self.meta, self.vectors.as_ref(), self.options.writer_lease).await
     }
 
     /// Ingests files and folders into a collection. One bad file fails alone; only store
@@ -479,9 +484,14 @@ impl Ingestor {
                 access: request.access.clone(),
             };
             let (doc_id, version) = self.meta.begin_version(&new).await?;
+            let alive = self
+                .options
+                .writer_lease
+                .map(|lease| KeepAlive::start(&self.meta, &doc_id, version, lease / 4));
             let result = self
                 .index_version(&blob, kind, &new, &doc_id, version)
                 .await;
+            drop(alive);
             match result {
                 Ok((pages, chunks, attachments, provenance)) => {
                     let mut outcome = FileOutcome::Ingested { pages, chunks };
@@ -526,6 +536,20 @@ impl Ingestor {
                         .fail_version(&doc_id, version, status, &reason)
                         .await?;
                     Ok(FileOutcome::Failed { reason })
+                }
+                Err(Stop::Storage(IngestError::Storage(StorageError::Conflict(reason)))) => {
+                    // A repair gave this version up while it was being written (its writer
+                    // looked dead): remove what may have been written since, and retry.
+                    self.vectors.delete_version(&doc_id, version).await?;
+                    self.vectors.flush().await?;
+                    self.meta
+                        .finish_purge(&PurgeTask {
+                            document_id: doc_id.clone(),
+                            version,
+                            state: VersionState::Abandoned,
+                        })
+                        .await?;
+                    Err(IngestError::Storage(StorageError::Conflict(reason)))
                 }
                 Err(Stop::Storage(e)) => {
                     // Leave the version 'indexing': the next run's recovery removes it.
@@ -769,11 +793,52 @@ impl Ingestor {
     }
 }
 
+/// Shows that the writer of a version is alive, every `every`, until dropped.
+struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl KeepAlive {
+    fn start(meta: &MetaStore, document_id: &str, version: i64, every: Duration) -> Self {
+        let (meta, document_id) = (meta.clone(), document_id.to_string());
+        let every = every.max(Duration::from_millis(100));
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = meta.keep_version_alive(&document_id, version).await {
+                    tracing::warn!(document = %document_id, version, error = %e,
+                        "cannot record that this version's writer is alive");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Repairs what an interrupted run left behind (see the module documentation): versions left
 /// `indexing` or `superseded` lose their points and rows, documents marked `deleting` are
-/// removed. Must not run while an ingest writes to the same stores. Returns the repairs made.
-pub async fn recover(meta: &MetaStore, vectors: &dyn VectorStore) -> Result<usize, IngestError> {
-    let tasks = meta.pending_purges(true).await?;
+/// removed. With `writer_lease` unset the caller must be the only writer (every `indexing`
+/// version is then an interrupted one); with `Some(lease)` other processes may be writing, and
+/// only versions whose writer has been silent for longer than the lease are given up (the
+/// other repairs are idempotent, so they may run beside the process that started them).
+/// Returns the repairs made.
+pub async fn recover(
+    meta: &MetaStore,
+    vectors: &dyn VectorStore,
+    writer_lease: Option<Duration>,
+) -> Result<usize, IngestError> {
+    let tasks = match writer_lease {
+        None => meta.pending_purges(true).await?,
+        Some(lease) => {
+            let cutoff = chrono::Utc::now()
+                - chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+            let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            meta.orphaned_purges(&cutoff).await?
+        }
+    };
     let deleting = meta.deleting_documents().await?;
     if tasks.is_empty() && deleting.is_empty() {
         return Ok(0);

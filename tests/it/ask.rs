@@ -33,7 +33,7 @@ async fn asker(env: &TestEnv, engine: Engine, slots: usize, queue: usize) -> Ask
     let embedder = embedder().await;
     let retriever = Retriever::new(
         env.meta().await,
-        Arc::new(env.vectors()),
+        env.vectors(),
         embedder,
         RetrievalOptions::default(),
     )

@@ -4,7 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use enclave_storage::{EdgeVectorStore, MetaStore, VectorStore};
+use std::sync::Arc;
+
+use enclave_storage::local_qdrant::QdrantProcess;
+use enclave_storage::{
+    EdgeVectorStore, MetaStore, QdrantServerConfig, QdrantServerStore, VectorStore, WriteOrdering,
+};
 use sqlx::Connection;
 
 pub fn cache_dir() -> PathBuf {
@@ -76,27 +81,99 @@ impl PgDatabase {
     }
 }
 
-/// One Enclave installation: its data directory and, optionally, a PostgreSQL database.
+/// Where a test environment keeps its vectors.
+pub enum Vectors {
+    /// The embedded qdrant-edge directory in the data directory.
+    Edge,
+    /// A collection of its own on a Qdrant server (the node is kept when the test started it).
+    Server {
+        url: String,
+        collection: String,
+        _node: Option<Arc<(QdrantProcess, tempfile::TempDir)>>,
+    },
+}
+
+/// The vector backend the suite runs on: `ENCLAVE_TEST_VECTORS=qdrant` runs the same tests on
+/// a Qdrant server (`ENCLAVE_TEST_QDRANT_URL`, which scripts/test starts from shared/qdrant;
+/// else a node started for the test), anything else on the embedded store.
+pub fn suite_vectors() -> Vectors {
+    match std::env::var("ENCLAVE_TEST_VECTORS").as_deref() {
+        Ok("qdrant") => Vectors::any_server(),
+        _ => Vectors::Edge,
+    }
+}
+
+impl Vectors {
+    fn server(url: String, node: Option<Arc<(QdrantProcess, tempfile::TempDir)>>) -> Self {
+        Self::Server {
+            url,
+            collection: format!("it_{}", uuid::Uuid::new_v4().simple()),
+            _node: node,
+        }
+    }
+
+    /// A Qdrant server started for one test (stopped when the environment is dropped).
+    pub fn own_server() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let node = QdrantProcess::standalone(&dir.path().join("qdrant")).expect("starting Qdrant");
+        Self::server(node.grpc_url(), Some(Arc::new((node, dir))))
+    }
+
+    /// A collection of its own on a Qdrant server: the suite's (`ENCLAVE_TEST_QDRANT_URL`)
+    /// when there is one, else a node started for the test.
+    pub fn any_server() -> Self {
+        match std::env::var("ENCLAVE_TEST_QDRANT_URL") {
+            Ok(url) => Self::server(url, None),
+            Err(_) => Self::own_server(),
+        }
+    }
+
+    /// A collection of its own on the Qdrant server at `url`.
+    pub fn on(url: &str) -> Self {
+        Self::server(url.to_string(), None)
+    }
+}
+
+/// One Enclave installation: its data directory, optionally a PostgreSQL database, and its
+/// vector store (embedded, or a Qdrant server).
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
     pub database_url: Option<String>,
+    pub vectors: Vectors,
     pub extra_env: Vec<(String, String)>,
 }
 
 impl TestEnv {
+    /// The embedded mode (SQLite), with the suite's vector backend.
     pub fn embedded() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
             database_url: None,
+            vectors: suite_vectors(),
             extra_env: Vec::new(),
         }
     }
 
+    /// PostgreSQL, with the suite's vector backend.
     pub fn postgres(db: &PgDatabase) -> Self {
         Self {
             database_url: Some(db.url.clone()),
             ..Self::embedded()
         }
+    }
+
+    /// PostgreSQL and a Qdrant server: the scale-out mode.
+    pub fn scale_out(db: &PgDatabase, vectors: Vectors) -> Self {
+        Self {
+            database_url: Some(db.url.clone()),
+            vectors,
+            ..Self::embedded()
+        }
+    }
+
+    /// Whether the vectors are on a Qdrant server.
+    pub fn on_server(&self) -> bool {
+        matches!(self.vectors, Vectors::Server { .. })
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -129,6 +206,14 @@ impl TestEnv {
         if let Some(url) = &self.database_url {
             cmd.env("ENCLAVE_DATABASE__URL", url);
         }
+        if let Vectors::Server {
+            url, collection, ..
+        } = &self.vectors
+        {
+            cmd.env("ENCLAVE_VECTORS__BACKEND", "qdrant")
+                .env("ENCLAVE_VECTORS__URL", url)
+                .env("ENCLAVE_VECTORS__COLLECTION", collection);
+        }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
@@ -155,9 +240,30 @@ impl TestEnv {
         MetaStore::connect(&self.db_url(), 2).await.unwrap()
     }
 
-    /// Opens the vector store (only while no `enclave` process uses it).
-    pub fn vectors(&self) -> EdgeVectorStore {
-        EdgeVectorStore::open(&self.data_dir().join("vectors"), 384).unwrap()
+    /// Opens the vector store (the embedded one only while no `enclave` process uses it).
+    pub fn vectors(&self) -> Arc<dyn VectorStore> {
+        match &self.vectors {
+            Vectors::Edge => {
+                Arc::new(EdgeVectorStore::open(&self.data_dir().join("vectors"), 384).unwrap())
+            }
+            Vectors::Server {
+                url, collection, ..
+            } => Arc::new(
+                QdrantServerStore::new(QdrantServerConfig {
+                    url: url.clone(),
+                    api_key: None,
+                    collection: collection.clone(),
+                    dimension: 384,
+                    shard_number: 1,
+                    replication_factor: 1,
+                    write_consistency_factor: 1,
+                    write_ordering: WriteOrdering::Medium,
+                    timeout: std::time::Duration::from_secs(10),
+                    connect_timeout: std::time::Duration::from_secs(3),
+                })
+                .unwrap(),
+            ),
+        }
     }
 }
 

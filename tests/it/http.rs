@@ -63,6 +63,12 @@ impl Server {
         }
     }
 
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub(crate) fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }

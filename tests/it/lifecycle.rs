@@ -1,6 +1,6 @@
 //! Idempotence, new versions replacing old chunks, and deletion reaching the vectors.
 
-use enclave_storage::{VectorFilter, VectorStore, VersionState};
+use enclave_storage::{VectorFilter, VersionState};
 
 use crate::common::{TestEnv, assert_consistent, corpus_file};
 

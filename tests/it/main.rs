@@ -11,5 +11,6 @@ mod formats;
 mod http;
 mod lifecycle;
 mod queue;
+mod scale;
 mod search;
 mod webhooks;

@@ -1,8 +1,6 @@
 //! Retrieval over a real PDF: known answers on known pages, filters inside the search,
 //! relevance threshold, modes, and the eval set's own scoring.
 
-use std::sync::Arc;
-
 use enclave_retrieval::eval::{ModeReport, parse_set};
 use enclave_retrieval::{
     RetrievalOptions, Retriever, Scope, SearchMode, SearchRequest, parse_date_bound,
@@ -16,7 +14,7 @@ async fn retriever(env: &TestEnv) -> Retriever {
     let embedder = embedder().await;
     Retriever::new(
         env.meta().await,
-        Arc::new(env.vectors()),
+        env.vectors(),
         embedder,
         RetrievalOptions::default(),
     )

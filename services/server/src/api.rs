@@ -1771,10 +1771,12 @@ pub async fn healthz() -> HttpResponse {
     })
 }
 
-/// Readiness: the models are loaded; says which engine and model serve answers.
+/// Readiness: both stores answer and the models are loaded; says what answered and which
+/// engine and model serve answers. A store that is down makes it 503 with the store named.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Readiness), (status = 503, body = ErrorBody)))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (database, vectors) = state.check_stores().await?;
     if let Some(e) = state.not_ready() {
         return Err(e);
     }
@@ -1785,6 +1787,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
         model: info.model,
         threads: info.threads,
         slots: info.slots,
+        database,
+        vectors,
     }))
 }
 

@@ -772,6 +772,10 @@ pub struct Readiness {
     pub model: String,
     pub threads: usize,
     pub slots: usize,
+    /// The metadata database that answered (engine and version).
+    pub database: String,
+    /// The vector store that answered (backend, version, place).
+    pub vectors: String,
 }
 
 /// Changes to a document that need no re-processing. A field left out stays as it is.

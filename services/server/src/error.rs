@@ -47,6 +47,10 @@ pub enum ApiError {
     /// 503: the models are still loading, or could not be loaded.
     #[error("{0}")]
     NotReady(String),
+    /// 503: a store (the metadata database or the vector store) is down or did not answer
+    /// in time; the message names which and why.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: a store or engine failed.
     #[error("{0}")]
     Internal(String),
@@ -57,7 +61,7 @@ pub enum ApiError {
 pub struct ErrorBody {
     /// Stable machine-readable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `conflict`, `payload_too_large`, `unsupported_media_type`, `invalid`, `busy`,
-    /// `not_ready`, `internal`.
+    /// `not_ready`, `unavailable`, `internal`.
     pub code: &'static str,
     /// What went wrong, for people.
     pub message: String,
@@ -77,6 +81,7 @@ impl ApiError {
             Self::Invalid(_) => "invalid",
             Self::Busy(_) => "busy",
             Self::NotReady(_) => "not_ready",
+            Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -102,7 +107,7 @@ impl ResponseError for ApiError {
             Self::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,7 +117,13 @@ impl ResponseError for ApiError {
             tracing::error!(%message, "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Busy(_) | Self::NotReady(_)) {
+        if let Self::Unavailable(message) = self {
+            tracing::warn!(%message, "a store is unavailable");
+        }
+        if matches!(
+            self,
+            Self::Busy(_) | Self::NotReady(_) | Self::Unavailable(_)
+        ) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
         }
         if let Self::Unauthorized(_) = self {
@@ -130,6 +141,7 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::NotFound(_) => Self::NotFound(e.to_string()),
             StorageError::Conflict(_) => Self::Conflict(e.to_string()),
+            StorageError::Unavailable { .. } => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -206,7 +218,9 @@ impl ResponseError for OpenAiError {
             ApiError::Forbidden(_) => "permission_error",
             ApiError::NotFound(_) => "not_found_error",
             ApiError::Busy(_) => "rate_limit_error",
-            ApiError::NotReady(_) | ApiError::Internal(_) => "server_error",
+            ApiError::NotReady(_) | ApiError::Unavailable(_) | ApiError::Internal(_) => {
+                "server_error"
+            }
             _ => "invalid_request_error",
         };
         let code = match &self.0 {

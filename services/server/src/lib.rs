@@ -288,6 +288,30 @@ fn load_models(
     });
 }
 
+/// Repairs what dead writers left in stores other processes share, retrying while a store is
+/// unavailable.
+async fn repair_shared_stores(
+    meta: MetaStore,
+    vectors: Arc<dyn VectorStore>,
+    lease: std::time::Duration,
+) {
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match enclave_ingest::recover(&meta, vectors.as_ref(), Some(lease)).await {
+            Ok(_) => return,
+            Err(enclave_ingest::IngestError::Storage(e)) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "cannot repair the stores yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "repairing the stores failed");
+                return;
+            }
+        }
+    }
+}
+
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn run(
     settings: Settings,
@@ -303,24 +327,36 @@ pub async fn run(
         answer_options,
         models,
     } = backends;
-    // Nothing else writes to the stores while this server runs: repair what a previous run
-    // left half-done before the worker starts.
-    enclave_ingest::recover(&meta, vectors.as_ref())
-        .await
-        .map_err(|e| other(format!("repairing an interrupted ingest: {e}")))?;
     let uploads = UploadStore::new(settings.uploads_dir())?;
     let metrics = Metrics::new();
-    // The embedded vector store is held by this process alone: a job still marked running is
-    // one this server was running when it stopped.
-    let released = meta
-        .release_running_jobs()
-        .await
-        .map_err(|e| other(e.to_string()))?;
-    if released > 0 {
-        tracing::info!(
-            jobs = released,
-            "jobs interrupted by the last stop are queued again"
-        );
+    if settings.exclusive_stores() {
+        // The embedded vector store is held by this process alone: nothing else writes while
+        // this server runs, so whatever a previous run left half-done is repaired now, before
+        // the worker starts, and a job still marked running is one this server was running
+        // when it stopped.
+        enclave_ingest::recover(&meta, vectors.as_ref(), None)
+            .await
+            .map_err(|e| other(format!("repairing an interrupted ingest: {e}")))?;
+        let released = meta
+            .release_running_jobs()
+            .await
+            .map_err(|e| other(e.to_string()))?;
+        if released > 0 {
+            tracing::info!(
+                jobs = released,
+                "jobs interrupted by the last stop are queued again"
+            );
+        }
+    } else {
+        // Shared stores: other servers and workers are running. Jobs of a dead process come
+        // back when their lease runs out; half-written versions are repaired only when their
+        // writer has been silent for longer than the lease, in the background, since a store
+        // may be down while this server starts.
+        tokio::spawn(repair_shared_stores(
+            meta.clone(),
+            vectors.clone(),
+            std::time::Duration::from_secs(settings.worker.lease_secs),
+        ));
     }
     let jobs = JobQueue::new(
         meta.clone(),

@@ -41,6 +41,16 @@ pub struct AppState {
     pub metrics: Metrics,
 }
 
+/// A store's failure as seen by a readiness check: whatever the cause, it is not ready.
+fn unavailable(e: enclave_storage::StorageError) -> ApiError {
+    match e {
+        e @ enclave_storage::StorageError::Unavailable { .. } => {
+            ApiError::Unavailable(e.to_string())
+        }
+        other => ApiError::Unavailable(format!("store check failed: {other}")),
+    }
+}
+
 fn ready<T: Clone>(rx: &watch::Receiver<Loading<T>>, what: &str) -> Result<T, ApiError> {
     match &*rx.borrow() {
         Loading::Ready(t) => Ok(t.clone()),
@@ -63,6 +73,29 @@ impl AppState {
     pub fn asker(&self) -> Result<Asker, ApiError> {
         ready(&self.search, "embedding")?;
         ready(&self.answers, "generation")
+    }
+
+    /// Checks that both stores answer, each within the vector store's time-out; returns what
+    /// answered (database, vectors) or the first store that did not, named.
+    pub async fn check_stores(&self) -> Result<(String, String), ApiError> {
+        let limit = std::time::Duration::from_secs(self.settings.vectors.timeout_secs.max(1) + 1);
+        let timed_out = |store: &str| {
+            ApiError::Unavailable(format!(
+                "{store} unavailable: no answer within {} s",
+                limit.as_secs()
+            ))
+        };
+        let (database, vectors) = tokio::join!(
+            tokio::time::timeout(limit, self.meta.check()),
+            tokio::time::timeout(limit, self.vectors.check())
+        );
+        let database = database
+            .map_err(|_| timed_out("metadata database"))?
+            .map_err(unavailable)?;
+        let vectors = vectors
+            .map_err(|_| timed_out("vector store"))?
+            .map_err(unavailable)?;
+        Ok((database, vectors))
     }
 
     /// Why the service is not ready, or `None` when it is.

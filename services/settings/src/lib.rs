@@ -332,24 +332,72 @@ pub struct DatabaseSettings {
     pub url: Option<String>,
     /// Largest number of pooled connections.
     pub max_connections: u32,
+    /// Seconds to wait for a connection (PostgreSQL down or every connection busy) before an
+    /// operation fails as unavailable.
+    pub connect_timeout_secs: u64,
+    /// Seconds one PostgreSQL statement may run before the server cancels it (0: no limit).
+    pub statement_timeout_secs: u64,
 }
 
 /// Which vector store backend serves.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum VectorBackend {
-    /// In-process qdrant-edge shard in a local directory (the embedded default).
+    /// In-process qdrant-edge shard in a local directory (the embedded default). One process
+    /// at a time holds it: `enclave serve` with its in-process worker, or one command.
     Edge,
+    /// A Qdrant server or cluster (gRPC): any number of `enclave serve` and `enclave worker`
+    /// processes on any machines share it (the scale-out mode, with PostgreSQL).
+    Qdrant,
+}
+
+/// How a write to the Qdrant server is ordered among the replicas of its shard.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteOrdering {
+    /// Any replica may take the write first: fastest, but concurrent writes to the same point
+    /// may land in a different order on different replicas.
+    Weak,
+    /// Writes go through the first live replica of the shard: ordered, and still accepted
+    /// while a node is down.
+    Medium,
+    /// Writes go through the shard's permanent leader: strictly ordered, refused while that
+    /// node is down.
+    Strong,
 }
 
 /// Vector store settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct VectorSettings {
-    /// Backend: `edge` (in-process qdrant-edge).
+    /// Backend: `edge` (in-process qdrant-edge, the default) or `qdrant` (a Qdrant server or
+    /// cluster at `url`).
     pub backend: VectorBackend,
-    /// qdrant-edge directory. Unset: `data_dir/vectors`.
+    /// qdrant-edge directory (`edge` only). Unset: `data_dir/vectors`.
     pub path: Option<PathBuf>,
+    /// The Qdrant server's gRPC endpoint (`qdrant` only), e.g. `http://qdrant:6334` or
+    /// `https://...` for TLS. Any node of a cluster will do.
+    pub url: Option<String>,
+    /// API key of the Qdrant server, if it requires one (`ENCLAVE_VECTORS__API_KEY`, to keep
+    /// it out of files).
+    pub api_key: Option<String>,
+    /// Name of the Qdrant collection holding every Enclave collection's chunks (created on
+    /// first use with the settings below). Deployments sharing one Qdrant use different names.
+    pub collection: String,
+    /// Shards of that collection when Enclave creates it (spread over the cluster's nodes).
+    pub shard_number: u32,
+    /// Copies of each shard when Enclave creates the collection; 2 or more keeps searches and
+    /// writes going while a node is down.
+    pub replication_factor: u32,
+    /// Replicas that must acknowledge a write before it counts as done (at most
+    /// `replication_factor`).
+    pub write_consistency_factor: u32,
+    /// Write ordering among replicas: `weak`, `medium` (default) or `strong`.
+    pub write_ordering: WriteOrdering,
+    /// Seconds one request to the Qdrant server may take before it fails as unavailable.
+    pub timeout_secs: u64,
+    /// Seconds to establish a connection to the Qdrant server.
+    pub connect_timeout_secs: u64,
 }
 
 /// Embedding model settings.
@@ -461,6 +509,8 @@ impl Default for DatabaseSettings {
         Self {
             url: None,
             max_connections: 8,
+            connect_timeout_secs: 5,
+            statement_timeout_secs: 30,
         }
     }
 }
@@ -470,7 +520,89 @@ impl Default for VectorSettings {
         Self {
             backend: VectorBackend::Edge,
             path: None,
+            url: None,
+            api_key: None,
+            collection: "enclave_chunks".into(),
+            shard_number: 1,
+            replication_factor: 1,
+            write_consistency_factor: 1,
+            write_ordering: WriteOrdering::Medium,
+            timeout_secs: 10,
+            connect_timeout_secs: 3,
         }
+    }
+}
+
+impl VectorSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        if self.backend == VectorBackend::Edge {
+            if self.url.is_some() {
+                return Err(SettingsError::Invalid(
+                    "vectors.url is set but vectors.backend = 'edge' (the embedded store): set \
+                     vectors.backend = 'qdrant' to use the Qdrant server"
+                        .into(),
+                ));
+            }
+            return Ok(());
+        }
+        let Some(url) = &self.url else {
+            return Err(SettingsError::Invalid(
+                "vectors.backend = 'qdrant' needs vectors.url, the server's gRPC endpoint (for \
+                 example http://127.0.0.1:6334)"
+                    .into(),
+            ));
+        };
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.trim_end_matches('/').is_empty()) {
+            return Err(SettingsError::Invalid(format!(
+                "vectors.url = '{url}' must be an http:// or https:// URL with a host"
+            )));
+        }
+        if rest.is_some_and(|r| r.ends_with(":6333") || r.contains(":6333/")) {
+            return Err(SettingsError::Invalid(format!(
+                "vectors.url = '{url}' names Qdrant's REST port 6333: Enclave speaks gRPC, by \
+                 default on port 6334"
+            )));
+        }
+        let name_ok = !self.collection.is_empty()
+            && self.collection.len() <= 255
+            && self
+                .collection
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+        if !name_ok {
+            return Err(SettingsError::Invalid(format!(
+                "vectors.collection = '{}' must be 1 to 255 letters, digits, '_' or '-'",
+                self.collection
+            )));
+        }
+        if self.shard_number == 0 || self.replication_factor == 0 {
+            return Err(SettingsError::Invalid(
+                "vectors.shard_number and vectors.replication_factor must be at least 1".into(),
+            ));
+        }
+        if self.write_consistency_factor == 0
+            || self.write_consistency_factor > self.replication_factor
+        {
+            return Err(SettingsError::Invalid(format!(
+                "vectors.write_consistency_factor = {} must be between 1 and \
+                 vectors.replication_factor = {}",
+                self.write_consistency_factor, self.replication_factor
+            )));
+        }
+        if self.timeout_secs == 0 || self.connect_timeout_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "vectors.timeout_secs and vectors.connect_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if self.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            return Err(SettingsError::Invalid(
+                "vectors.api_key is set but empty: unset it, or give the server's key".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -627,8 +759,21 @@ impl Settings {
                 "worker.slots, worker.lease_secs and worker.max_attempts must be at least 1".into(),
             ));
         }
+        if self.database.connect_timeout_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "database.connect_timeout_secs must be at least 1".into(),
+            ));
+        }
+        self.vectors.validate()?;
         self.webhooks.validate()?;
         Ok(())
+    }
+
+    /// Whether one process holds the stores alone: the embedded vector store admits a single
+    /// process, so nothing else can be writing while it runs (repairs and job releases at
+    /// start may then assume every half-done write is an interrupted one).
+    pub fn exclusive_stores(&self) -> bool {
+        self.vectors.backend == VectorBackend::Edge
     }
 
     /// The metadata database URL, the embedded SQLite file unless one is configured.
@@ -816,6 +961,41 @@ mod tests {
             jail.set_env("ENCLAVE_WEBHOOKS__URL", "ftp://example.org/");
             let err = Settings::load(None).unwrap_err().to_string();
             assert!(err.contains("webhooks.url"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_qdrant_backend_is_validated() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ENCLAVE_VECTORS__BACKEND", "qdrant");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("vectors.url"), "{err}");
+            jail.set_env("ENCLAVE_VECTORS__URL", "http://127.0.0.1:6333");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("gRPC"), "{err}");
+            jail.set_env("ENCLAVE_VECTORS__URL", "qdrant:6334");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("http://"), "{err}");
+            jail.set_env("ENCLAVE_VECTORS__URL", "http://127.0.0.1:6334");
+            jail.set_env("ENCLAVE_VECTORS__REPLICATION_FACTOR", "2");
+            jail.set_env("ENCLAVE_VECTORS__WRITE_CONSISTENCY_FACTOR", "3");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("write_consistency_factor"), "{err}");
+            jail.set_env("ENCLAVE_VECTORS__WRITE_CONSISTENCY_FACTOR", "2");
+            jail.set_env("ENCLAVE_VECTORS__COLLECTION", "my chunks");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("vectors.collection"), "{err}");
+            jail.set_env("ENCLAVE_VECTORS__COLLECTION", "firm_a");
+            jail.set_env("ENCLAVE_VECTORS__WRITE_ORDERING", "strong");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.vectors.backend, VectorBackend::Qdrant);
+            assert_eq!(s.vectors.write_ordering, WriteOrdering::Strong);
+            assert_eq!(s.vectors.replication_factor, 2);
+            assert!(!s.exclusive_stores());
+            jail.set_env("ENCLAVE_VECTORS__BACKEND", "edge");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("vectors.url is set"), "{err}");
             Ok(())
         });
     }

@@ -100,6 +100,8 @@ pub struct JobRecord {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// The worker that claimed the job last (kept after it ends: who ran it).
+    pub last_worker: Option<String>,
 }
 
 /// Job counts by status.
@@ -114,7 +116,7 @@ pub struct JobCounts {
 
 const JOB_COLUMNS: &str = "id, kind, document_id, payload, status, attempts, max_attempts, \
     run_after, lease_owner, lease_expires, progress_done, progress_total, last_error, \
-    created_at, updated_at, finished_at";
+    created_at, updated_at, finished_at, last_worker";
 
 /// The time `after` from now, in the stored format.
 pub(crate) fn later(after: Duration) -> Timestamp {
@@ -144,6 +146,7 @@ fn job_from_row(r: &AnyRow) -> Result<JobRecord> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         finished_at: r.try_get("finished_at")?,
+        last_worker: r.try_get("last_worker")?,
     })
 }
 
@@ -198,7 +201,7 @@ impl MetaStore {
         };
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
-             lease_expires = $2, updated_at = $3 \
+             last_worker = $1, lease_expires = $2, updated_at = $3 \
              WHERE id = (SELECT j.id FROM jobs j \
              WHERE ((j.status = 'queued' AND j.run_after <= $3) \
                  OR (j.status = 'running' AND j.lease_expires < $3)) \

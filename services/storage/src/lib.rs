@@ -7,7 +7,8 @@
 //! - The audit log of corpus changes, in the same database.
 //! - The webhook outbox: document events and their delivery status, in the same database.
 //! - [`VectorStore`]: the seam for dense + BM25 vectors with filterable payloads;
-//!   [`EdgeVectorStore`] is the in-process qdrant-edge backend.
+//!   [`EdgeVectorStore`] is the in-process qdrant-edge backend, [`QdrantServerStore`] the
+//!   Qdrant server (or cluster) backend of the scale-out mode.
 //!
 //! The metadata store is the source of truth. A chunk is visible to readers only when its
 //! `(document, version)` is the document's active version there; vector hits of any other
@@ -17,22 +18,27 @@
 
 mod access;
 mod audit;
+mod copy;
 mod curation;
 mod error;
 mod jobs;
+pub mod local_qdrant;
 mod meta;
+mod qdrant_server;
 mod vectors;
 mod webhooks;
 
 pub use access::{ApiKeyRecord, UserRecord};
 pub use audit::AuditEntry;
+pub use copy::TABLES;
 pub use error::StorageError;
 pub use jobs::{JobCounts, JobRecord, JobStatus, NewJob, backoff};
 pub use meta::{
-    ChunkRecord, Collection, CollectionStats, Document, DocumentFailure, DocumentFilter,
-    DocumentPage, DocumentSort, MetaStore, NewVersion, PageRecord, PurgeTask, RunCounts, Timestamp,
-    VersionRecord, VersionState, now,
+    ChunkRecord, Collection, CollectionStats, ConnectOptions, Document, DocumentFailure,
+    DocumentFilter, DocumentPage, DocumentSort, MetaStore, NewVersion, PageRecord, PurgeTask,
+    RunCounts, Timestamp, VersionRecord, VersionState, now,
 };
+pub use qdrant_server::{QdrantServerConfig, QdrantServerStore, WriteOrdering};
 pub use vectors::{
     Bm25Encoder, ChunkPoint, EdgeVectorStore, PayloadUpdate, PointPayload, VectorFilter, VectorHit,
     VectorQuery, VectorStore, chunk_point_id,

@@ -412,10 +412,46 @@ pub(crate) fn json_text<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
+/// How [`MetaStore::connect_with`] connects.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Largest number of pooled connections (PostgreSQL; SQLite uses one).
+    pub max_connections: u32,
+    /// How long an operation waits for a connection before it fails as unavailable.
+    pub acquire_timeout: std::time::Duration,
+    /// PostgreSQL's `statement_timeout` for every connection (`None`: no limit).
+    pub statement_timeout: Option<std::time::Duration>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: std::time::Duration::from_secs(5),
+            statement_timeout: Some(std::time::Duration::from_secs(30)),
+        }
+    }
+}
+
 impl MetaStore {
     /// Connects to `url` (`sqlite://PATH[?mode=rwc]` or `postgres://...`), creating the SQLite
     /// file's directory if needed, and applies pending migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_with(
+            url,
+            &ConnectOptions {
+                max_connections,
+                ..ConnectOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// [`MetaStore::connect`] with time-outs: an operation that cannot get a connection
+    /// within `acquire_timeout` (PostgreSQL down) fails as
+    /// [`StorageError::Unavailable`], and PostgreSQL cancels a statement running longer than
+    /// `statement_timeout`.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -446,10 +482,12 @@ impl MetaStore {
         // connection serialises the embedded store's work instead.
         let max_connections = match backend {
             Backend::Sqlite => 1,
-            Backend::Postgres => max_connections.max(1),
+            Backend::Postgres => options.max_connections.max(1),
         };
+        let statement_timeout_ms = options.statement_timeout.map(|t| t.as_millis() as u64);
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
+            .acquire_timeout(options.acquire_timeout)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -457,6 +495,9 @@ impl MetaStore {
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout = 30000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
+                    } else if let Some(ms) = statement_timeout_ms {
+                        conn.execute(format!("SET statement_timeout = {ms}").as_str())
+                            .await?;
                     }
                     Ok(())
                 })
@@ -472,6 +513,22 @@ impl MetaStore {
             backend,
             webhook_events: Default::default(),
         })
+    }
+
+    /// Checks that the database answers; returns what answered (engine and version).
+    pub async fn check(&self) -> Result<String> {
+        let (engine, query) = match self.backend {
+            Backend::Postgres => (
+                "PostgreSQL",
+                "SELECT current_setting('server_version') AS v",
+            ),
+            Backend::Sqlite => ("SQLite", "SELECT sqlite_version() AS v"),
+        };
+        let version: String = sqlx::query(query)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("v")?;
+        Ok(format!("{engine} {version}"))
     }
 
     /// Whether this store is PostgreSQL (else SQLite).
@@ -866,8 +923,8 @@ impl MetaStore {
         .await?
         .try_get("next")?;
         sqlx::query(
-            "INSERT INTO document_versions (document_id, version, sha256, state, created_at) \
-             VALUES ($1, $2, $3, 'indexing', $4)",
+            "INSERT INTO document_versions (document_id, version, sha256, state, created_at, \
+             alive_at) VALUES ($1, $2, $3, 'indexing', $4, $4)",
         )
         .bind(&id)
         .bind(next)
@@ -944,6 +1001,24 @@ impl MetaStore {
             .fetch_one(&mut *tx)
             .await?;
         let previous: i64 = row.try_get("version")?;
+        // A repair may have given this version up for interrupted (its writer silent for
+        // longer than the lease): it must not become visible.
+        let state: Option<String> = sqlx::query(
+            "SELECT state FROM document_versions WHERE document_id = $1 AND version = $2",
+        )
+        .bind(document_id)
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("state"))
+        .transpose()?;
+        if state.as_deref() != Some("indexing") {
+            return Err(StorageError::Conflict(format!(
+                "version {version} of document {document_id} is no longer being indexed ({}): \
+                 a repair gave it up as interrupted",
+                state.as_deref().unwrap_or("gone")
+            )));
+        }
         // What a curator set by hand wins over what was read from the content.
         let curated: serde_json::Value = json_column(&row, "curated")?;
         let title = curated
@@ -1069,16 +1144,34 @@ impl MetaStore {
     /// Versions whose vectors and rows must be removed: interrupted ones (`indexing`, when no
     /// ingest is running), superseded ones, and failed ones (which may hold partial rows).
     pub async fn pending_purges(&self, include_indexing: bool) -> Result<Vec<PurgeTask>> {
+        // Every stored timestamp sorts before the first and after the second.
+        let cutoff = if include_indexing {
+            "9999-12-31T23:59:59.999Z"
+        } else {
+            ""
+        };
+        self.purges_silent_since(cutoff).await
+    }
+
+    /// [`MetaStore::pending_purges`] for stores other processes write to at the same time:
+    /// an `indexing` version counts as interrupted only when its writer has not shown signs
+    /// of life ([`MetaStore::keep_version_alive`]) since `cutoff`.
+    pub async fn orphaned_purges(&self, cutoff: &Timestamp) -> Result<Vec<PurgeTask>> {
+        self.purges_silent_since(cutoff).await
+    }
+
+    async fn purges_silent_since(&self, cutoff: &str) -> Result<Vec<PurgeTask>> {
         // A failed version is purged once: after its purge it holds no rows any more.
         let rows = sqlx::query(
             "SELECT v.document_id, v.version, v.state FROM document_versions v \
-             WHERE v.state = 'superseded' OR ($1 = 1 AND v.state = 'indexing') \
+             WHERE v.state = 'superseded' \
+             OR (v.state = 'indexing' AND COALESCE(v.alive_at, v.created_at) < $1) \
              OR (v.state = 'failed' AND (\
                  EXISTS (SELECT 1 FROM chunks c WHERE c.document_id = v.document_id AND c.version = v.version) \
                  OR EXISTS (SELECT 1 FROM pages p WHERE p.document_id = v.document_id AND p.version = v.version))) \
              ORDER BY v.document_id, v.version",
         )
-        .bind(i64::from(include_indexing))
+        .bind(cutoff)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -1091,6 +1184,21 @@ impl MetaStore {
                 })
             })
             .collect()
+    }
+
+    /// Records that the writer of a version being indexed is alive (see
+    /// [`MetaStore::orphaned_purges`]).
+    pub async fn keep_version_alive(&self, document_id: &str, version: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE document_versions SET alive_at = $3 \
+             WHERE document_id = $1 AND version = $2 AND state = 'indexing'",
+        )
+        .bind(document_id)
+        .bind(version)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Completes a purge after the version's vectors were deleted: removes its chunk and page

@@ -10,11 +10,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    Condition, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
-    EdgeVectorParamsBuilder, FieldCondition, Filter, Match, Modifier, NamedQuery, Payload,
-    PayloadOps, PointId, PointOperations, PointStruct, Range, ScoringQuery, ScrollRequest,
-    SetPayloadOp, SparseVector, UpdateOperation, ValueVariants, VectorInternal, Vectors,
-    WithPayloadInterface, WithVector,
+    Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder,
+    FieldCondition, Filter, Match, Modifier, NamedQuery, Payload, PayloadOps, PointId,
+    PointOperations, PointStruct, Range, ScoringQuery, ScrollRequest, SetPayloadOp, SparseVector,
+    UpdateOperation, ValueVariants, VectorInternal, Vectors, WithPayloadInterface, WithVector,
 };
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +67,7 @@ pub struct PayloadUpdate {
 }
 
 impl PayloadUpdate {
-    fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+    pub(crate) fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         if let Some(c) = &self.collection_id {
             m.insert("collection_id".into(), c.clone().into());
@@ -156,6 +155,19 @@ pub trait VectorStore: Send + Sync {
         filter: &VectorFilter,
         limit: usize,
     ) -> Result<Vec<VectorHit>>;
+    /// Up to `limit` points with their vectors and payloads, in id order, starting at
+    /// `offset` (a point id); and the offset of the next page, if any. For copying a store.
+    async fn points_page(
+        &self,
+        offset: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<ChunkPoint>, Option<String>)>;
+    /// The listed points that exist, with their vectors and payloads.
+    async fn get_points(&self, ids: &[String]) -> Result<Vec<ChunkPoint>>;
+    /// Checks that the store answers; returns what answered (backend, version, place).
+    async fn check(&self) -> Result<String>;
+    /// Where the store is, for people (a directory, or a server and collection).
+    fn describe(&self) -> String;
     /// Makes every acknowledged write durable.
     async fn flush(&self) -> Result<()>;
     /// Builds the search index (HNSW) over vectors written since the last call, merges small
@@ -189,16 +201,16 @@ fn edge_err(e: impl std::fmt::Display) -> StorageError {
     StorageError::Vector(e.to_string())
 }
 
-fn keyword(key: &str, value: &str) -> Condition {
-    Condition::Field(FieldCondition::new_match(
+fn keyword(key: &str, value: &str) -> qdrant_edge::Condition {
+    qdrant_edge::Condition::Field(FieldCondition::new_match(
         key.try_into()
             .expect("static payload key is a valid JSON path"),
         Match::new_value(ValueVariants::String(value.to_string())),
     ))
 }
 
-fn integer(key: &str, value: i64) -> Condition {
-    Condition::Field(FieldCondition::new_match(
+fn integer(key: &str, value: i64) -> qdrant_edge::Condition {
+    qdrant_edge::Condition::Field(FieldCondition::new_match(
         key.try_into()
             .expect("static payload key is a valid JSON path"),
         Match::new_value(ValueVariants::Integer(value)),
@@ -206,49 +218,76 @@ fn integer(key: &str, value: i64) -> Condition {
 }
 
 /// `key` equals one of `values`: a nested `should` filter.
-fn any_of(key: &str, values: &[String]) -> Condition {
-    Condition::Filter(Filter {
+fn any_of(key: &str, values: &[String]) -> qdrant_edge::Condition {
+    qdrant_edge::Condition::Filter(Filter {
         should: Some(values.iter().map(|v| keyword(key, v)).collect()),
         ..Default::default()
     })
 }
 
-fn to_filter(f: &VectorFilter) -> Option<Filter> {
-    let mut must = Vec::new();
-    for (key, values) in [
-        ("collection_id", &f.collection_ids),
-        ("document_id", &f.document_ids),
-        ("access", &f.access_any),
-        ("mime_type", &f.mime_types),
-        ("tags", &f.tags_any),
-    ] {
-        if !values.is_empty() {
-            must.push(any_of(key, values));
+/// One condition of a [`VectorFilter`], independent of the backend's filter types, so that
+/// every backend runs the same filter.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Condition {
+    /// The keyword field holds one of the values (for a list field: any element does).
+    AnyOf(&'static str, Vec<String>),
+    /// The integer field lies within the bounds (inclusive).
+    Between(&'static str, Option<i64>, Option<i64>),
+}
+
+impl VectorFilter {
+    /// What a point must match (`must`), and whether points a curator disabled are left out.
+    pub(crate) fn conditions(&self) -> (Vec<Condition>, bool) {
+        let mut must = Vec::new();
+        for (key, values) in [
+            ("collection_id", &self.collection_ids),
+            ("document_id", &self.document_ids),
+            ("access", &self.access_any),
+            ("mime_type", &self.mime_types),
+            ("tags", &self.tags_any),
+        ] {
+            if !values.is_empty() {
+                must.push(Condition::AnyOf(key, values.clone()));
+            }
         }
+        if !self.authors_any.is_empty() {
+            let authors = self
+                .authors_any
+                .iter()
+                .map(|a| a.trim().to_lowercase())
+                .collect();
+            must.push(Condition::AnyOf("authors", authors));
+        }
+        if self.date_from.is_some() || self.date_to.is_some() {
+            must.push(Condition::Between("date", self.date_from, self.date_to));
+        }
+        (must, !self.include_disabled)
     }
-    if !f.authors_any.is_empty() {
-        let authors: Vec<String> = f
-            .authors_any
-            .iter()
-            .map(|a| a.trim().to_lowercase())
-            .collect();
-        must.push(any_of("authors", &authors));
-    }
-    if f.date_from.is_some() || f.date_to.is_some() {
-        must.push(Condition::Field(FieldCondition::new_range(
-            "date"
-                .try_into()
-                .expect("static payload key is a valid JSON path"),
-            Range {
-                gte: f.date_from.map(|t| (t as f64).into()),
-                lte: f.date_to.map(|t| (t as f64).into()),
-                lt: None,
-                gt: None,
-            },
-        )));
-    }
-    let must_not = (!f.include_disabled).then(|| {
-        vec![Condition::Field(FieldCondition::new_match(
+}
+
+fn to_filter(f: &VectorFilter) -> Option<Filter> {
+    let (conditions, exclude_disabled) = f.conditions();
+    let must: Vec<qdrant_edge::Condition> = conditions
+        .iter()
+        .map(|c| match c {
+            Condition::AnyOf(key, values) => any_of(key, values),
+            Condition::Between(key, from, to) => {
+                qdrant_edge::Condition::Field(FieldCondition::new_range(
+                    (*key)
+                        .try_into()
+                        .expect("static payload key is a valid JSON path"),
+                    Range {
+                        gte: from.map(|t| (t as f64).into()),
+                        lte: to.map(|t| (t as f64).into()),
+                        lt: None,
+                        gt: None,
+                    },
+                ))
+            }
+        })
+        .collect();
+    let must_not = exclude_disabled.then(|| {
+        vec![qdrant_edge::Condition::Field(FieldCondition::new_match(
             "disabled"
                 .try_into()
                 .expect("static payload key is a valid JSON path"),
@@ -273,6 +312,41 @@ fn id_string(id: &PointId) -> String {
         PointId::Uuid(u) => u.to_string(),
         PointId::NumId(n) => n.to_string(),
     }
+}
+
+/// A stored payload read back.
+pub(crate) fn decode_payload(value: serde_json::Value) -> Result<PointPayload> {
+    serde_json::from_value(value).map_err(|e| StorageError::Corrupt(format!("point payload: {e}")))
+}
+
+/// A point read back from the shard, with its two vectors.
+fn edge_point(record: qdrant_edge::Record) -> Result<ChunkPoint> {
+    let id = id_string(&record.id);
+    let payload = decode_payload(
+        record
+            .payload
+            .map(|pl| serde_json::Value::Object(pl.0.into_iter().collect()))
+            .unwrap_or_default(),
+    )?;
+    let mut dense = None;
+    let mut sparse = None;
+    if let Some(qdrant_edge::VectorStructInternal::Named(named)) = record.vector {
+        for (name, v) in named {
+            match (name.as_str(), v) {
+                (DENSE, VectorInternal::Dense(d)) => dense = Some(d),
+                (BM25, VectorInternal::Sparse(s)) => sparse = Some((s.indices, s.values)),
+                _ => {}
+            }
+        }
+    }
+    let corrupt = |what: &str| StorageError::Corrupt(format!("point {id} has no {what} vector"));
+    Ok(ChunkPoint {
+        dense: dense.ok_or_else(|| corrupt(DENSE))?,
+        // A text without any BM25 term has an empty sparse vector, which may not be stored.
+        sparse: sparse.unwrap_or_default(),
+        payload,
+        id,
+    })
 }
 
 impl EdgeVectorStore {
@@ -548,8 +622,7 @@ impl VectorStore for EdgeVectorStore {
                     .payload
                     .map(|pl| serde_json::Value::Object(pl.0.into_iter().collect()))
                     .unwrap_or_default();
-                let payload: PointPayload = serde_json::from_value(payload)
-                    .map_err(|e| StorageError::Corrupt(format!("point payload: {e}")))?;
+                let payload = decode_payload(payload)?;
                 Ok(VectorHit {
                     id: id_string(&p.id),
                     score: p.score,
@@ -557,6 +630,60 @@ impl VectorStore for EdgeVectorStore {
                 })
             })
             .collect()
+    }
+
+    async fn points_page(
+        &self,
+        offset: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<ChunkPoint>, Option<String>)> {
+        let offset = offset.as_deref().map(point_id).transpose()?;
+        self.blocking(move |shard| {
+            let (records, next) = shard
+                .scroll(ScrollRequest {
+                    offset,
+                    limit: Some(limit.max(1)),
+                    filter: None,
+                    with_payload: Some(WithPayloadInterface::Bool(true)),
+                    with_vector: WithVector::Bool(true),
+                    order_by: None,
+                })
+                .map_err(edge_err)?;
+            let points = records
+                .into_iter()
+                .map(edge_point)
+                .collect::<Result<Vec<_>>>()?;
+            Ok((points, next.as_ref().map(id_string)))
+        })
+        .await
+    }
+
+    async fn get_points(&self, ids: &[String]) -> Result<Vec<ChunkPoint>> {
+        let ids = ids
+            .iter()
+            .map(|i| point_id(i))
+            .collect::<Result<Vec<_>>>()?;
+        self.blocking(move |shard| {
+            shard
+                .retrieve(
+                    &ids,
+                    Some(WithPayloadInterface::Bool(true)),
+                    Some(WithVector::Bool(true)),
+                )
+                .map_err(edge_err)?
+                .into_iter()
+                .map(edge_point)
+                .collect()
+        })
+        .await
+    }
+
+    async fn check(&self) -> Result<String> {
+        Ok(self.describe())
+    }
+
+    fn describe(&self) -> String {
+        format!("qdrant-edge at {}", self.path.display())
     }
 
     async fn flush(&self) -> Result<()> {

@@ -1,10 +1,16 @@
 //! The stores against real backends: the metadata store on SQLite and on a fresh PostgreSQL
-//! database (same scenario, same expectations), and the qdrant-edge vector store on disk.
+//! database (same scenario, same expectations), and the vector store on qdrant-edge (on disk)
+//! and on a real Qdrant server started from `shared/qdrant` (same scenarios, same
+//! expectations).
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use enclave_storage::local_qdrant::QdrantProcess;
 use enclave_storage::{
     Bm25Encoder, ChunkPoint, ChunkRecord, EdgeVectorStore, MetaStore, NewVersion, PageRecord,
-    PayloadUpdate, PointPayload, VectorFilter, VectorQuery, VectorStore, VersionState,
-    chunk_point_id,
+    PayloadUpdate, PointPayload, PurgeTask, QdrantServerConfig, QdrantServerStore, StorageError,
+    VectorFilter, VectorQuery, VectorStore, VersionState, WriteOrdering, chunk_point_id,
 };
 use sqlx::Connection;
 
@@ -251,6 +257,78 @@ async fn metadata_lifecycle(store: &MetaStore) {
     assert!(store.document(&doc).await.unwrap().is_none());
     assert_eq!(store.chunk_row_count().await.unwrap(), 0);
     assert_eq!(store.documents(Some(&c.id)).await.unwrap().len(), 1);
+
+    // Shared stores: a version being written is interrupted only once its writer has been
+    // silent since the cutoff, and a version given up can never become active.
+    let (live, v) = store
+        .begin_version(&new_version(&c.id, "file:///live.txt", "sha-live"))
+        .await
+        .unwrap();
+    let orphaned = |cutoff: &'static str| {
+        let store = store.clone();
+        let live = live.clone();
+        async move {
+            store
+                .orphaned_purges(&cutoff.to_string())
+                .await
+                .unwrap()
+                .iter()
+                .any(|t| t.document_id == live)
+        }
+    };
+    assert!(
+        !orphaned("2000-01-01T00:00:00.000Z").await,
+        "its writer spoke after 2000"
+    );
+    assert!(orphaned("9000-01-01T00:00:00.000Z").await);
+    store.keep_version_alive(&live, v).await.unwrap();
+    let task = PurgeTask {
+        document_id: live.clone(),
+        version: v,
+        state: VersionState::Indexing,
+    };
+    store.finish_purge(&task).await.unwrap();
+    let err = store
+        .activate_version(&live, v, "Live", &serde_json::json!({}), 1, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::Conflict(ref m) if m.contains("no longer being indexed")),
+        "{err}"
+    );
+    assert_eq!(store.document(&live).await.unwrap().unwrap().version, 0);
+    // Every table can be counted (what `enclave migrate` verifies).
+    let counts = store.table_counts().await.unwrap();
+    assert_eq!(counts.len(), enclave_storage::TABLES.len());
+    assert!(
+        counts.iter().any(|(t, n)| *t == "documents" && *n == 2),
+        "{counts:?}"
+    );
+}
+
+/// Copies a store into a fresh PostgreSQL database twice (the second copy changes nothing),
+/// and the copy holds the same rows.
+async fn copies_into(source: &MetaStore) {
+    let db = PgDatabase::create().await;
+    let target = MetaStore::connect(&db.url, 4).await.unwrap();
+    for _ in 0..2 {
+        source.copy_into(&target, &|_, _| {}).await.unwrap();
+        assert_eq!(
+            source.table_counts().await.unwrap(),
+            target.table_counts().await.unwrap()
+        );
+    }
+    let docs = |s: &MetaStore| {
+        let s = s.clone();
+        async move {
+            let mut d = s.documents(None).await.unwrap();
+            d.sort_by(|a, b| a.id.cmp(&b.id));
+            d
+        }
+    };
+    assert_eq!(docs(source).await, docs(&target).await);
+    target.close().await;
+    db.drop_now().await;
 }
 
 #[tokio::test]
@@ -260,6 +338,7 @@ async fn metadata_on_sqlite() {
     let store = MetaStore::connect(&url, 4).await.unwrap();
     assert!(!store.is_postgres());
     metadata_lifecycle(&store).await;
+    copies_into(&store).await;
     store.close().await;
     // Reopening applies no migration twice and keeps the data.
     let store = MetaStore::connect(&url, 4).await.unwrap();
@@ -315,13 +394,86 @@ fn point(
     }
 }
 
-#[tokio::test]
-async fn edge_vector_store_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("vectors");
+/// A vector store backend under test: its data, and how to open a store on it.
+enum Backend {
+    Edge(tempfile::TempDir),
+    Server {
+        node: QdrantProcess,
+        /// The node's data, removed after the node is stopped.
+        _data: tempfile::TempDir,
+        collection: String,
+    },
+}
+
+impl Backend {
+    fn edge() -> Self {
+        Self::Edge(tempfile::tempdir().unwrap())
+    }
+
+    fn server() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let node = QdrantProcess::standalone(&dir.path().join("qdrant"))
+            .expect("the Qdrant server from shared/qdrant (ENCLAVE_QDRANT_DIR) must start");
+        let collection = format!("test_{}", uuid::Uuid::new_v4().simple());
+        Self::Server {
+            node,
+            _data: dir,
+            collection,
+        }
+    }
+
+    /// Both backends, for scenarios that must behave the same on each.
+    fn both() -> [Self; 2] {
+        [Self::edge(), Self::server()]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Edge(_) => "edge",
+            Self::Server { .. } => "qdrant server",
+        }
+    }
+
+    fn server_config(
+        node: &QdrantProcess,
+        collection: &str,
+        dimension: usize,
+    ) -> QdrantServerConfig {
+        QdrantServerConfig {
+            url: node.grpc_url(),
+            api_key: None,
+            collection: collection.into(),
+            dimension,
+            shard_number: 1,
+            replication_factor: 1,
+            write_consistency_factor: 1,
+            write_ordering: WriteOrdering::Medium,
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Opens (or reopens) a store of `dimension`-sized vectors on this backend.
+    fn open(&self, dimension: usize) -> enclave_storage::Result<Arc<dyn VectorStore>> {
+        Ok(match self {
+            Self::Edge(dir) => Arc::new(EdgeVectorStore::open(
+                &dir.path().join("vectors"),
+                dimension,
+            )?),
+            Self::Server {
+                node, collection, ..
+            } => Arc::new(QdrantServerStore::new(Self::server_config(
+                node, collection, dimension,
+            ))?),
+        })
+    }
+}
+
+async fn round_trip(backend: &Backend) {
+    let name = backend.name();
     let bm25 = Bm25Encoder::new().unwrap();
     {
-        let store = EdgeVectorStore::open(&path, 3).unwrap();
+        let store = backend.open(3).unwrap();
         store
             .upsert(vec![
                 point("d1", 1, 0, "c1", vec![1.0, 0.0, 0.0], "the quick brown fox"),
@@ -356,14 +508,23 @@ async fn edge_vector_store_round_trip() {
             )])
             .await
             .unwrap();
-        assert_eq!(store.count(&VectorFilter::default()).await.unwrap(), 3);
+        assert_eq!(
+            store.count(&VectorFilter::default()).await.unwrap(),
+            3,
+            "{name}"
+        );
         store.flush().await.unwrap();
     }
-    // Reopened from disk; optimizing (index, merge, vacuum) keeps every point searchable.
-    let store = EdgeVectorStore::open(&path, 3).unwrap();
-    assert_eq!(store.point_ids().await.unwrap().len(), 3);
+    // Reopened; optimizing (index, merge, vacuum) keeps every point searchable.
+    let store = backend.open(3).unwrap();
+    assert!(store.check().await.unwrap().contains(if name == "edge" {
+        "qdrant-edge"
+    } else {
+        "Qdrant 1.18"
+    }));
+    assert_eq!(store.point_ids().await.unwrap().len(), 3, "{name}");
     store.optimize().await.unwrap();
-    assert_eq!(store.point_ids().await.unwrap().len(), 3);
+    assert_eq!(store.point_ids().await.unwrap().len(), 3, "{name}");
 
     let hits = store
         .search(
@@ -373,9 +534,18 @@ async fn edge_vector_store_round_trip() {
         )
         .await
         .unwrap();
-    assert_eq!(hits.len(), 2);
-    assert_eq!(hits[0].id, chunk_point_id("d1", 1, 0));
-    assert!(hits[0].score > hits[1].score);
+    assert_eq!(hits.len(), 2, "{name}");
+    assert_eq!(hits[0].id, chunk_point_id("d1", 1, 0), "{name}");
+    assert!(hits[0].score > hits[1].score, "{name}");
+    assert!(
+        (hits[0].score - 1.0).abs() < 1e-4,
+        "{name}: cosine of equal vectors"
+    );
+    assert_eq!(
+        hits[0].payload,
+        point("d1", 1, 0, "c1", vec![], "").payload,
+        "{name}"
+    );
 
     // Filters run inside the search.
     let only_c2 = VectorFilter {
@@ -386,13 +556,13 @@ async fn edge_vector_store_round_trip() {
         .search(VectorQuery::Dense(vec![1.0, 0.0, 0.0]), &only_c2, 10)
         .await
         .unwrap();
-    assert_eq!(hits.len(), 1);
-    assert_eq!(hits[0].payload.document_id, "d2");
+    assert_eq!(hits.len(), 1, "{name}");
+    assert_eq!(hits[0].payload.document_id, "d2", "{name}");
     let nobody = VectorFilter {
         access_any: vec!["secret".into()],
         ..Default::default()
     };
-    assert_eq!(store.count(&nobody).await.unwrap(), 0);
+    assert_eq!(store.count(&nobody).await.unwrap(), 0, "{name}");
 
     // BM25 finds the lexical match.
     let (i, v) = bm25.query("sleeping dog");
@@ -400,7 +570,40 @@ async fn edge_vector_store_round_trip() {
         .search(VectorQuery::Bm25(i, v), &VectorFilter::default(), 3)
         .await
         .unwrap();
-    assert_eq!(hits[0].id, chunk_point_id("d1", 1, 1), "{hits:?}");
+    assert_eq!(hits[0].id, chunk_point_id("d1", 1, 1), "{name}: {hits:?}");
+
+    // Points read back whole: both vectors and the payload, for copying a store.
+    let (page, next) = store.points_page(None, 2).await.unwrap();
+    assert_eq!(page.len(), 2, "{name}");
+    let (rest, end) = store.points_page(next.clone(), 2).await.unwrap();
+    assert!(next.is_some() && end.is_none(), "{name}");
+    assert_eq!(rest.len(), 1, "{name}");
+    let fox = store
+        .get_points(&[chunk_point_id("d2", 1, 0)])
+        .await
+        .unwrap();
+    assert_eq!(fox.len(), 1, "{name}");
+    let expected = point(
+        "d2",
+        1,
+        0,
+        "c2",
+        vec![0.9, 0.1, 0.0],
+        "foxes are quick animals",
+    );
+    let norm = (0.9f32 * 0.9 + 0.1 * 0.1).sqrt();
+    assert!(
+        (fox[0].dense[0] - 0.9 / norm).abs() < 1e-4,
+        "{name}: {:?}",
+        fox[0].dense
+    );
+    let sorted = |s: &(Vec<u32>, Vec<f32>)| {
+        let mut pairs: Vec<(u32, f32)> = s.0.iter().copied().zip(s.1.iter().copied()).collect();
+        pairs.sort_by_key(|p| p.0);
+        pairs
+    };
+    assert_eq!(sorted(&fox[0].sparse), sorted(&expected.sparse), "{name}");
+    assert_eq!(fox[0].payload, expected.payload, "{name}");
 
     // Deleting a version or a document removes exactly its points.
     store
@@ -419,12 +622,13 @@ async fn edge_vector_store_round_trip() {
         document_ids: vec!["d1".into()],
         ..Default::default()
     };
-    assert_eq!(store.count(&d1).await.unwrap(), 1);
+    assert_eq!(store.count(&d1).await.unwrap(), 1, "{name}");
     store.delete_document("d1").await.unwrap();
-    assert_eq!(store.count(&d1).await.unwrap(), 0);
+    assert_eq!(store.count(&d1).await.unwrap(), 0, "{name}");
     assert_eq!(
         store.point_ids().await.unwrap(),
-        vec![chunk_point_id("d2", 1, 0)]
+        vec![chunk_point_id("d2", 1, 0)],
+        "{name}"
     );
 
     // Wrong dimensions are refused with both numbers.
@@ -432,10 +636,20 @@ async fn edge_vector_store_round_trip() {
         .upsert(vec![point("d3", 1, 0, "c1", vec![1.0, 0.0], "x")])
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("dimension 2"), "{err}");
+    assert!(err.to_string().contains("dimension 2"), "{name}: {err}");
     drop(store);
-    let err = EdgeVectorStore::open(&path, 384).unwrap_err();
-    assert!(err.to_string().contains("384"), "{err}");
+    let err = match backend.open(384) {
+        Err(e) => e,
+        Ok(s) => s.count(&VectorFilter::default()).await.unwrap_err(),
+    };
+    assert!(err.to_string().contains("384"), "{name}: {err}");
+}
+
+#[tokio::test]
+async fn vector_store_round_trip_on_both_backends() {
+    for backend in Backend::both() {
+        round_trip(&backend).await;
+    }
 }
 
 #[tokio::test]
@@ -448,10 +662,9 @@ async fn a_vector_store_in_use_is_named() {
     assert!(err.contains(path.to_str().unwrap()), "{err}");
 }
 
-#[tokio::test]
-async fn payload_updates_move_tag_and_disable_points_for_searches() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EdgeVectorStore::open(&dir.path().join("vectors"), 3).unwrap();
+async fn payload_updates(backend: &Backend) {
+    let name = backend.name();
+    let store = backend.open(3).unwrap();
     store
         .upsert(vec![
             point("d1", 1, 0, "c1", vec![1.0, 0.0, 0.0], "alpha"),
@@ -478,13 +691,13 @@ async fn payload_updates_move_tag_and_disable_points_for_searches() {
         .search(query(), &VectorFilter::default(), 10)
         .await
         .unwrap());
-    assert_eq!(hits.len(), 2);
-    assert!(!hits.contains(&first));
+    assert_eq!(hits.len(), 2, "{name}");
+    assert!(!hits.contains(&first), "{name}");
     let all = VectorFilter {
         include_disabled: true,
         ..Default::default()
     };
-    assert_eq!(store.count(&all).await.unwrap(), 3);
+    assert_eq!(store.count(&all).await.unwrap(), 3, "{name}");
     // A whole document moved and tagged: every one of its points.
     let moved = PayloadUpdate {
         collection_id: Some("c2".into()),
@@ -498,10 +711,16 @@ async fn payload_updates_move_tag_and_disable_points_for_searches() {
         include_disabled: true,
         ..Default::default()
     };
-    assert_eq!(store.count(&in_c2).await.unwrap(), 2);
+    assert_eq!(store.count(&in_c2).await.unwrap(), 2, "{name}");
     let hits = store.search(query(), &in_c2, 10).await.unwrap();
-    assert!(hits.iter().all(|h| h.payload.tags == ["contracts"]));
-    assert!(hits.iter().any(|h| h.id == first && h.payload.disabled));
+    assert!(
+        hits.iter().all(|h| h.payload.tags == ["contracts"]),
+        "{name}"
+    );
+    assert!(
+        hits.iter().any(|h| h.id == first && h.payload.disabled),
+        "{name}"
+    );
     // Enabled again.
     let on = PayloadUpdate {
         disabled: Some(false),
@@ -512,5 +731,182 @@ async fn payload_updates_move_tag_and_disable_points_for_searches() {
         .search(query(), &VectorFilter::default(), 10)
         .await
         .unwrap());
-    assert_eq!(hits[0], first);
+    assert_eq!(hits[0], first, "{name}");
+}
+
+#[tokio::test]
+async fn payload_updates_move_tag_and_disable_points_on_both_backends() {
+    for backend in Backend::both() {
+        payload_updates(&backend).await;
+    }
+}
+
+async fn dates_authors_and_access(backend: &Backend) {
+    let name = backend.name();
+    let store = backend.open(3).unwrap();
+    let dated = |doc: &str, date: Option<i64>, author: &str, access: &str| {
+        let mut p = point(doc, 1, 0, "c1", vec![1.0, 0.0, 0.0], "memo");
+        p.payload.date = date;
+        p.payload.authors = vec![author.into()];
+        p.payload.access = vec![access.into()];
+        p.payload.mime_type = "message/rfc822".into();
+        p
+    };
+    store
+        .upsert(vec![
+            dated("jan", Some(1_704_067_200), "alice@example.org", "legal"),
+            dated("jun", Some(1_717_200_000), "bob@example.org", "public"),
+            dated("undated", None, "alice@example.org", "public"),
+        ])
+        .await
+        .unwrap();
+    let found = |f: VectorFilter| {
+        let store = store.clone();
+        async move {
+            let mut docs: Vec<String> = store
+                .search(VectorQuery::Dense(vec![1.0, 0.0, 0.0]), &f, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| h.payload.document_id)
+                .collect();
+            docs.sort();
+            docs
+        }
+    };
+    let since_feb = VectorFilter {
+        date_from: Some(1_706_745_600),
+        ..Default::default()
+    };
+    assert_eq!(found(since_feb).await, ["jun"], "{name}");
+    let until_feb = VectorFilter {
+        date_to: Some(1_706_745_600),
+        ..Default::default()
+    };
+    assert_eq!(found(until_feb).await, ["jan"], "{name}");
+    let alice = VectorFilter {
+        authors_any: vec![" Alice@Example.org ".into()],
+        ..Default::default()
+    };
+    assert_eq!(found(alice).await, ["jan", "undated"], "{name}");
+    let public_mail = VectorFilter {
+        access_any: vec!["public".into()],
+        mime_types: vec!["message/rfc822".into()],
+        ..Default::default()
+    };
+    assert_eq!(found(public_mail).await, ["jun", "undated"], "{name}");
+}
+
+#[tokio::test]
+async fn date_author_and_access_filters_on_both_backends() {
+    for backend in Backend::both() {
+        dates_authors_and_access(&backend).await;
+    }
+}
+
+#[tokio::test]
+async fn the_server_backend_indexes_every_filtered_field() {
+    let backend = Backend::server();
+    let store = backend.open(3).unwrap();
+    store.check().await.unwrap();
+    let Backend::Server {
+        node, collection, ..
+    } = &backend
+    else {
+        unreachable!()
+    };
+    let client = qdrant_client::Qdrant::from_url(&node.grpc_url())
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    let info = client
+        .collection_info(collection)
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    let mut indexed: Vec<&String> = info.payload_schema.keys().collect();
+    indexed.sort();
+    assert_eq!(
+        indexed,
+        [
+            "access",
+            "authors",
+            "collection_id",
+            "date",
+            "disabled",
+            "document_id",
+            "mime_type",
+            "tags",
+            "version"
+        ]
+    );
+    // A second process opening the same collection finds it ready and changes nothing.
+    let again = backend.open(3).unwrap();
+    assert_eq!(again.count(&VectorFilter::default()).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_server_that_goes_away_is_unavailable_then_recovers_by_itself() {
+    let mut backend = Backend::server();
+    let store = backend.open(3).unwrap();
+    store
+        .upsert(vec![point("d1", 1, 0, "c1", vec![1.0, 0.0, 0.0], "alpha")])
+        .await
+        .unwrap();
+    let Backend::Server { node, .. } = &mut backend else {
+        unreachable!()
+    };
+    node.kill();
+    let started = Instant::now();
+    let err = store
+        .search(
+            VectorQuery::Dense(vec![1.0, 0.0, 0.0]),
+            &VectorFilter::default(),
+            5,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Unavailable {
+                store: "vector store",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("vector store unavailable"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = store.check().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    // Back on the same data: the same client works again without being reopened.
+    node.restart().unwrap();
+    let mut hits = Vec::new();
+    for _ in 0..50 {
+        match store
+            .search(
+                VectorQuery::Dense(vec![1.0, 0.0, 0.0]),
+                &VectorFilter::default(),
+                5,
+            )
+            .await
+        {
+            Ok(h) if !h.is_empty() => {
+                hits = h;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].id, chunk_point_id("d1", 1, 0));
 }
