@@ -63,6 +63,16 @@ fn upsert_form(name: &str, bytes: Vec<u8>) -> Form {
         .part("file", file_part(name, bytes))
 }
 
+async fn create_collection(server: &Server, key: &str, name: &str) {
+    let r = server
+        .post(key, "/api/v1/collections")
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
 async fn put(server: &Server, key: &str, external_id: &str, form: Form) -> (StatusCode, Value) {
     let r = server
         .client
@@ -130,18 +140,7 @@ async fn two_servers_and_two_workers_share_postgres_and_qdrant() {
             "{body}"
         );
     }
-    let r = a
-        .client
-        .post(a.url("/api/v1/collections"))
-        .bearer_auth(&key)
-        .json(&json!({"name": "scale"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let mut w1 = worker(&env);
-    let mut w2 = worker(&env);
-
+    create_collection(&a, &key, "scale").await;
     // 20 documents: the long FAQ first (a worker is killed in it), three PDFs, 16 memos; sent
     // to the two servers in turn. Only the workers parse them.
     let pdfs = [
@@ -167,36 +166,40 @@ async fn two_servers_and_two_workers_share_postgres_and_qdrant() {
     }
     // The last one goes to the server that is killed while receiving it.
     let (last_id, last_name, last_bytes) = uploads.pop().unwrap();
-    for (i, (id, name, bytes)) in uploads.iter().enumerate() {
+
+    // The first worker takes the FAQ; the second starts while it works on it.
+    let mut w1 = worker(&env);
+    let meta = env.meta().await;
+    let (id, name, bytes) = &uploads[0];
+    let (status, body) = put(&a, &key, id, upsert_form(name, bytes.clone())).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{id}: {body}");
+    let killed_job = body["job_id"].as_str().unwrap().to_string();
+    let victim = format!(":{}/", w1.id());
+    let started = Instant::now();
+    loop {
+        let j = meta.job(&killed_job).await.unwrap().unwrap();
+        let mine = j
+            .lease_owner
+            .as_deref()
+            .is_some_and(|o| o.contains(&victim));
+        if j.status == JobStatus::Running && mine && j.progress_total > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "worker 1 never got into the FAQ: {j:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut w2 = worker(&env);
+    for (i, (id, name, bytes)) in uploads.iter().enumerate().skip(1) {
         let server = if i % 2 == 0 { &a } else { &b };
         let (status, body) = put(server, &key, id, upsert_form(name, bytes.clone())).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{id}: {body}");
     }
-
-    // kill -9 of a worker in the middle of a job: the job whose lease it holds.
-    let meta = env.meta().await;
-    let victim = format!(":{}/", w1.id());
-    let started = Instant::now();
-    let killed_job = loop {
-        let running = meta
-            .jobs(Some(JobStatus::Running), None, 50, 0)
-            .await
-            .unwrap();
-        if let Some(j) = running.iter().find(|j| {
-            j.lease_owner
-                .as_deref()
-                .is_some_and(|o| o.contains(&victim))
-                && j.progress_total > 0
-        }) {
-            break j.clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "worker 1 never got into a job"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // kill -9 of the first worker in the middle of its job; a replacement starts.
     kill_9(&mut w1);
+    let mut w3 = worker(&env);
 
     // kill -9 of a server in the middle of a request: an upload whose body is still coming.
     let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
@@ -233,6 +236,7 @@ async fn two_servers_and_two_workers_share_postgres_and_qdrant() {
 
     let docs = all_settled(&env, 20).await;
     kill_9(&mut w2);
+    kill_9(&mut w3);
 
     // Every upload is one document, ready, its content ingested once.
     let ids: BTreeSet<&String> = docs.keys().collect();
@@ -242,7 +246,7 @@ async fn two_servers_and_two_workers_share_postgres_and_qdrant() {
         assert_eq!(d.status, "ready", "{id}: {d:?}");
         assert!(d.chunk_count > 0, "{id}");
     }
-    let job = meta.job(&killed_job.id).await.unwrap().unwrap();
+    let job = meta.job(&killed_job).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Done, "{job:?}");
     assert_eq!(job.attempts, 2, "killed once, then finished: {job:?}");
     let finished_by: BTreeSet<String> = meta
@@ -253,10 +257,9 @@ async fn two_servers_and_two_workers_share_postgres_and_qdrant() {
         .filter_map(|j| j.last_worker)
         .map(|w| w.split('/').next().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(
-        finished_by.len(),
-        2,
-        "both workers ran jobs: {finished_by:?}"
+    assert!(
+        finished_by.len() >= 2,
+        "the queue spread the jobs over the workers: {finished_by:?}"
     );
     meta.close().await;
     assert_consistent(&env).await;
@@ -303,41 +306,52 @@ struct Relay {
 }
 
 impl Relay {
-    async fn start(to: u16) -> Self {
+    /// Starts relaying to `to` on a thread of its own (the test's runtime blocks while it
+    /// runs `enclave` commands).
+    fn start(to: u16) -> Self {
         use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (c, g) = (cut.clone(), generation.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                if c.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let born = g.load(Ordering::SeqCst);
-                let g = g.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await
-                    else {
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
                         return;
                     };
-                    let relay = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
-                    let watch = async {
-                        while g.load(Ordering::SeqCst) == born {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    };
-                    tokio::select! { _ = relay => {}, () = watch => {} }
-                });
-            }
+                    if c.load(Ordering::SeqCst) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let born = g.load(Ordering::SeqCst);
+                    let g = g.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", to)).await
+                        else {
+                            return;
+                        };
+                        let relay = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                        let watch = async {
+                            while g.load(Ordering::SeqCst) == born {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                        };
+                        tokio::select! { _ = relay => {}, () = watch => {} }
+                    });
+                }
+            });
         });
         Self {
-            port,
+            port: port_rx.recv().unwrap(),
             cut,
             generation,
         }
@@ -368,7 +382,7 @@ async fn search(server: &Server, key: &str, query: &str) -> (StatusCode, Value, 
 async fn stores_that_go_down_answer_503_and_nothing_is_lost() {
     let db = PgDatabase::create().await;
     // PostgreSQL through a relay the test can cut; a Qdrant node of the test's own to stop.
-    let relay = Relay::start(5432).await;
+    let relay = Relay::start(5432);
     let through_relay = db
         .url
         .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", relay.port));
@@ -381,6 +395,7 @@ async fn stores_that_go_down_answer_503_and_nothing_is_lost() {
     let key = api_key(&env, "admin");
     let server = Server::start(&env, &[]);
     assert_eq!(server.ready().await.0, StatusCode::OK);
+    create_collection(&server, &key, "faults").await;
 
     // Qdrant stopped while a long document is being ingested.
     let (status, up) = server
@@ -397,7 +412,7 @@ async fn stores_that_go_down_answer_503_and_nothing_is_lost() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{up}");
     let job_id = up["job_id"].as_str().unwrap().to_string();
-    let doc_id = up["document"]["id"].as_str().unwrap().to_string();
+    let doc_id = up["id"].as_str().unwrap().to_string();
     let meta = enclave_storage::MetaStore::connect(&db.url, 2)
         .await
         .unwrap();

@@ -53,9 +53,9 @@ impl MetaStore {
 
     /// The columns of `table` and whether each holds integers, as the schema declares them.
     async fn columns(&self, table: &str) -> Result<Vec<(String, bool)>> {
-        let rows =
-            match self.backend {
-                Backend::Postgres => sqlx::query(
+        let rows = match self.backend {
+            Backend::Postgres => {
+                sqlx::query(
                     "SELECT column_name::text AS name, data_type::text AS kind \
                      FROM information_schema.columns \
                      WHERE table_schema = current_schema() AND table_name = $1 \
@@ -63,15 +63,16 @@ impl MetaStore {
                 )
                 .bind(table)
                 .fetch_all(&self.pool)
-                .await?,
-                Backend::Sqlite => {
-                    sqlx::query(&format!(
-                        "SELECT name, type AS kind FROM pragma_table_info('{table}') ORDER BY cid"
-                    ))
-                    .fetch_all(&self.pool)
-                    .await?
-                }
-            };
+                .await?
+            }
+            Backend::Sqlite => {
+                sqlx::query(&format!(
+                    "SELECT name, type AS kind FROM pragma_table_info('{table}') ORDER BY cid"
+                ))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         rows.iter()
             .map(|r| {
                 let name: String = r.try_get("name")?;
