@@ -150,7 +150,7 @@ async fn queue_files(
             content,
             previous_sha: None,
         };
-        enqueue(&meta, &doc, &job, 3).await?;
+        enqueue(meta, &doc, &job, 3).await?;
         documents.push(doc);
     }
     Ok(documents)
