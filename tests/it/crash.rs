@@ -32,8 +32,25 @@ async fn kill_9_part_way_then_rerun_converges() {
     let memo = docs.join("memo.txt");
     std::fs::write(&memo, "Version one of the memo. ".repeat(200)).unwrap();
 
+    // The database exists before the first run, so that progress can be watched.
+    env.run(&["status"]);
+    let meta = env.meta().await;
+    let ready = || {
+        let meta = meta.clone();
+        async move {
+            meta.documents(None)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|d| d.status == "ready")
+                .count()
+        }
+    };
     let mut killed_mid_way = 0;
-    for (round, delay_ms) in [2500u64, 5000, 8000].into_iter().enumerate() {
+    for round in 0..3 {
+        // Each run is killed as soon as it has finished one more document than the last:
+        // part-way, whatever the speed of the machine and of the vector store.
+        let before = ready().await;
         let mut child = env
             .command()
             .args(["ingest", docs.to_str().unwrap()])
@@ -41,10 +58,16 @@ async fn kill_9_part_way_then_rerun_converges() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            killed_mid_way += 1;
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(300) {
+            if ready().await > before {
+                if child.try_wait().unwrap().is_none() {
+                    child.kill().unwrap(); // SIGKILL
+                    killed_mid_way += 1;
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         child.wait().unwrap();
         if round == 0 {
@@ -60,6 +83,7 @@ async fn kill_9_part_way_then_rerun_converges() {
     if env.on_server() {
         std::thread::sleep(Duration::from_millis(1500));
     }
+    meta.close().await;
     let summary = env.ingest(&[&docs]);
     assert_eq!(summary["failed"], 0, "{summary:#}");
     assert_consistent(&env).await;
