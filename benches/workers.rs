@@ -156,6 +156,23 @@ async fn queue_files(
     Ok(documents)
 }
 
+/// Pages of the documents that are ready, and how many are not.
+async fn outcome(meta: &MetaStore, documents: &[String]) -> anyhow::Result<(i64, usize)> {
+    let (mut pages, mut failed) = (0, 0);
+    for id in documents {
+        let d = meta
+            .document(id)
+            .await?
+            .context("a queued document vanished")?;
+        if d.status == "ready" {
+            pages += d.page_count;
+        } else {
+            failed += 1;
+        }
+    }
+    Ok((pages, failed))
+}
+
 /// Where the process runs keep their stores.
 enum Stores {
     Embedded,
@@ -173,8 +190,8 @@ struct ProcessRun {
     pages: i64,
     documents: usize,
     failed: usize,
-    /// Jobs finished per worker process.
-    jobs_per_process: Vec<usize>,
+    /// Jobs and pages per worker process.
+    jobs_per_process: Vec<(usize, i64)>,
 }
 
 /// Drains the same queued PDFs with `processes` `enclave worker --drain` processes.
@@ -197,9 +214,13 @@ async fn run_processes(
     let documents = queue_files(&meta, &collection.id, files).await?;
     let started = Instant::now();
     let mut children = Vec::new();
+    // Processes on one machine share its cores: each embeds with its share of them.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = (cores / processes).max(1);
     for _ in 0..processes {
         let mut cmd = std::process::Command::new(ENCLAVE);
         cmd.args(["worker", "--drain"])
+            .env("ENCLAVE_EMBEDDING__THREADS", threads.to_string())
             .env("ENCLAVE_DATA_DIR", dir.path())
             .env("ENCLAVE_DATABASE__URL", &database_url)
             .env("ENCLAVE_WORKER__POLL_MS", "50")
@@ -224,25 +245,20 @@ async fn run_processes(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let mut pages = 0;
-    let mut failed = 0;
-    for id in &documents {
-        let d = meta
-            .document(id)
-            .await?
-            .context("a queued document vanished")?;
-        if d.status == "ready" {
-            pages += d.page_count;
-        } else {
-            failed += 1;
-        }
-    }
-    let mut per_process: std::collections::BTreeMap<String, usize> = Default::default();
+    let (pages, failed) = outcome(&meta, &documents).await?;
+    // Jobs and pages per process (the process that ran each job last).
+    let mut per_process: std::collections::BTreeMap<String, (usize, i64)> = Default::default();
     for j in meta.jobs(None, None, 1000, 0).await? {
         if let Some(w) = j.last_worker {
-            *per_process
+            let pages = match &j.document_id {
+                Some(id) => meta.document(id).await?.map_or(0, |d| d.page_count),
+                None => 0,
+            };
+            let e = per_process
                 .entry(w.split('/').next().unwrap_or_default().to_string())
-                .or_default() += 1;
+                .or_default();
+            e.0 += 1;
+            e.1 += pages;
         }
     }
     meta.close().await;
@@ -313,12 +329,12 @@ fn print_process_runs(runs: &[ProcessRun]) {
     println!(
         "\n## Worker processes on the scale-out stores\n\nThe same PDFs queued in a fresh \
          database each time and drained by `enclave worker --drain` processes (the binary: each \
-         loads its own embedding model); the time runs from starting the processes to the last \
+         loads its own embedding model and embeds with the cores divided among the processes); the time runs from starting the processes to the last \
          one exiting. Overhead per document: the difference to the embedded run, divided by \
          the documents.\n"
     );
     println!(
-        "| stores | processes | documents | failed | pages | seconds | pages/s | vs embedded | overhead per document | jobs per process |"
+        "| stores | processes | documents | failed | pages | seconds | pages/s | vs embedded | overhead per document | jobs (pages) per process |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let base = runs
@@ -344,7 +360,7 @@ fn print_process_runs(runs: &[ProcessRun]) {
             pps,
             r.jobs_per_process
                 .iter()
-                .map(|n| n.to_string())
+                .map(|(jobs, pages)| format!("{jobs} ({pages} p.)"))
                 .collect::<Vec<_>>()
                 .join(" / ")
         );
@@ -415,19 +431,7 @@ async fn run_once(
     let _ = stop.send(true);
     running.await?;
     let seconds = started.elapsed().as_secs_f64();
-    let mut pages = 0;
-    let mut failed = 0;
-    for id in &documents {
-        let d = meta
-            .document(id)
-            .await?
-            .context("a queued document vanished")?;
-        if d.status == "ready" {
-            pages += d.page_count;
-        } else {
-            failed += 1;
-        }
-    }
+    let (pages, failed) = outcome(&meta, &documents).await?;
     meta.close().await;
     Ok(Run {
         slots,

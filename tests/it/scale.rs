@@ -534,6 +534,30 @@ async fn stores_that_go_down_answer_503_and_nothing_is_lost() {
     db.drop_now().await;
 }
 
+/// The states of a collection's shard replicas, as one node of the cluster sees them.
+async fn shard_states(
+    client: &reqwest::Client,
+    node: &QdrantProcess,
+    collection: &str,
+) -> Vec<String> {
+    let info: Value = client
+        .get(format!(
+            "{}/collections/{collection}/cluster",
+            node.http_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ["local_shards", "remote_shards"]
+        .iter()
+        .flat_map(|k| info["result"][k].as_array().cloned().unwrap_or_default())
+        .map(|s| s["state"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_three_node_qdrant_cluster_keeps_serving_while_a_node_is_down() {
     let db = PgDatabase::create().await;
@@ -579,24 +603,8 @@ async fn a_three_node_qdrant_cluster_keeps_serving_while_a_node_is_down() {
         Vectors::Server { collection, .. } => collection.clone(),
         Vectors::Edge => unreachable!(),
     };
-    let info: Value = client
-        .get(format!(
-            "{}/collections/{collection}/cluster",
-            first.http_url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let replicas = info["result"]["local_shards"]
-        .as_array()
-        .map_or(0, Vec::len)
-        + info["result"]["remote_shards"]
-            .as_array()
-            .map_or(0, Vec::len);
-    assert_eq!(replicas, 4, "2 shards x 2 replicas: {info}");
+    let replicas = shard_states(&client, &first, &collection).await;
+    assert_eq!(replicas.len(), 4, "2 shards x 2 replicas: {replicas:?}");
 
     // One node killed: searches and ingest go on.
     third.kill();
@@ -625,26 +633,11 @@ async fn a_three_node_qdrant_cluster_keeps_serving_while_a_node_is_down() {
     third.restart().unwrap();
     let started = Instant::now();
     loop {
-        let info: Value = client
-            .get(format!(
-                "{}/collections/{collection}/cluster",
-                third.http_url()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let states: Vec<String> = ["local_shards", "remote_shards"]
-            .iter()
-            .flat_map(|k| info["result"][k].as_array().cloned().unwrap_or_default())
-            .map(|s| s["state"].as_str().unwrap_or_default().to_string())
-            .collect();
+        let states = shard_states(&client, &third, &collection).await;
         if states.len() == 4 && states.iter().all(|s| s == "Active") {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "{info}");
+        assert!(started.elapsed() < Duration::from_secs(120), "{states:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_consistent(&env).await;

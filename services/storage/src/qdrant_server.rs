@@ -126,12 +126,25 @@ fn qdrant_err(e: QdrantError) -> StorageError {
 }
 
 fn describe_status(status: &tonic::Status) -> String {
+    let message = status.message().trim();
+    // The client reports a failed connect as `Failed to connect to URL: <transport error>`.
+    if let Some(rest) = message.strip_prefix("Failed to connect to ") {
+        let url = rest.split(':').take(3).collect::<Vec<_>>().join(":");
+        let url = url.trim_end_matches('/');
+        let why = if rest.contains("Connection refused") {
+            "connection refused"
+        } else if rest.contains("timed out") || rest.contains("Timeout") {
+            "timed out"
+        } else {
+            rest
+        };
+        return format!("cannot connect to {url}: {why}");
+    }
     let code = match status.code() {
         tonic::Code::DeadlineExceeded => "timed out".to_string(),
         tonic::Code::Unavailable => "unreachable".to_string(),
         other => format!("{other:?}"),
     };
-    let message = status.message().trim();
     if message.is_empty() {
         code
     } else {
