@@ -498,6 +498,8 @@ async fn stores_that_go_down_answer_503_and_nothing_is_lost() {
 
     // PostgreSQL unreachable: 503 naming the database, within the connection time-out.
     relay.set_cut(true);
+    // The relay closes the connections in use within 50 ms.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, body, took) = search(&server, &key, "What is Debian?").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["code"], "unavailable", "{body}");

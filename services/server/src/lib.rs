@@ -288,26 +288,35 @@ fn load_models(
     });
 }
 
-/// Repairs what dead writers left in stores other processes share, retrying while a store is
-/// unavailable.
+/// Repairs what dead writers left in stores other processes share, once per lease for as
+/// long as the server runs (a writer counts as dead after a lease of silence), retrying
+/// sooner while a store is unavailable.
 async fn repair_shared_stores(
     meta: MetaStore,
     vectors: Arc<dyn VectorStore>,
     lease: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
 ) {
     let mut wait = std::time::Duration::from_secs(1);
-    loop {
-        match enclave_ingest::recover(&meta, vectors.as_ref(), Some(lease)).await {
-            Ok(_) => return,
+    while !*stop.borrow() {
+        let next = match enclave_ingest::recover(&meta, vectors.as_ref(), Some(lease)).await {
+            Ok(_) => {
+                wait = std::time::Duration::from_secs(1);
+                lease
+            }
             Err(enclave_ingest::IngestError::Storage(e)) if e.is_unavailable() => {
                 tracing::warn!(error = %e, "cannot repair the stores yet; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                wait = (wait * 2).min(lease);
+                wait
             }
             Err(e) => {
                 tracing::error!(error = %e, "repairing the stores failed");
-                return;
+                lease
             }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(next) => {}
+            _ = stop.changed() => {}
         }
     }
 }
@@ -329,6 +338,7 @@ pub async fn run(
     } = backends;
     let uploads = UploadStore::new(settings.uploads_dir())?;
     let metrics = Metrics::new();
+    let (stop_repairs, repairs_stopped) = watch::channel(false);
     if settings.exclusive_stores() {
         // The embedded vector store is held by this process alone: nothing else writes while
         // this server runs, so whatever a previous run left half-done is repaired now, before
@@ -350,12 +360,13 @@ pub async fn run(
     } else {
         // Shared stores: other servers and workers are running. Jobs of a dead process come
         // back when their lease runs out; half-written versions are repaired only when their
-        // writer has been silent for longer than the lease, in the background, since a store
-        // may be down while this server starts.
+        // writer has been silent for longer than the lease, in the background (a store may be
+        // down while this server starts) and again every lease while it runs.
         tokio::spawn(repair_shared_stores(
             meta.clone(),
             vectors.clone(),
             std::time::Duration::from_secs(settings.worker.lease_secs),
+            repairs_stopped,
         ));
     }
     let jobs = JobQueue::new(
@@ -498,6 +509,7 @@ pub async fn run(
     .listen(listener)?
     .run();
     let result = server.await;
+    let _ = stop_repairs.send(true);
     // The worker finishes the job in hand (its lease would hand it to another worker anyway).
     let _ = stop_worker.send(true);
     let grace = std::time::Duration::from_secs(shutdown);
