@@ -420,20 +420,6 @@ fn server_config(url: &str, collection: &str, dimension: usize) -> QdrantServerC
     }
 }
 
-/// Copies every point of `from` into `to` (same ids: a second copy overwrites).
-async fn copy_points(from: &dyn VectorStore, to: &dyn VectorStore) -> anyhow::Result<usize> {
-    let (mut offset, mut copied) = (None, 0);
-    loop {
-        let (points, next) = from.points_page(offset, 512).await?;
-        copied += points.len();
-        to.upsert(points).await?;
-        match next {
-            Some(n) => offset = Some(n),
-            None => return Ok(copied),
-        }
-    }
-}
-
 /// Waits until the Qdrant server has indexed the collection (status green).
 async fn server_indexed(http_url: &str, collection: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
@@ -661,42 +647,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let acc = accuracy(&vectors, &all_dense, &ids, &query_vectors).await?;
         eprintln!("size {size}: measuring optimized ({optimize_s:.0} s to optimize)");
         let edge_disk = dir_size(&dir.join("vectors")) + dir_size(&dir.join("enclave.db"));
-        let Some(node) = &qdrant else {
-            drop(vectors);
-            rows.push(Row {
-                size,
-                state: "optimized",
-                report: run_child(&dir, args.queries, "edge")?,
-                recall: Some(acc.recall),
-                exact_ms: acc.exact_ms,
-                disk: edge_disk,
-                optimize_s: Some(optimize_s),
-                server_rss_kib: None,
-            });
-            continue;
-        };
         // The same points on the Qdrant server, indexed by the server itself.
-        let server = QdrantServerStore::new(server_config(
-            &node.grpc_url(),
-            server_collection,
-            settings.embedding.dimension,
-        ))?;
-        let started = Instant::now();
-        let copied = copy_points(&vectors, &server).await?;
-        server_indexed(&node.http_url(), server_collection).await?;
-        let index_s = started.elapsed().as_secs_f64();
-        eprintln!("size {size}: {copied} points on the Qdrant server, indexed in {index_s:.0} s");
+        let server = match &qdrant {
+            Some(node) => {
+                let server = QdrantServerStore::new(server_config(
+                    &node.grpc_url(),
+                    server_collection,
+                    settings.embedding.dimension,
+                ))?;
+                let started = Instant::now();
+                let copied = enclave_storage::copy_points(&vectors, &server, 512).await?;
+                server_indexed(&node.http_url(), server_collection).await?;
+                let index_s = started.elapsed().as_secs_f64();
+                eprintln!(
+                    "size {size}: {copied} points on the Qdrant server, indexed in {index_s:.0} s"
+                );
+                Some((node, server, index_s))
+            }
+            None => None,
+        };
         drop(vectors);
         rows.push(Row {
             size,
             state: "optimized",
             report: run_child(&dir, args.queries, "edge")?,
             recall: Some(acc.recall),
-            exact_ms: acc.exact_ms.clone(),
+            exact_ms: acc.exact_ms,
             disk: edge_disk,
             optimize_s: Some(optimize_s),
             server_rss_kib: None,
         });
+        let Some((node, server, index_s)) = server else {
+            continue;
+        };
         eprintln!("size {size}: measuring the Qdrant server");
         let server_acc = accuracy(&server, &all_dense, &ids, &query_vectors).await?;
         let backend = format!("qdrant {} {server_collection}", node.grpc_url());

@@ -77,7 +77,10 @@ pub async fn run(settings: &Settings, args: MigrateArgs) -> anyhow::Result<ExitC
         .copy_into(&target_meta, &|_table, _done| {})
         .await
         .context("copying the metadata")?;
-    let points = copy_points(source_vectors.as_ref(), target_vectors.as_ref()).await?;
+    let points =
+        enclave_storage::copy_points(source_vectors.as_ref(), target_vectors.as_ref(), PAGE)
+            .await
+            .context("copying the vectors")?;
     let files = match &args.to_uploads {
         Some(dir) => copy_uploads(&settings.uploads_dir(), dir)?,
         None => 0,
@@ -131,28 +134,6 @@ pub async fn run(settings: &Settings, args: MigrateArgs) -> anyhow::Result<ExitC
     source_meta.close().await;
     target_meta.close().await;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn copy_points(source: &dyn VectorStore, target: &dyn VectorStore) -> anyhow::Result<usize> {
-    let mut offset = None;
-    let mut copied = 0;
-    loop {
-        let (points, next) = source
-            .points_page(offset, PAGE)
-            .await
-            .context("reading the source vectors")?;
-        copied += points.len();
-        target
-            .upsert(points)
-            .await
-            .context("writing the target vectors")?;
-        match next {
-            Some(n) => offset = Some(n),
-            None => break,
-        }
-    }
-    target.flush().await?;
-    Ok(copied)
 }
 
 /// Copies the content-addressed originals, leaving files already there with the same size.

@@ -41,7 +41,7 @@ pub use meta::{
 pub use qdrant_server::{QdrantServerConfig, QdrantServerStore, WriteOrdering};
 pub use vectors::{
     Bm25Encoder, ChunkPoint, EdgeVectorStore, PayloadUpdate, PointPayload, VectorFilter, VectorHit,
-    VectorQuery, VectorStore, chunk_point_id,
+    VectorQuery, VectorStore, chunk_point_id, copy_points,
 };
 pub use webhooks::{Delivery, DeliveryCounts, DeliveryStatus, NewEvent};
 

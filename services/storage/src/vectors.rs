@@ -708,6 +708,27 @@ impl VectorStore for EdgeVectorStore {
     }
 }
 
+/// Copies every point of `from` into `to`, `page` points at a time, and flushes `to`. Points
+/// keep their ids, so a second copy overwrites instead of adding. Returns the points copied.
+pub async fn copy_points(
+    from: &dyn VectorStore,
+    to: &dyn VectorStore,
+    page: usize,
+) -> Result<usize> {
+    let (mut offset, mut copied) = (None, 0);
+    loop {
+        let (points, next) = from.points_page(offset, page).await?;
+        copied += points.len();
+        to.upsert(points).await?;
+        match next {
+            Some(n) => offset = Some(n),
+            None => break,
+        }
+    }
+    to.flush().await?;
+    Ok(copied)
+}
+
 /// BM25 sparse encoder (qdrant's tokenizer pipeline: English stop words and stemming). The
 /// store applies IDF at query time, so documents and queries are encoded independently.
 #[derive(Debug, Clone)]
