@@ -557,13 +557,30 @@ async fn rest_api_on_postgres() {
     );
     assert_eq!(memo["external_id"], "memo-42");
     assert_eq!(memo["tags"], json!(["policy", "records"]));
-    let states: Vec<_> = memo["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["state"].clone())
-        .collect();
-    assert_eq!(states, vec![json!("purged"), json!("active")]);
+    // The document is ready as soon as version 2 is active; the same job then purges version 1.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let memo: Value = s
+            .get(&admin, &format!("/api/v1/documents/{memo_id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let states: Vec<_> = memo["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["state"].clone())
+            .collect();
+        if states == vec![json!("purged"), json!("active")] {
+            break;
+        }
+        assert_eq!(states, vec![json!("superseded"), json!("active")], "{memo}");
+        assert!(Instant::now() < deadline, "version 1 never purged: {memo}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let chunks: Value = s
         .get(&reader, "/api/v1/documents/memo-42/chunks")
         .send()
