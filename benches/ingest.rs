@@ -394,6 +394,7 @@ async fn parse_phase(
         program: PathBuf::from(ENCLAVE),
         args: vec!["extract-pdf".into()],
         timeout: Duration::from_secs(settings.ingest.pdf_timeout_secs),
+        memory_mb: 0,
     };
     let mut by_file = BTreeMap::new();
     let mut documents = Vec::new();

@@ -41,28 +41,23 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::synthetic;
+
 use anyhow::{Context, bail};
 use clap::Parser;
 use common::{corpus_dir, embedder, faq_questions, settings};
-use enclave_embed::{Embedder, OnnxEmbedder};
-use enclave_ingest::Chunker;
-use enclave_ingest::parse::pdf::{PdfIsolation, extract_isolated};
+use enclave_embed::Embedder;
 use enclave_retrieval::{RetrievalOptions, Retriever, SearchMode, SearchRequest};
-use enclave_settings::Settings;
 use enclave_storage::local_qdrant::QdrantProcess;
 use enclave_storage::{
-    Bm25Encoder, ChunkPoint, ChunkRecord, EdgeVectorStore, MetaStore, NewVersion, PageRecord,
-    PointPayload, QdrantServerConfig, QdrantServerStore, VectorFilter, VectorQuery, VectorStore,
-    WriteOrdering, chunk_point_id,
+    EdgeVectorStore, MetaStore, QdrantServerConfig, QdrantServerStore, VectorFilter, VectorQuery,
+    VectorStore, WriteOrdering,
 };
-use rand::SeedableRng;
-use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
 /// The Enclave binary built with this bench; `enclave extract-pdf` is its PDF child.
 const ENCLAVE: &str = env!("CARGO_BIN_EXE_enclave");
 const CHILD_ARG: &str = "__search-child";
-const CHUNKS_PER_DOCUMENT: usize = 100;
 const TOP: usize = 10;
 
 /// Search benchmark: latency and memory of hybrid, dense and BM25 search at growing sizes.
@@ -164,179 +159,6 @@ fn dir_size(path: &Path) -> u64 {
         // Allocated blocks: sparse memory-mapped files count what they hold.
         std::os::unix::fs::MetadataExt::blocks(&meta) * 512
     }
-}
-
-/// Real chunks: (embedding input, chunk text, title).
-async fn real_chunks(
-    args: &Args,
-    settings: &Settings,
-    embedder: &OnnxEmbedder,
-) -> anyhow::Result<Vec<(String, String)>> {
-    let corpus = args.corpus.clone().unwrap_or_else(corpus_dir);
-    let mut pdfs: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .with_context(|| format!("reading the corpus folder {}", corpus.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf")))
-        .collect();
-    pdfs.sort();
-    if pdfs.is_empty() {
-        bail!(
-            "no PDF in {} (scripts/test fetches the corpus)",
-            corpus.display()
-        );
-    }
-    let chunker = Chunker::new(
-        embedder.tokenizer(),
-        settings.chunking.max_tokens,
-        settings.chunking.overlap_tokens,
-    )?;
-    let iso = PdfIsolation {
-        program: PathBuf::from(ENCLAVE),
-        args: vec!["extract-pdf".into()],
-        timeout: Duration::from_secs(settings.ingest.pdf_timeout_secs),
-    };
-    // Spread over the corpus: every 7th PDF, round after round, until there are enough chunks.
-    let order: Vec<&PathBuf> = (0..7)
-        .flat_map(|start| pdfs.iter().skip(start).step_by(7))
-        .collect();
-    let mut out = Vec::new();
-    for pdf in order {
-        if out.len() >= args.base {
-            break;
-        }
-        let Ok(bytes) = std::fs::read(pdf) else {
-            continue;
-        };
-        let Ok(doc) = extract_isolated(&bytes, &iso).await else {
-            continue;
-        };
-        let name = pdf.file_name().unwrap_or_default().to_string_lossy();
-        let title = doc
-            .title
-            .clone()
-            .filter(|t| !t.trim().is_empty())
-            .unwrap_or_else(|| name.to_string());
-        // At most 300 chunks of one PDF, so that a few large manuals do not make the sample.
-        for c in chunker.chunk(&doc).into_iter().take(300) {
-            let input = match &c.section {
-                Some(s) if s != &title => format!("{title}\n{s}\n{}", c.text),
-                _ => format!("{title}\n{}", c.text),
-            };
-            out.push((input, c.text));
-        }
-        eprint!("\r  {} real chunks", out.len().min(args.base));
-    }
-    eprintln!();
-    out.truncate(args.base);
-    Ok(out)
-}
-
-/// Writes chunks `from..to` of the synthetic corpus: documents of [`CHUNKS_PER_DOCUMENT`].
-#[allow(clippy::too_many_arguments)]
-async fn write_chunks(
-    meta: &MetaStore,
-    vectors: &EdgeVectorStore,
-    collection_id: &str,
-    base: &[(String, String)],
-    base_dense: &[Vec<f32>],
-    base_sparse: &[(Vec<u32>, Vec<f32>)],
-    all_dense: &mut Vec<Vec<f32>>,
-    ids: &mut Vec<String>,
-    noise: f32,
-    to: usize,
-) -> anyhow::Result<()> {
-    let normal = Normal::new(0.0f32, noise.max(1e-9))?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(all_dense.len() as u64);
-    while all_dense.len() < to {
-        let first = all_dense.len();
-        let doc_no = first / CHUNKS_PER_DOCUMENT;
-        let n = CHUNKS_PER_DOCUMENT.min(to - first);
-        let new = NewVersion {
-            collection_id: collection_id.to_string(),
-            source_uri: format!("bench://document/{doc_no}"),
-            external_id: None,
-            parent_id: None,
-            title: format!("document {doc_no}"),
-            mime_type: Some("application/pdf".into()),
-            sha256: format!("{doc_no:064x}"),
-            byte_size: 0,
-            metadata: serde_json::json!({}),
-            tags: Vec::new(),
-            access: Vec::new(),
-        };
-        let (doc_id, version) = meta.begin_version(&new).await?;
-        let mut records = Vec::with_capacity(n);
-        let mut points = Vec::with_capacity(n);
-        let mut offset = 0i64;
-        for ordinal in 0..n {
-            let i = first + ordinal;
-            let b = i % base.len();
-            let dense = if i < base.len() {
-                base_dense[b].clone()
-            } else {
-                let mut v: Vec<f32> = base_dense[b]
-                    .iter()
-                    .map(|x| x + normal.sample(&mut rng))
-                    .collect();
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                v.iter_mut().for_each(|x| *x /= norm);
-                v
-            };
-            let text = &base[b].1;
-            let id = chunk_point_id(&doc_id, version, ordinal as i64);
-            let len = text.chars().count() as i64;
-            records.push(ChunkRecord {
-                id: id.clone(),
-                document_id: doc_id.clone(),
-                version,
-                ordinal: ordinal as i64,
-                text: text.clone(),
-                page_start: 1,
-                page_end: 1,
-                char_start: offset,
-                char_end: offset + len,
-                token_count: 0,
-                section: None,
-                disabled: false,
-            });
-            offset += len + 2;
-            points.push(ChunkPoint {
-                id,
-                dense: dense.clone(),
-                sparse: base_sparse[b].clone(),
-                payload: PointPayload {
-                    collection_id: collection_id.to_string(),
-                    document_id: doc_id.clone(),
-                    version,
-                    ordinal: ordinal as i64,
-                    access: Vec::new(),
-                    tags: Vec::new(),
-                    mime_type: "application/pdf".into(),
-                    date: None,
-                    authors: Vec::new(),
-                    disabled: false,
-                },
-            });
-            all_dense.push(dense);
-            ids.push(chunk_point_id(&doc_id, version, ordinal as i64));
-        }
-        let page = PageRecord {
-            page_number: 1,
-            char_start: 0,
-            text: String::new(),
-        };
-        meta.store_chunks(&doc_id, version, &[page], &records)
-            .await?;
-        vectors.upsert(points).await?;
-        meta.activate_version(&doc_id, version, &new.title, &new.metadata, 1, n as i64)
-            .await?;
-        if doc_no.is_multiple_of(50) {
-            eprint!("\r  {} chunks written", all_dense.len());
-        }
-    }
-    vectors.flush().await?;
-    eprintln!("\r  {} chunks written", all_dense.len());
-    Ok(())
 }
 
 /// Exact top-k by cosine (vectors are unit length): indexes into `all`.
@@ -547,26 +369,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     sizes.dedup();
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let embedder = embedder(&settings).await?;
-    eprintln!("extracting and chunking real PDFs");
-    let base = real_chunks(&args, &settings, &embedder).await?;
-    eprintln!("embedding {} real chunks", base.len());
-    let started = Instant::now();
-    let mut base_dense = Vec::with_capacity(base.len());
-    for batch in base.chunks(256) {
-        base_dense.extend(
-            embedder
-                .embed(batch.iter().map(|(input, _)| input.clone()).collect())
-                .await?,
-        );
-        eprint!("\r  {}", base_dense.len());
-    }
-    eprintln!(
-        "\r  {} chunks in {:.0} s",
-        base_dense.len(),
-        started.elapsed().as_secs_f64()
-    );
-    let bm25 = Bm25Encoder::new()?;
-    let base_sparse: Vec<_> = base.iter().map(|(input, _)| bm25.document(input)).collect();
+    let corpus = args.corpus.clone().unwrap_or_else(corpus_dir);
+    let base = synthetic::Base::build(&corpus, args.base, &settings, &embedder, ENCLAVE).await?;
     let questions = faq_questions(args.queries)?;
     let query_vectors = embedder.embed(questions.clone()).await?;
     drop(embedder);
@@ -611,17 +415,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let meta = MetaStore::connect(&db_url, 4).await?;
         let collection = meta.ensure_collection("bench").await?;
         let vectors = EdgeVectorStore::open(&dir.join("vectors"), settings.embedding.dimension)?;
-        write_chunks(
+        base.write_chunks(
             &meta,
             &vectors,
             &collection.id,
-            &base,
-            &base_dense,
-            &base_sparse,
             &mut all_dense,
             &mut ids,
             args.noise,
             size,
+            &|_| Vec::new(),
         )
         .await?;
         let acc = accuracy(&vectors, &all_dense, &ids, &query_vectors).await?;

@@ -248,7 +248,7 @@ async fn run_processes(
     let (pages, failed) = outcome(&meta, &documents).await?;
     // Jobs and pages per process (the process that ran each job last).
     let mut per_process: std::collections::BTreeMap<String, (usize, i64)> = Default::default();
-    for j in meta.jobs(None, None, 1000, 0).await? {
+    for j in meta.jobs(None, None, None, 1000, 0).await? {
         if let Some(w) = j.last_worker {
             let pages = match &j.document_id {
                 Some(id) => meta.document(id).await?.map_or(0, |d| d.page_count),
@@ -396,6 +396,7 @@ async fn run_once(
             program: PathBuf::from(ENCLAVE),
             args: vec!["extract-pdf".into()],
             timeout: Duration::from_secs(settings.ingest.pdf_timeout_secs),
+            memory_mb: 0,
         },
         max_file_bytes: settings.ingest.max_file_bytes,
         max_text_chars: settings.ingest.max_text_chars,
@@ -422,7 +423,7 @@ async fn run_once(
         tokio::spawn(async move { worker.run("bench", slots, stopped).await })
     };
     loop {
-        let c = meta.job_counts().await?;
+        let c = meta.job_counts(None).await?;
         if c.queued == 0 && c.running == 0 {
             break;
         }

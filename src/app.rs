@@ -107,6 +107,7 @@ pub fn ingestor_with(
             program,
             args: vec!["extract-pdf".into()],
             timeout: Duration::from_secs(settings.ingest.pdf_timeout_secs),
+            memory_mb: settings.ingest.pdf_memory_mb,
         },
         max_file_bytes: settings.ingest.max_file_bytes,
         max_text_chars: settings.ingest.max_text_chars,

@@ -20,6 +20,7 @@ pub async fn run(settings: &Settings, args: DeleteArgs) -> anyhow::Result<ExitCo
     let meta = crate::app::meta_store(settings).await?;
     let vectors = crate::app::vector_store(settings)?;
     enclave_ingest::recover(&meta, vectors.as_ref(), crate::app::writer_lease(settings)).await?;
+    let uploads = enclave_ingest::uploads::UploadStore::new(settings.uploads_dir())?;
     let collection = meta.collection_by_name(&args.collection).await?;
     let mut missing = 0;
     for target in &args.targets {
@@ -41,10 +42,13 @@ pub async fn run(settings: &Settings, args: DeleteArgs) -> anyhow::Result<ExitCo
                 enclave_ingest::delete_document(&meta, vectors.as_ref(), &d.id)
                     .await
                     .with_context(|| format!("deleting {}", d.source_uri))?;
+                // An uploaded original goes with its last document, as with the API.
+                uploads.release(&meta, &d.sha256).await;
+                let collection = meta.collection(&d.collection_id).await?.map(|c| c.name);
                 meta.record_audit(
-                    "command line",
+                    &enclave_corpus::Actor::command_line().audit_name(),
                     "delete",
-                    None,
+                    collection.as_deref(),
                     Some(&d.id),
                     &serde_json::json!({"title": d.title, "source_uri": d.source_uri}),
                 )

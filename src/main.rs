@@ -55,6 +55,10 @@ enum Command {
     Users(access_cmd::UsersArgs),
     /// API keys for the REST and OpenAI-compatible APIs.
     Keys(access_cmd::KeysArgs),
+    /// Groups of users and API keys (grants and document access lists name them).
+    Groups(access_cmd::GroupsArgs),
+    /// Roles of users, groups and keys on one collection or on all.
+    Grants(access_cmd::GrantsArgs),
     /// Reads a PDF on standard input and writes its pages as JSON (the isolated extractor
     /// the ingest pipeline starts for every PDF).
     #[command(hide = true)]
@@ -105,6 +109,8 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate_cmd::run(&settings, args).await,
             Command::Users(args) => access_cmd::users(&settings, args).await,
             Command::Keys(args) => access_cmd::keys(&settings, args).await,
+            Command::Groups(args) => access_cmd::groups(&settings, args).await,
+            Command::Grants(args) => access_cmd::grants(&settings, args).await,
             Command::ExtractPdf => unreachable!("handled before the runtime starts"),
         }
     });

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use enclave_server::{Backends, Role, SearchParts};
+use enclave_corpus::Role;
+use enclave_server::{Backends, SearchParts};
 use enclave_settings::Settings;
 use futures::FutureExt;
 
@@ -30,8 +31,8 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCod
     if settings.auth.enabled && meta.user_count().await? == 0 {
         // The first start: an administrator with a random password, shown once and kept in a
         // file only the service's user can read.
-        let password = enclave_server::auth::new_password();
-        enclave_server::auth::add_user(&meta, "admin", &password, Role::Admin)
+        let password = enclave_corpus::credentials::new_password();
+        enclave_corpus::credentials::add_user(&meta, "admin", &password, Some(Role::Admin))
             .await
             .map_err(|e| anyhow::anyhow!("creating the first administrator: {e}"))?;
         let path = settings.data_dir.join("initial-admin-password");

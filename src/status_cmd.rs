@@ -61,7 +61,7 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
         "missing: run scripts/fetch-models llm"
     };
     let (stats, failures) = match (&meta, &database) {
-        (Ok(m), Ok(_)) => (m.collection_stats().await?, m.failures().await?),
+        (Ok(m), Ok(_)) => (m.collection_stats(&[]).await?, m.failures().await?),
         _ => (Vec::new(), Vec::new()),
     };
     let code = if ready {

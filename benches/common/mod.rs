@@ -3,6 +3,8 @@
 //! set's questions. Each bench uses a part of it.
 #![allow(dead_code)]
 
+pub mod synthetic;
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 

@@ -142,9 +142,41 @@ pub async fn move_document(
     Ok(())
 }
 
-/// The document and its attachments.
+/// The document and its attachments, at any depth (a message attached to a message).
 async fn family(meta: &MetaStore, document_id: &str) -> Result<Vec<String>, IngestError> {
     let mut ids = vec![document_id.to_string()];
-    ids.extend(meta.children(document_id).await?.into_iter().map(|d| d.id));
+    let mut i = 0;
+    while i < ids.len() {
+        let children = meta.children(&ids[i]).await?;
+        ids.extend(children.into_iter().map(|d| d.id));
+        i += 1;
+    }
     Ok(ids)
+}
+
+/// Sets who may read a document and its attachments (access tokens: `public`, `user:ID`,
+/// `group:ID`, `key:ID`), in the metadata store and then in the points' payload, where the
+/// searches filter on it.
+pub async fn set_document_access(
+    meta: &MetaStore,
+    vectors: &dyn VectorStore,
+    document_id: &str,
+    access: &[String],
+) -> Result<(), IngestError> {
+    if access.is_empty() {
+        return Err(IngestError::Invalid(
+            "a document's access list cannot be empty (use \"public\")".into(),
+        ));
+    }
+    let ids = family(meta, document_id).await?;
+    meta.set_document_access(&ids, access).await?;
+    let update = PayloadUpdate {
+        access: Some(access.to_vec()),
+        ..Default::default()
+    };
+    for id in ids {
+        vectors.update_payload(&id, None, &update).await?;
+    }
+    vectors.flush().await?;
+    Ok(())
 }

@@ -159,7 +159,13 @@ struct Blob {
     inherited: Provenance,
     /// Told (pages done, pages in all) as the document's chunks are embedded.
     progress: Option<Arc<ProgressFn>>,
+    /// 0 for a file; attachments are one deeper than their parent.
+    depth: usize,
 }
+
+/// Attachments nested deeper than this (a message in a message in a message...) are not
+/// ingested; their parent records how many were left out (`skipped_deeper_attachments`).
+pub const MAX_ATTACHMENT_DEPTH: usize = 3;
 
 /// A progress callback: (pages done, pages in all).
 pub type ProgressFn = dyn Fn(usize, usize) + Send + Sync;
@@ -380,6 +386,7 @@ impl Ingestor {
             title: None,
             inherited: Provenance::default(),
             progress: None,
+            depth: 0,
         };
         self.ingest_blob(blob, collection_id, request).await
     }
@@ -437,6 +444,7 @@ impl Ingestor {
             title: item.title.clone(),
             inherited: Provenance::default(),
             progress,
+            depth: 0,
         };
         self.ingest_blob(blob, &collection.id, &request).await
     }
@@ -493,8 +501,23 @@ impl Ingestor {
                 .await;
             drop(alive);
             match result {
-                Ok((pages, chunks, attachments, provenance)) => {
+                Ok((pages, chunks, mut attachments, provenance)) => {
                     let mut outcome = FileOutcome::Ingested { pages, chunks };
+                    if blob.depth >= MAX_ATTACHMENT_DEPTH && !attachments.is_empty() {
+                        tracing::warn!(
+                            source = %blob.source_uri,
+                            left_out = attachments.len(),
+                            "attachments nested deeper than {MAX_ATTACHMENT_DEPTH} levels are not ingested"
+                        );
+                        self.meta
+                            .set_metadata_value(
+                                &doc_id,
+                                "skipped_deeper_attachments",
+                                &serde_json::json!(attachments.len()),
+                            )
+                            .await?;
+                        attachments.clear();
+                    }
                     for (i, att) in attachments.into_iter().enumerate() {
                         let child = Blob {
                             source_uri: format!(
@@ -510,6 +533,7 @@ impl Ingestor {
                             title: None,
                             inherited: provenance.clone(),
                             progress: None,
+                            depth: blob.depth + 1,
                         };
                         let child_uri = child.source_uri.clone();
                         let child_outcome = self.ingest_blob(child, collection_id, request).await?;
@@ -734,12 +758,15 @@ impl Ingestor {
         self.meta
             .store_chunks(doc_id, version, &pages, &records)
             .await?;
-        // A document a curator took out of retrieval stays out in its new version.
-        let disabled = self
-            .meta
-            .document(doc_id)
-            .await?
-            .is_some_and(|d| d.disabled);
+        // A document a curator took out of retrieval stays out in its new version, and who
+        // may read it is what the metadata store says now (an ACL may have changed since the
+        // job was queued).
+        let current = self.meta.document(doc_id).await?;
+        let disabled = current.as_ref().is_some_and(|d| d.disabled);
+        let access = current
+            .map(|d| d.access)
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| new.access.clone());
         let points: Vec<ChunkPoint> = records
             .iter()
             .zip(dense)
@@ -753,7 +780,7 @@ impl Ingestor {
                     document_id: doc_id.to_string(),
                     version,
                     ordinal: r.ordinal,
-                    access: new.access.clone(),
+                    access: access.clone(),
                     tags: new.tags.clone(),
                     mime_type: new.mime_type.clone().unwrap_or_default(),
                     date: provenance.date,

@@ -149,7 +149,7 @@ async fn memos_scenario(env: &TestEnv) {
     );
     assert!(child.chunk_count > 0);
 
-    let stats = meta.collection_stats().await.unwrap();
+    let stats = meta.collection_stats(&[]).await.unwrap();
     assert_eq!((stats[0].ready, stats[0].failed), (5, 1), "{stats:?}");
     meta.close().await;
     assert_consistent(env).await;

@@ -10,6 +10,7 @@ mod curation;
 mod formats;
 mod http;
 mod lifecycle;
+mod permissions;
 mod queue;
 mod scale;
 mod search;

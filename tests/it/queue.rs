@@ -57,7 +57,7 @@ async fn queue_semantics(url: &str) {
     }
     assert_eq!(seen.len(), 60, "every job claimed: {per_claimer:?}");
     assert!(seen.values().all(|&n| n == 1), "a job was claimed twice");
-    let counts = meta.job_counts().await.unwrap();
+    let counts = meta.job_counts(None).await.unwrap();
     assert_eq!((counts.done, counts.queued, counts.running), (60, 0, 0));
 
     // A document's second job waits while its first one runs.
@@ -189,7 +189,7 @@ async fn queue_semantics(url: &str) {
     assert_eq!(dead.last_error.as_deref(), Some("second: disk full"));
     assert!(dead.finished_at.is_some());
     assert_eq!(
-        meta.jobs(Some(JobStatus::Dead), None, 10, 0)
+        meta.jobs(Some(JobStatus::Dead), None, None, 10, 0)
             .await
             .unwrap()
             .len(),

@@ -95,7 +95,7 @@ async fn all_settled(
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let docs = meta.documents(None).await.unwrap();
-        let counts = meta.job_counts().await.unwrap();
+        let counts = meta.job_counts(None).await.unwrap();
         let settled = docs.len() >= expected
             && docs
                 .iter()
@@ -250,7 +250,7 @@ async fn two_servers_and_two_workers_share_postgres_and_qdrant() {
     assert_eq!(job.status, JobStatus::Done, "{job:?}");
     assert_eq!(job.attempts, 2, "killed once, then finished: {job:?}");
     let finished_by: BTreeSet<String> = meta
-        .jobs(Some(JobStatus::Done), None, 100, 0)
+        .jobs(Some(JobStatus::Done), None, None, 100, 0)
         .await
         .unwrap()
         .into_iter()

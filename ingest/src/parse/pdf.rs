@@ -50,6 +50,25 @@ pub struct PdfIsolation {
     pub args: Vec<String>,
     /// Wall-clock limit for one extraction.
     pub timeout: Duration,
+    /// Address-space limit of the child in MiB (0: none): a hostile PDF that makes the
+    /// extractor allocate without end fails alone, named, instead of exhausting the machine.
+    pub memory_mb: u64,
+}
+
+/// The environment variable through which the parent tells the child its memory limit.
+const MEMORY_ENV: &str = "ENCLAVE_PDF_CHILD_MEMORY_MB";
+
+/// Limits this process's address space to `mb` MiB.
+fn limit_memory(mb: u64) {
+    let bytes = mb.saturating_mul(1024 * 1024);
+    let limit = libc::rlimit {
+        rlim_cur: bytes as libc::rlim_t,
+        rlim_max: bytes as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads the struct it is given; failure leaves the limit unset.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_AS, &limit);
+    }
 }
 
 /// The child's answer, serialized as `{"ok": {...}}` or `{"err": <ParseError>}`.
@@ -525,6 +544,13 @@ fn collapse_dot_leaders(line: &str) -> std::borrow::Cow<'_, str> {
 /// 0, or 1 when the result could not be written.
 pub fn child_main() -> i32 {
     std::panic::set_hook(Box::new(|_| {}));
+    if let Some(mb) = std::env::var(MEMORY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|mb| *mb > 0)
+    {
+        limit_memory(mb);
+    }
     let mut bytes = Vec::new();
     let result = match std::io::stdin().lock().read_to_end(&mut bytes) {
         Ok(_) => extract_in_process(&bytes),
@@ -564,6 +590,7 @@ pub async fn extract_isolated(
 ) -> Result<ParsedDocument, ParseError> {
     let mut child = tokio::process::Command::new(&iso.program)
         .args(&iso.args)
+        .env(MEMORY_ENV, iso.memory_mb.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -608,7 +635,18 @@ pub async fn extract_isolated(
     let status = status.map_err(|e| {
         ParseError::Crashed(format!("could not wait for the extraction process: {e}"))
     })?;
-    decode_child_output(&stdout, &stderr, status)
+    match decode_child_output(&stdout, &stderr, status) {
+        Err(ParseError::Crashed(_))
+            if iso.memory_mb > 0
+                && String::from_utf8_lossy(&stderr).contains("memory allocation of") =>
+        {
+            Err(ParseError::Crashed(format!(
+                "the extraction ran out of memory: it is limited to {} MiB (ingest.pdf_memory_mb)",
+                iso.memory_mb
+            )))
+        }
+        other => other,
+    }
 }
 
 async fn read_all(stream: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
@@ -1023,6 +1061,7 @@ mod tests {
             program: PathBuf::from("/bin/sh"),
             args: vec!["-c".to_string(), script.to_string()],
             timeout,
+            memory_mb: 0,
         }
     }
 
@@ -1110,6 +1149,7 @@ mod tests {
             program: PathBuf::from("/nonexistent/enclave-pdf-child"),
             args: Vec::new(),
             timeout: Duration::from_secs(5),
+            memory_mb: 0,
         };
         assert!(matches!(
             extract_isolated(b"x", &iso).await,
@@ -1145,6 +1185,7 @@ mod tests {
                 "--test-threads=1".to_string(),
             ],
             timeout: Duration::from_secs(60),
+            memory_mb: 0,
         };
         let doc = extract_isolated(&two_page_pdf(), &iso).await.unwrap();
         assert_eq!(

@@ -396,6 +396,18 @@ impl Retriever {
             let Some(doc) = documents.get(&chunk.document_id) else {
                 continue;
             };
+            // The filters ran inside the vector search; the metadata store (the source of
+            // truth) is checked as well, so an interrupted payload update of a move or an
+            // access change never shows a passage to someone it no longer concerns.
+            if !filter.collection_ids.is_empty()
+                && !filter.collection_ids.contains(&doc.collection_id)
+            {
+                continue;
+            }
+            if !request.access.is_empty() && !doc.access.iter().any(|t| request.access.contains(t))
+            {
+                continue;
+            }
             passages.push(Passage {
                 chunk: chunk.clone(),
                 document_title: doc.title.clone(),
@@ -433,6 +445,21 @@ impl Retriever {
                 chunk.ordinal + 1,
             )
             .await?;
+        // A neighbour a curator left out of retrieval is not shown either.
+        let near: Vec<ChunkRecord> = {
+            let before = near
+                .iter()
+                .find(|c| c.ordinal == chunk.ordinal - 1 && !c.disabled);
+            let after = near
+                .iter()
+                .find(|c| c.ordinal == chunk.ordinal + 1 && !c.disabled);
+            before
+                .into_iter()
+                .chain(std::iter::once(chunk))
+                .chain(after)
+                .cloned()
+                .collect()
+        };
         let (Some(first), Some(last)) = (near.first(), near.last()) else {
             return Ok(chunk.text.clone());
         };

@@ -26,14 +26,14 @@ use crate::ui::{
 /// Documents per page of the table.
 const PAGE_SIZE: i64 = 50;
 
-fn see_other(location: &str) -> HttpResponse {
+pub(crate) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location.to_string()))
         .finish()
 }
 
 /// `location` with a notice for the next page to show.
-fn with_notice(location: &str, notice: &str) -> String {
+pub(crate) fn with_notice(location: &str, notice: &str) -> String {
     let sep = if location.contains('?') { '&' } else { '?' };
     format!("{location}{sep}notice={}", encode(notice))
 }
@@ -41,7 +41,7 @@ fn with_notice(location: &str, notice: &str) -> String {
 /// Refuses a form posted from another site. Browsers say where a request comes from
 /// (`Sec-Fetch-Site`, `Origin`); this matters most when authentication is off and no
 /// session cookie stands guard.
-fn same_origin(req: &HttpRequest) -> std::result::Result<(), ApiError> {
+pub(crate) fn same_origin(req: &HttpRequest) -> std::result::Result<(), ApiError> {
     let headers = req.headers();
     let refuse = || {
         Err(ApiError::Forbidden(
@@ -68,19 +68,19 @@ fn same_origin(req: &HttpRequest) -> std::result::Result<(), ApiError> {
 /// The signed-in caller, if allowed to change documents.
 async fn curator(req: &HttpRequest) -> Result<Principal> {
     let p = caller(req).await?;
-    p.authorize(Action::Write, None)?;
+    p.require_somewhere(Action::Write).map_err(ApiError::from)?;
     Ok(p)
 }
 
 /// A posted form as name/value pairs (names may repeat).
-struct Fields(Vec<(String, String)>);
+pub(crate) struct Fields(pub(crate) Vec<(String, String)>);
 
 impl Fields {
-    fn parse(body: &[u8]) -> Self {
+    pub(crate) fn parse(body: &[u8]) -> Self {
         Self(form_urlencoded::parse(body).into_owned().collect())
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -88,7 +88,7 @@ impl Fields {
             .filter(|v| !v.is_empty())
     }
 
-    fn all(&self, name: &str) -> Vec<String> {
+    pub(crate) fn all(&self, name: &str) -> Vec<String> {
         self.0
             .iter()
             .filter(|(k, _)| k == name)
@@ -134,10 +134,14 @@ fn size_label(bytes: i64) -> String {
     }
 }
 
-async fn collection_list(state: &AppState) -> Result<Vec<String>> {
+async fn collection_list(
+    state: &AppState,
+    principal: &Principal,
+    action: Action,
+) -> Result<Vec<String>> {
     Ok(state
-        .meta
-        .collections()
+        .corpus
+        .collections(principal, action)
         .await
         .map_err(ApiError::from)?
         .into_iter()
@@ -254,7 +258,8 @@ pub async fn documents_page(
 ) -> Result<HttpResponse> {
     let principal = curator(&req).await?;
     let query = query.into_inner();
-    let filter = api::document_filter(&state, &query.filter(), true).await?;
+    let filter =
+        api::document_filter(&state, &principal, &query.filter(), true, Action::Write).await?;
     let (sort, descending) =
         api::document_sort(Some(query.sort.as_str()), Some(query.order.as_str()))?;
     let offset = query.offset.max(0);
@@ -342,7 +347,10 @@ pub async fn documents_page(
     ctx.insert("order", &query.order);
     ctx.insert("filtered", &!query.pairs().is_empty());
     ctx.insert("notice", &query.notice);
-    ctx.insert("collections", &collection_list(&state).await?);
+    ctx.insert(
+        "collections",
+        &collection_list(&state, &principal, Action::Write).await?,
+    );
     ctx.insert("statuses", &STATUSES);
     ctx.insert(
         "types",
@@ -384,7 +392,9 @@ pub async fn documents_bulk(
     if action == "delete" && fields.get("confirm") != Some("yes") {
         // Say what would go before it goes.
         let count = if matching {
-            let filter = api::document_filter(&state, &query.filter(), true).await?;
+            let filter =
+                api::document_filter(&state, &principal, &query.filter(), true, Action::Write)
+                    .await?;
             state
                 .meta
                 .list_documents(&filter, Default::default(), true, 1, 0)
@@ -431,15 +441,20 @@ pub async fn document_page(
     query: web::Query<DocumentQuery>,
 ) -> Result<HttpResponse> {
     let principal = curator(&req).await?;
-    let d = api::find_document(&state, &id).await?;
+    let d = api::find_document(&state, &principal, &id, Action::Write).await?;
     let names = api::collection_names(&state).await?;
     let meta = &state.meta;
     let versions = meta.version_records(&d.id).await.map_err(ApiError::from)?;
-    let children = meta.children(&d.id).await.map_err(ApiError::from)?;
-    let parent = match &d.parent_id {
-        Some(p) => meta.document(p).await.map_err(ApiError::from)?,
-        None => None,
-    };
+    let children = state
+        .corpus
+        .children(&principal, &d)
+        .await
+        .map_err(ApiError::from)?;
+    let parent = state
+        .corpus
+        .parent(&principal, &d)
+        .await
+        .map_err(ApiError::from)?;
     let pages = meta.active_pages(&d.id).await.map_err(ApiError::from)?;
     let page_count = pages.len() as i64;
     let shown = query.page.unwrap_or(1).clamp(1, page_count.max(1));
@@ -466,7 +481,7 @@ pub async fn document_page(
         })
         .collect();
     let jobs: Vec<_> = meta
-        .jobs(None, Some(&d.id), 20, 0)
+        .jobs(None, Some(&d.id), None, 20, 0)
         .await
         .map_err(ApiError::from)?
         .into_iter()
@@ -510,6 +525,13 @@ pub async fn document_page(
         &serde_json::to_string_pretty(&d.metadata).unwrap_or_default(),
     );
     ctx.insert("tags_text", &d.tags.join(", "));
+    let readers: crate::dto::ReadersBody = state
+        .corpus
+        .readers(&d.access)
+        .await
+        .map_err(ApiError::from)?
+        .into();
+    ctx.insert("readers", &readers);
     ctx.insert(
         "versions",
         &versions
@@ -543,7 +565,10 @@ pub async fn document_page(
     ctx.insert("jobs", &jobs);
     ctx.insert("audit", &audit);
     ctx.insert("notice", &query.notice);
-    ctx.insert("collections", &collection_list(&state).await?);
+    ctx.insert(
+        "collections",
+        &collection_list(&state, &principal, Action::Write).await?,
+    );
     ctx.insert(
         "has_original",
         &crate::worker::original_path(&d, &state.uploads).is_some(),
@@ -588,7 +613,7 @@ pub async fn document_edit(
 ) -> Result<HttpResponse> {
     same_origin(&req)?;
     let principal = curator(&req).await?;
-    let d = api::find_document(&state, &id).await?;
+    let d = api::find_document(&state, &principal, &id, Action::Write).await?;
     let fields = Fields::parse(&body);
     let metadata = match fields.get("metadata") {
         None => serde_json::json!({}),
@@ -601,10 +626,29 @@ pub async fn document_edit(
         .split(',')
         .map(str::to_string)
         .collect();
+    let names = |key: &str| -> Vec<String> {
+        fields
+            .get(key)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let readers = (fields.get("allowed_users").is_some()
+        || fields.get("allowed_groups").is_some()
+        || fields.get("allowed_keys").is_some())
+    .then(|| crate::dto::ReadersBody {
+        users: names("allowed_users"),
+        groups: names("allowed_groups"),
+        keys: names("allowed_keys"),
+    });
     let patch = DocumentPatch {
         title: Some(fields.get("title").unwrap_or_default().to_string()),
         tags: Some(tags),
         metadata: Some(metadata),
+        readers,
         ..Default::default()
     };
     let d = api::change_document(&state, &principal, d, &patch).await?;
@@ -620,7 +664,7 @@ pub async fn document_state(
 ) -> Result<HttpResponse> {
     same_origin(&req)?;
     let principal = curator(&req).await?;
-    let d = api::find_document(&state, &id).await?;
+    let d = api::find_document(&state, &principal, &id, Action::Write).await?;
     let fields = Fields::parse(&body);
     let (patch, notice) = if let Some(target) = fields.get("collection") {
         (
@@ -658,7 +702,7 @@ pub async fn chunk_state(
     same_origin(&req)?;
     let principal = curator(&req).await?;
     let (id, chunk) = path.into_inner();
-    let d = api::find_document(&state, &id).await?;
+    let d = api::find_document(&state, &principal, &id, Action::Write).await?;
     let fields = Fields::parse(&body);
     let disabled = fields.get("disabled") == Some("true");
     let c = api::change_chunk(&state, &principal, &d, &chunk, disabled).await?;
@@ -684,7 +728,7 @@ pub async fn document_reindex(
 ) -> Result<HttpResponse> {
     same_origin(&req)?;
     let principal = curator(&req).await?;
-    let d = api::find_document(&state, &id).await?;
+    let d = api::find_document(&state, &principal, &id, Action::Write).await?;
     api::queue_reindex(&state, &principal, &d).await?;
     Ok(see_other(&with_notice(
         &document_url(&d.id),
@@ -701,7 +745,7 @@ pub async fn document_delete(
 ) -> Result<HttpResponse> {
     same_origin(&req)?;
     let principal = curator(&req).await?;
-    let d = api::find_document(&state, &id).await?;
+    let d = api::find_document(&state, &principal, &id, Action::Write).await?;
     let fields = Fields::parse(&body);
     if fields.get("confirm") != Some("yes") {
         let mut ctx = base_context(&principal);
@@ -741,13 +785,13 @@ pub async fn collections_page(
 ) -> Result<HttpResponse> {
     let principal = curator(&req).await?;
     let stats = state
-        .meta
-        .collection_stats()
+        .corpus
+        .collection_stats(&principal)
         .await
         .map_err(ApiError::from)?;
     let collections: Vec<_> = state
-        .meta
-        .collections()
+        .corpus
+        .collections(&principal, Action::Write)
         .await
         .map_err(ApiError::from)?
         .into_iter()
@@ -760,7 +804,7 @@ pub async fn collections_page(
     ctx.insert("collections", &collections);
     ctx.insert(
         "can_administer",
-        &principal.authorize(Action::Administer, None).is_ok(),
+        &principal.require_everywhere(Action::Administer).is_ok(),
     );
     ctx.insert("notice", &query.notice);
     Ok(page(StatusCode::OK, "admin_collections.html", &ctx))
@@ -776,7 +820,9 @@ pub async fn collection_create(
     let principal = caller(&req).await?;
     let fields = Fields::parse(&body);
     let name = fields.get("name").unwrap_or_default().to_string();
-    principal.authorize(Action::Administer, Some(&name))?;
+    principal
+        .require_everywhere(Action::Administer)
+        .map_err(ApiError::from)?;
     api::check_collection_name(&name)?;
     let c = state
         .meta
@@ -806,10 +852,10 @@ pub async fn collection_page(
     query: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse> {
     let principal = curator(&req).await?;
-    let c = api::collection(&state, &name).await?;
+    let c = api::collection(&state, &principal, &name, Action::Write).await?;
     let stats = state
-        .meta
-        .collection_stats()
+        .corpus
+        .collection_stats(&principal)
         .await
         .map_err(ApiError::from)?;
     let s = stats.iter().find(|s| s.collection == c.name);
@@ -817,7 +863,7 @@ pub async fn collection_page(
     ctx.insert("c", &CollectionOut::new(c, s));
     ctx.insert(
         "can_administer",
-        &principal.authorize(Action::Administer, None).is_ok(),
+        &principal.require_everywhere(Action::Administer).is_ok(),
     );
     ctx.insert("defaults", &{
         let st = &state.settings;
@@ -843,8 +889,7 @@ pub async fn collection_save(
 ) -> Result<HttpResponse> {
     same_origin(&req)?;
     let principal = caller(&req).await?;
-    principal.authorize(Action::Administer, Some(&name))?;
-    let c = api::collection(&state, &name).await?;
+    let c = api::collection(&state, &principal, &name, Action::Administer).await?;
     let fields = Fields::parse(&body);
     let number = |key: &str| -> std::result::Result<Option<u64>, ApiError> {
         fields
@@ -881,8 +926,7 @@ pub async fn collection_delete(
 ) -> Result<HttpResponse> {
     same_origin(&req)?;
     let principal = caller(&req).await?;
-    principal.authorize(Action::Administer, Some(&name))?;
-    let c = api::collection(&state, &name).await?;
+    let c = api::collection(&state, &principal, &name, Action::Administer).await?;
     let fields = Fields::parse(&body);
     if fields.get("confirm_name") != Some(c.name.as_str()) {
         return Ok(see_other(&with_notice(
@@ -904,7 +948,10 @@ pub async fn collection_delete(
 pub async fn upload_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     let principal = curator(&req).await?;
     let mut ctx = base_context(&principal);
-    ctx.insert("collections", &collection_list(&state).await?);
+    ctx.insert(
+        "collections",
+        &collection_list(&state, &principal, Action::Write).await?,
+    );
     ctx.insert("max_bytes", &state.settings.server.max_upload_bytes);
     Ok(page(StatusCode::OK, "admin_upload.html", &ctx))
 }
@@ -929,8 +976,7 @@ pub async fn upload(
         let name = form
             .text("collection")
             .ok_or_else(|| ApiError::BadRequest("choose a collection".into()))?;
-        principal.authorize(Action::Write, Some(&name))?;
-        let c = api::collection(&state, &name).await?;
+        let c = api::collection(&state, &principal, &name, Action::Write).await?;
         api::accept_upload(&state, &principal, &mut form, &c, None).await
     }
     .await;
@@ -953,12 +999,8 @@ pub async fn job_json(
     let principal = crate::auth::ui_principal(&req)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("sign in again".into()))?;
-    principal.authorize(Action::Write, None)?;
-    let job = state
-        .meta
-        .job(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job '{id}'")))?;
+    principal.require_somewhere(Action::Write)?;
+    let job = api::find_job(&state, &principal, &id).await?;
     let document = match &job.document_id {
         Some(d) => state.meta.document(d).await?,
         None => None,
@@ -992,15 +1034,24 @@ pub async fn retrieval_page(
 ) -> Result<HttpResponse> {
     let principal = curator(&req).await?;
     let mut ctx = base_context(&principal);
-    ctx.insert("collections", &collection_list(&state).await?);
+    ctx.insert(
+        "collections",
+        &collection_list(&state, &principal, Action::Write).await?,
+    );
     ctx.insert("q", &query.q);
     ctx.insert("collection", &query.collection);
     if !query.q.trim().is_empty() {
         let retriever = state.retriever()?;
-        let collections: Vec<String> = Some(query.collection.trim().to_string())
+        let named: Vec<String> = Some(query.collection.trim().to_string())
             .filter(|c| !c.is_empty())
             .into_iter()
             .collect();
+        let allowed = state
+            .corpus
+            .search_scope(&principal, &named)
+            .await
+            .map_err(ApiError::from)?;
+        let collections = allowed.collections.clone();
         let mut columns = Vec::new();
         for mode in [SearchMode::Dense, SearchMode::Bm25, SearchMode::Hybrid] {
             let request = SearchRequest {
@@ -1008,11 +1059,22 @@ pub async fn retrieval_page(
                 collections: collections.clone(),
                 mode: Some(mode),
                 limit: 10,
-                access: principal.access_tags(),
+                access: allowed.access.clone(),
                 scope: Default::default(),
                 expand_neighbours: false,
             };
             let results = retriever.search(&request).await.map_err(ApiError::from)?;
+            if mode == SearchMode::Hybrid {
+                api::record_search(
+                    &state,
+                    &principal,
+                    "admin.retrieval",
+                    &query.q,
+                    &named,
+                    &results,
+                )
+                .await;
+            }
             let label = match mode {
                 SearchMode::Dense => "Dense (embeddings)",
                 SearchMode::Bm25 => "BM25 (words)",

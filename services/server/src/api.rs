@@ -50,12 +50,15 @@ pub fn check_collection_name(name: &str) -> Result<()> {
     }
 }
 
-pub async fn collection(state: &AppState, name: &str) -> Result<Collection> {
-    state
-        .meta
-        .collection_by_name(name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("collection '{name}' does not exist")))
+/// The collection with this name, if the caller may do `action` there (else not found, or
+/// forbidden when the caller reads it).
+pub async fn collection(
+    state: &AppState,
+    caller: &Principal,
+    name: &str,
+    action: Action,
+) -> Result<Collection> {
+    Ok(state.corpus.collection(caller, name, action).await?)
 }
 
 pub async fn collection_names(state: &AppState) -> Result<HashMap<String, String>> {
@@ -68,21 +71,15 @@ pub async fn collection_names(state: &AppState) -> Result<HashMap<String, String
         .collect())
 }
 
-/// The document with this id, or else the one with this external id.
-pub async fn find_document(state: &AppState, id: &str) -> Result<Document> {
-    if let Some(d) = state.meta.document(id).await? {
-        return Ok(d);
-    }
-    let mut by_external = state.meta.documents_by_external_id(id).await?;
-    match by_external.len() {
-        0 => Err(ApiError::NotFound(format!(
-            "document '{id}' does not exist"
-        ))),
-        1 => Ok(by_external.remove(0)),
-        n => Err(ApiError::Conflict(format!(
-            "external id '{id}' is used in {n} collections: use the document id"
-        ))),
-    }
+/// The document with this id, or else the one with this external id, if the caller may do
+/// `action` on it (one it may not read is not found).
+pub async fn find_document(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+    action: Action,
+) -> Result<Document> {
+    Ok(state.corpus.document(caller, id, action).await?)
 }
 
 async fn document_out(state: &AppState, d: Document) -> Result<DocumentOut> {
@@ -101,11 +98,10 @@ pub async fn list_collections(
     state: web::Data<AppState>,
     ApiCaller(caller): ApiCaller,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Read, None)?;
-    let stats = state.meta.collection_stats().await?;
+    let stats = state.corpus.collection_stats(&caller).await?;
     let collections = state
-        .meta
-        .collections()
+        .corpus
+        .collections(&caller, Action::Read)
         .await?
         .into_iter()
         .map(|c| {
@@ -128,7 +124,7 @@ pub async fn create_collection(
     ApiCaller(caller): ApiCaller,
     body: web::Json<NewCollection>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Administer, Some(&body.name))?;
+    caller.require_everywhere(Action::Administer)?;
     check_collection_name(&body.name)?;
     let c = state.meta.create_collection(&body.name).await?;
     audit(
@@ -155,9 +151,8 @@ pub async fn get_collection(
     ApiCaller(caller): ApiCaller,
     name: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Read, Some(&name))?;
-    let c = collection(&state, &name).await?;
-    let stats = state.meta.collection_stats().await?;
+    let c = collection(&state, &caller, &name, Action::Read).await?;
+    let stats = state.corpus.collection_stats(&caller).await?;
     let s = stats.iter().find(|s| s.collection == c.name);
     Ok(HttpResponse::Ok().json(CollectionOut::new(c, s)))
 }
@@ -175,10 +170,9 @@ pub async fn update_collection(
     name: web::Path<String>,
     body: web::Json<CollectionSettingsBody>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Administer, Some(&name))?;
-    let c = collection(&state, &name).await?;
+    let c = collection(&state, &caller, &name, Action::Administer).await?;
     let c = change_collection(&state, &caller, c, &body).await?;
-    let stats = state.meta.collection_stats().await?;
+    let stats = state.corpus.collection_stats(&caller).await?;
     let s = stats.iter().find(|s| s.collection == c.name);
     Ok(HttpResponse::Ok().json(CollectionOut::new(c, s)))
 }
@@ -287,7 +281,7 @@ pub async fn change_collection(
         )
         .await?;
     }
-    collection(state, &name).await
+    collection(state, caller, &name, Action::Administer).await
 }
 
 /// Delete a collection with all its documents, chunks and vectors.
@@ -300,8 +294,7 @@ pub async fn delete_collection(
     ApiCaller(caller): ApiCaller,
     name: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Administer, Some(&name))?;
-    let c = collection(&state, &name).await?;
+    let c = collection(&state, &caller, &name, Action::Administer).await?;
     remove_collection(&state, &caller, c).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -317,6 +310,7 @@ pub async fn remove_collection(state: &AppState, caller: &Principal, c: Collecti
         enclave_ingest::delete_document(&state.meta, state.vectors.as_ref(), &d.id).await?;
     }
     state.meta.delete_collection_row(&c.id).await?;
+    state.meta.remove_collection_grants(&c.id).await?;
     for d in &docs {
         state.uploads.release(&state.meta, &d.sha256).await;
     }
@@ -349,6 +343,14 @@ pub struct UploadForm {
     tags: Option<String>,
     /// The caller's own id (on `POST`; on `PUT` it is in the path).
     external_id: Option<String>,
+    /// Who may read the document: user names, comma-separated (the field may repeat). With
+    /// none of the `allowed_*` fields the document is readable by everyone who reads the
+    /// collection (a replacement keeps its access list).
+    allowed_users: Option<String>,
+    /// Who may read the document: group names, comma-separated.
+    allowed_groups: Option<String>,
+    /// Who may read the document: API key names (keys that act for no user).
+    allowed_keys: Option<String>,
 }
 
 /// A received multipart form.
@@ -372,6 +374,37 @@ impl Form {
             .and_then(|v| v.first())
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
+    }
+
+    /// Names listed in the fields `keys` (comma-separated; the fields may repeat), and whether
+    /// any of those fields was given at all.
+    fn names(&self, keys: &[&str]) -> (Vec<String>, bool) {
+        let mut out: Vec<String> = Vec::new();
+        let mut given = false;
+        for key in keys {
+            for value in self.fields.get(*key).into_iter().flatten() {
+                given = true;
+                for n in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    if !out.iter().any(|x| x == n) {
+                        out.push(n.to_string());
+                    }
+                }
+            }
+        }
+        (out, given)
+    }
+
+    /// The access list the form gives (`allowed_users`, `allowed_groups`, `allowed_keys`), or
+    /// `None` when it names none of those fields.
+    pub(crate) fn readers(&self) -> Option<enclave_corpus::Readers> {
+        let (users, u) = self.names(&["allowed_users"]);
+        let (groups, g) = self.names(&["allowed_groups"]);
+        let (keys, k) = self.names(&["allowed_keys"]);
+        (u || g || k).then_some(enclave_corpus::Readers {
+            users,
+            groups,
+            keys,
+        })
     }
 
     fn tags(&self) -> Result<Vec<String>> {
@@ -403,6 +436,9 @@ fn multipart_error(e: impl std::fmt::Display) -> ApiError {
         "expected a multipart/form-data body with a 'file' field: {e}"
     ))
 }
+
+/// The most text fields one multipart form may have (each at most 64 KiB).
+const MAX_FORM_FIELDS: usize = 64;
 
 /// Reads a multipart upload, streaming the file to a temporary file with its hash.
 pub(crate) async fn read_form(
@@ -469,6 +505,12 @@ pub(crate) async fn read_form(
                     f.head = head;
                 }
             } else {
+                let fields: usize = form.fields.values().map(Vec::len).sum();
+                if fields >= MAX_FORM_FIELDS {
+                    return Err(ApiError::TooLarge(format!(
+                        "the form has more than {MAX_FORM_FIELDS} fields"
+                    )));
+                }
                 let mut value = Vec::new();
                 while let Some(chunk) = field.next().await {
                     value.extend_from_slice(&chunk.map_err(multipart_error)?);
@@ -514,11 +556,10 @@ pub async fn audit(
     document_id: Option<&str>,
     detail: serde_json::Value,
 ) -> Result<()> {
-    state
-        .meta
-        .record_audit(&caller.actor(), action, collection, document_id, &detail)
-        .await?;
-    Ok(())
+    Ok(state
+        .corpus
+        .audit(caller, action, collection, document_id, detail)
+        .await?)
 }
 
 pub(crate) async fn accept_upload(
@@ -565,9 +606,30 @@ pub(crate) async fn accept_upload(
         .document_by_source(&collection.id, &source_uri)
         .await?;
     if let Some(doc) = &existing
+        && !caller.can_read(doc)
+    {
+        // Replacing a document the caller may not read would tell it the document exists.
+        return Err(ApiError::NotFound(format!(
+            "document '{}' does not exist for '{}' (a document it may not read cannot be \
+             replaced by it)",
+            external_id.as_deref().unwrap_or(&file.name),
+            caller.name
+        )));
+    }
+    let access = match form.readers() {
+        Some(readers) => state.corpus.access_tokens(&readers).await?,
+        None => existing
+            .as_ref()
+            .map(|d| d.access.clone())
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| vec![enclave_corpus::PUBLIC.to_string()]),
+    };
+    let file = form.file.as_ref().expect("checked above");
+    if let Some(doc) = &existing
         && doc.sha256 == file.sha256
         && doc.status == "ready"
         && doc.tags == tags
+        && doc.access == access
         && title.as_ref().is_none_or(|t| t == &doc.title)
     {
         let out = UploadOut {
@@ -594,7 +656,7 @@ pub(crate) async fn accept_upload(
         byte_size: file.size as i64,
         metadata: serde_json::json!({}),
         tags: tags.clone(),
-        access: vec!["public".into()],
+        access,
     };
     let document_id = state.meta.queue_document(&new).await?;
     let previous_sha = existing
@@ -602,7 +664,10 @@ pub(crate) async fn accept_upload(
         .map(|d| d.sha256.clone())
         .filter(|s| s != &file.sha256);
     // Read before the worker can start on it: the answer shows the document as queued.
-    let doc = find_document(state, &document_id).await?;
+    let doc =
+        state.meta.document(&document_id).await?.ok_or_else(|| {
+            ApiError::NotFound(format!("document '{document_id}' does not exist"))
+        })?;
     audit(
         state,
         caller,
@@ -665,14 +730,13 @@ pub async fn upload_document(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Write, None)?;
+    caller.require_somewhere(Action::Write)?;
     let mut form = read_form(&state, &req, payload).await?;
     let result = async {
         let name = form
             .text("collection")
             .ok_or_else(|| ApiError::BadRequest("the form has no 'collection' field".into()))?;
-        caller.authorize(Action::Write, Some(&name))?;
-        let c = collection(&state, &name).await?;
+        let c = collection(&state, &caller, &name, Action::Write).await?;
         let external_id = form.text("external_id");
         accept_upload(&state, &caller, &mut form, &c, external_id).await
     }
@@ -699,14 +763,13 @@ pub async fn put_document(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Write, None)?;
+    caller.require_somewhere(Action::Write)?;
     let mut form = read_form(&state, &req, payload).await?;
     let result = async {
         let name = form
             .text("collection")
             .ok_or_else(|| ApiError::BadRequest("the form has no 'collection' field".into()))?;
-        caller.authorize(Action::Write, Some(&name))?;
-        let c = collection(&state, &name).await?;
+        let c = collection(&state, &caller, &name, Action::Write).await?;
         accept_upload(
             &state,
             &caller,
@@ -751,18 +814,19 @@ pub async fn list_jobs(
     ApiCaller(caller): ApiCaller,
     query: web::Query<JobQuery>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Write, None)?;
+    caller.require_somewhere(Action::Write)?;
     let (limit, offset) = paging(query.limit, query.offset, 50, 500)?;
     let status = query.status.as_deref().map(job_status).transpose()?;
     let document = match &query.document {
-        Some(d) => Some(find_document(&state, d).await?.id),
+        Some(d) => Some(find_document(&state, &caller, d, Action::Write).await?.id),
         None => None,
     };
+    let scope = job_scope(&state, &caller).await?;
     let jobs = state
         .meta
-        .jobs(status, document.as_deref(), limit, offset)
+        .jobs(status, document.as_deref(), scope.as_ref(), limit, offset)
         .await?;
-    let c = state.meta.job_counts().await?;
+    let c = state.meta.job_counts(scope.as_ref()).await?;
     Ok(HttpResponse::Ok().json(JobList {
         jobs: jobs.into_iter().map(JobOut::from).collect(),
         queued: c.queued,
@@ -773,12 +837,38 @@ pub async fn list_jobs(
     }))
 }
 
-async fn find_job(state: &AppState, id: &str) -> Result<enclave_storage::JobRecord> {
-    state
-        .meta
-        .job(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("job '{id}' not found")))
+/// The documents whose jobs the caller sees: those it may change (`None`: all of them).
+pub async fn job_scope(state: &AppState, caller: &Principal) -> Result<Option<DocumentFilter>> {
+    if caller.reads_every_document() {
+        return Ok(None);
+    }
+    Ok(Some(
+        state
+            .corpus
+            .narrow(caller, DocumentFilter::default(), Action::Write)
+            .await?,
+    ))
+}
+
+/// A job of a document the caller may change (any other is not found).
+pub async fn find_job(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+) -> Result<enclave_storage::JobRecord> {
+    let not_found = || ApiError::NotFound(format!("job '{id}' not found"));
+    let job = state.meta.job(id).await?.ok_or_else(not_found)?;
+    if !caller.reads_every_document() {
+        let Some(document) = &job.document_id else {
+            return Err(not_found());
+        };
+        match state.corpus.document(caller, document, Action::Write).await {
+            Ok(_) => {}
+            Err(enclave_corpus::CorpusError::NotFound(_)) => return Err(not_found()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(job)
 }
 
 /// One job, with its progress and last error.
@@ -791,8 +881,8 @@ pub async fn get_job(
     ApiCaller(caller): ApiCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Write, None)?;
-    Ok(HttpResponse::Ok().json(JobOut::from(find_job(&state, &id).await?)))
+    caller.require_somewhere(Action::Write)?;
+    Ok(HttpResponse::Ok().json(JobOut::from(find_job(&state, &caller, &id).await?)))
 }
 
 /// Queue a dead (or cancelled) job again, with its attempts reset.
@@ -806,8 +896,18 @@ pub async fn retry_job(
     ApiCaller(caller): ApiCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Write, None)?;
-    let job = find_job(&state, &id).await?;
+    let job = retry(&state, &caller, &id).await?;
+    Ok(HttpResponse::Ok().json(JobOut::from(job)))
+}
+
+/// Queues a dead or cancelled job again and records who did; returns the job as it is now.
+pub async fn retry(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+) -> Result<enclave_storage::JobRecord> {
+    caller.require_somewhere(Action::Write)?;
+    let job = find_job(state, caller, id).await?;
     if !state.meta.retry_job(&job.id).await? {
         return Err(ApiError::Conflict(format!(
             "job '{}' is {}: only dead or cancelled jobs are retried",
@@ -817,15 +917,15 @@ pub async fn retry_job(
     }
     state.jobs.wake();
     audit(
-        &state,
-        &caller,
+        state,
+        caller,
         "retry_job",
         None,
         job.document_id.as_deref(),
         serde_json::json!({"job": job.id}),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(JobOut::from(find_job(&state, &id).await?)))
+    find_job(state, caller, id).await
 }
 
 /// A delivery status named in a request.
@@ -847,7 +947,7 @@ pub async fn list_deliveries(
     ApiCaller(caller): ApiCaller,
     query: web::Query<DeliveryQuery>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Administer, None)?;
+    caller.require_everywhere(Action::Administer)?;
     let (limit, offset) = paging(query.limit, query.offset, 50, 500)?;
     let status = query.status.as_deref().map(delivery_status).transpose()?;
     let deliveries = state.meta.deliveries(status, limit, offset).await?;
@@ -873,13 +973,17 @@ pub async fn redeliver(
     ApiCaller(caller): ApiCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Administer, None)?;
-    let d = redeliver_delivery(&state, &id).await?;
+    let d = redeliver_delivery(&state, &caller, &id).await?;
     Ok(HttpResponse::Ok().json(DeliveryOut::from(d)))
 }
 
-/// Puts a delivery back in the outbox; returns it as it is now.
-pub async fn redeliver_delivery(state: &AppState, id: &str) -> Result<enclave_storage::Delivery> {
+/// Puts a delivery back in the outbox and records who did; returns it as it is now.
+pub async fn redeliver_delivery(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+) -> Result<enclave_storage::Delivery> {
+    caller.require_everywhere(Action::Administer)?;
     let not_found = || ApiError::NotFound(format!("delivery '{id}' not found"));
     let d = state.meta.delivery(id).await?.ok_or_else(not_found)?;
     if !state.meta.redeliver(&d.id).await? {
@@ -889,6 +993,15 @@ pub async fn redeliver_delivery(state: &AppState, id: &str) -> Result<enclave_st
             d.status.as_str()
         )));
     }
+    audit(
+        state,
+        caller,
+        "redeliver",
+        None,
+        None,
+        serde_json::json!({"delivery": d.id}),
+    )
+    .await?;
     state.meta.delivery(id).await?.ok_or_else(not_found)
 }
 
@@ -902,29 +1015,123 @@ pub async fn audit_log(
     ApiCaller(caller): ApiCaller,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Administer, None)?;
+    caller.require_somewhere(Action::Administer)?;
     let (limit, offset) = paging(query.limit, query.offset, 100, 1000)?;
     let entries = state
         .meta
         .audit_entries(query.document.as_deref(), limit, offset)
         .await?;
-    Ok(HttpResponse::Ok().json(AuditList {
-        entries: entries.into_iter().map(AuditOut::from).collect(),
-    }))
+    let administered: Vec<String> = state
+        .corpus
+        .collections(&caller, Action::Administer)
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let mut shown = Vec::with_capacity(entries.len());
+    for e in entries {
+        if state
+            .corpus
+            .may_see_audit_entry(
+                &caller,
+                e.collection.as_deref(),
+                e.document_id.as_deref(),
+                &administered,
+            )
+            .await?
+        {
+            shown.push(AuditOut::from(e));
+        }
+    }
+    Ok(HttpResponse::Ok().json(AuditList { entries: shown }))
 }
 
-/// The storage filter of a listing or a bulk action.
+/// The question audit: who asked or searched what, through which endpoint, what was
+/// retrieved and cited (administrators of every collection). `format=jsonl` exports JSON Lines.
+#[utoipa::path(get, path = "/api/v1/audit/questions", tag = "audit", params(QuestionQuery),
+    responses((status = 200, body = QuestionList), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn question_audit(
+    state: web::Data<AppState>,
+    ApiCaller(caller): ApiCaller,
+    query: web::Query<QuestionQuery>,
+) -> Result<HttpResponse> {
+    caller.require_everywhere(Action::Administer)?;
+    let (limit, offset) = paging(query.limit, query.offset, 100, 10_000)?;
+    let actor_id = match (&query.user, &query.key) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Invalid(
+                "give either 'user' or 'key', not both".into(),
+            ));
+        }
+        (Some(u), None) => Some(
+            state
+                .corpus
+                .subject_id(enclave_storage::SubjectKind::User, u)
+                .await?,
+        ),
+        (None, Some(k)) => Some(
+            state
+                .corpus
+                .subject_id(enclave_storage::SubjectKind::Key, k)
+                .await?,
+        ),
+        (None, None) => None,
+    };
+    let filter = enclave_storage::QuestionFilter {
+        actor_id,
+        endpoint: query.endpoint.clone().filter(|e| !e.is_empty()),
+        since: query.since.clone().filter(|e| !e.is_empty()),
+        until: query.until.clone().filter(|e| !e.is_empty()),
+        collection: query.collection.clone().filter(|e| !e.is_empty()),
+    };
+    let entries = state
+        .questions
+        .list(&caller, &filter, limit, offset)
+        .await?;
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Ok(HttpResponse::Ok().json(QuestionList {
+            questions: entries.into_iter().map(QuestionOut::from).collect(),
+        })),
+        "jsonl" => {
+            let mut body = String::new();
+            for e in entries {
+                body.push_str(
+                    &serde_json::to_string(&QuestionOut::from(e))
+                        .map_err(|e| ApiError::Internal(e.to_string()))?,
+                );
+                body.push('\n');
+            }
+            Ok(HttpResponse::Ok()
+                .content_type("application/x-ndjson")
+                .insert_header((
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"enclave-questions.jsonl\"",
+                ))
+                .body(body))
+        }
+        other => Err(ApiError::Invalid(format!(
+            "unknown format '{other}': json or jsonl"
+        ))),
+    }
+}
+
+/// The storage filter of a listing or a bulk action, narrowed to the documents the caller may
+/// do `action` on.
 pub async fn document_filter(
     state: &AppState,
+    caller: &Principal,
     f: &BulkFilter,
     top_level_only: bool,
+    action: Action,
 ) -> Result<DocumentFilter> {
     let collection_id = match f.collection.as_deref().filter(|c| !c.is_empty()) {
-        Some(name) => Some(collection(state, name).await?.id),
+        Some(name) => Some(collection(state, caller, name, action).await?.id),
         None => None,
     };
     let some = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
-    Ok(DocumentFilter {
+    let filter = DocumentFilter {
         collection_id,
         status: some(&f.status),
         mime_type: some(&f.mime_type),
@@ -932,7 +1139,9 @@ pub async fn document_filter(
         top_level_only,
         query: some(&f.q),
         disabled: f.disabled,
-    })
+        ..Default::default()
+    };
+    Ok(state.corpus.narrow(caller, filter, action).await?)
 }
 
 /// A listing's order: `sort` (default `updated`) and `order` (`desc`, default, or `asc`).
@@ -967,10 +1176,10 @@ pub async fn list_documents(
     ApiCaller(caller): ApiCaller,
     query: web::Query<DocumentQuery>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Read, query.collection.as_deref())?;
     let (limit, offset) = paging(query.limit, query.offset, 50, 500)?;
     let filter = document_filter(
         &state,
+        &caller,
         &BulkFilter {
             collection: query.collection.clone(),
             status: query.status.clone(),
@@ -980,6 +1189,7 @@ pub async fn list_documents(
             disabled: query.disabled,
         },
         !query.attachments,
+        Action::Read,
     )
     .await?;
     let (sort, descending) = document_sort(query.sort.as_deref(), query.order.as_deref())?;
@@ -1015,21 +1225,22 @@ pub async fn get_document(
     ApiCaller(caller): ApiCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Read, None)?;
-    let d = find_document(&state, &id).await?;
+    let d = find_document(&state, &caller, &id, Action::Read).await?;
     let versions = state.meta.version_records(&d.id).await?;
     let attachments = state
-        .meta
-        .children(&d.id)
+        .corpus
+        .children(&caller, &d)
         .await?
         .into_iter()
         .map(|c| c.id)
         .collect();
+    let readers = state.corpus.readers(&d.access).await?.into();
     let document = document_out(&state, d).await?;
     Ok(HttpResponse::Ok().json(DocumentDetail {
         document,
         versions: versions.into_iter().map(VersionOut::from).collect(),
         attachments,
+        readers,
     }))
 }
 
@@ -1043,8 +1254,7 @@ pub async fn delete_document(
     ApiCaller(caller): ApiCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Write, None)?;
-    let d = find_document(&state, &id).await?;
+    let d = find_document(&state, &caller, &id, Action::Write).await?;
     remove_document(&state, &caller, &d).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -1077,10 +1287,9 @@ pub async fn reindex_document(
     ApiCaller(caller): ApiCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Write, None)?;
-    let d = find_document(&state, &id).await?;
+    let d = find_document(&state, &caller, &id, Action::Write).await?;
     let name = queue_reindex(&state, &caller, &d).await?;
-    let d = find_document(&state, &d.id).await?;
+    let d = find_document(&state, &caller, &d.id, Action::Read).await?;
     Ok(HttpResponse::Accepted().json(DocumentOut::new(d, &name)))
 }
 
@@ -1139,8 +1348,7 @@ pub async fn patch_document(
     id: web::Path<String>,
     body: web::Json<DocumentPatch>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Write, None)?;
-    let d = find_document(&state, &id).await?;
+    let d = find_document(&state, &caller, &id, Action::Write).await?;
     let d = change_document(&state, &caller, d, &body).await?;
     Ok(HttpResponse::Ok().json(document_out(&state, d).await?))
 }
@@ -1198,9 +1406,14 @@ pub async fn change_document(
         )
         .await?;
     }
+    if let Some(readers) = &patch.readers {
+        state
+            .corpus
+            .set_readers(caller, &d, &readers.clone().into())
+            .await?;
+    }
     if let Some(target) = &patch.collection {
-        caller.authorize(Action::Write, Some(target.as_str()))?;
-        let c = collection(state, target).await?;
+        let c = collection(state, caller, target, Action::Write).await?;
         if c.id != d.collection_id {
             enclave_ingest::curation::move_document(
                 &state.meta,
@@ -1220,7 +1433,8 @@ pub async fn change_document(
             .await?;
         }
     }
-    find_document(state, &d.id).await
+    // The caller may have taken itself off the access list: then it no longer sees it.
+    find_document(state, caller, &d.id, Action::Read).await
 }
 
 /// Tags as given by a curator: trimmed, de-duplicated, each at most 64 characters.
@@ -1251,9 +1465,8 @@ pub async fn patch_chunk(
     path: web::Path<(String, String)>,
     body: web::Json<ChunkPatch>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Write, None)?;
     let (id, chunk) = path.into_inner();
-    let d = find_document(&state, &id).await?;
+    let d = find_document(&state, &caller, &id, Action::Write).await?;
     let c = change_chunk(&state, &caller, &d, &chunk, body.disabled).await?;
     Ok(HttpResponse::Ok().json(ChunkOut {
         id: c.id,
@@ -1326,7 +1539,7 @@ pub async fn bulk_documents(
     ApiCaller(caller): ApiCaller,
     body: web::Json<BulkBody>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Write, None)?;
+    caller.require_somewhere(Action::Write)?;
     Ok(HttpResponse::Ok().json(bulk(&state, &caller, &body).await?))
 }
 
@@ -1339,10 +1552,7 @@ pub async fn bulk(state: &AppState, caller: &Principal, body: &BulkBody) -> Resu
         )));
     }
     let target = match (action, body.collection.as_deref()) {
-        ("move", Some(name)) => {
-            caller.authorize(Action::Write, Some(name))?;
-            Some(collection(state, name).await?.name)
-        }
+        ("move", Some(name)) => Some(collection(state, caller, name, Action::Write).await?.name),
         ("move", None) => {
             return Err(ApiError::Invalid(
                 "'move' needs the target 'collection'".into(),
@@ -1354,13 +1564,18 @@ pub async fn bulk(state: &AppState, caller: &Principal, body: &BulkBody) -> Resu
         (Some(ids), None) => {
             let mut docs = Vec::new();
             for id in ids {
-                docs.push(find_document(state, id).await?);
+                docs.push(find_document(state, caller, id, Action::Write).await?);
             }
             docs
         }
         (None, Some(f)) => {
-            let filter = document_filter(state, f, true).await?;
-            if filter
+            let filter = document_filter(state, caller, f, true, Action::Write).await?;
+            let named = DocumentFilter {
+                collection_ids: None,
+                access_any: Vec::new(),
+                ..filter.clone()
+            };
+            if named
                 == (DocumentFilter {
                     top_level_only: true,
                     ..Default::default()
@@ -1435,8 +1650,7 @@ pub async fn document_pages(
     ApiCaller(caller): ApiCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Read, None)?;
-    let d = find_document(&state, &id).await?;
+    let d = find_document(&state, &caller, &id, Action::Read).await?;
     let pages = state.meta.active_pages(&d.id).await?;
     Ok(HttpResponse::Ok().json(PageList {
         document_id: d.id,
@@ -1462,9 +1676,11 @@ pub async fn document_chunks(
     ApiCaller(caller): ApiCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Read, None)?;
-    let d = find_document(&state, &id).await?;
-    let chunks = state.meta.active_chunks(&d.id).await?;
+    let d = find_document(&state, &caller, &id, Action::Read).await?;
+    let curator = caller.may(Action::Write, &d.collection_id);
+    let mut chunks = state.meta.active_chunks(&d.id).await?;
+    // Chunks a curator left out of retrieval are for curators only.
+    chunks.retain(|c| curator || !c.disabled);
     Ok(HttpResponse::Ok().json(ChunkList {
         document_id: d.id,
         version: d.version,
@@ -1488,8 +1704,8 @@ pub async fn document_chunks(
 
 /// The original file, with its content type. Served as an inert download: a sandboxing
 /// content security policy keeps HTML originals from running in Enclave's origin.
-pub async fn original_file(state: &AppState, id: &str) -> Result<HttpResponse> {
-    let d = find_document(state, id).await?;
+pub async fn original_file(state: &AppState, caller: &Principal, id: &str) -> Result<HttpResponse> {
+    let d = find_document(state, caller, id, Action::Read).await?;
     let Some(path) = original_path(&d, &state.uploads) else {
         return Err(ApiError::NotFound(format!(
             "the original of document {} is not available ({})",
@@ -1533,8 +1749,7 @@ pub async fn document_file(
     ApiCaller(caller): ApiCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Read, None)?;
-    original_file(&state, &id).await
+    original_file(&state, &caller, &id).await
 }
 
 // ---------------------------------------------------------------- search and ask
@@ -1556,23 +1771,100 @@ pub fn scope(body: &ScopeBody) -> Result<Scope> {
 }
 
 /// Builds a retrieval request from the API's search body.
-pub fn search_request(body: &SearchBody, caller: &Principal) -> Result<SearchRequest> {
+/// The longest question or query, in characters.
+pub const MAX_QUESTION_CHARS: usize = 4000;
+
+/// Checks the length of a question or query.
+pub fn check_question(text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(ApiError::Invalid("the question is empty".into()));
+    }
+    let n = text.chars().count();
+    if n > MAX_QUESTION_CHARS {
+        return Err(ApiError::Invalid(format!(
+            "the question has {n} characters, at most {MAX_QUESTION_CHARS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Builds a retrieval request from the API's search body, restricted to what the caller may
+/// read (collections and access lists become filters inside the vector search).
+pub async fn search_request(
+    state: &AppState,
+    body: &SearchBody,
+    caller: &Principal,
+) -> Result<SearchRequest> {
     let limit = body.limit.unwrap_or(10);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::Invalid("limit must be between 1 and 100".into()));
     }
-    if body.query.trim().is_empty() {
-        return Err(ApiError::Invalid("the query is empty".into()));
-    }
+    check_question(&body.query)?;
+    let allowed = state.corpus.search_scope(caller, &body.collections).await?;
     Ok(SearchRequest {
         query: body.query.clone(),
-        collections: body.collections.clone(),
+        collections: allowed.collections,
         mode: parse_mode(body.mode.as_deref())?,
         limit,
         scope: scope(&body.scope)?,
-        access: caller.access_tags(),
+        access: allowed.access,
         expand_neighbours: body.expand_neighbours,
     })
+}
+
+/// Records a search in the question audit (a failure to record is logged, not shown).
+pub async fn record_search(
+    state: &AppState,
+    caller: &Principal,
+    endpoint: &str,
+    query: &str,
+    collections: &[String],
+    results: &enclave_retrieval::SearchResults,
+) {
+    let asked = enclave_corpus::Asked {
+        endpoint,
+        question: query,
+        collections,
+        retrieved: results
+            .passages
+            .iter()
+            .map(|p| p.chunk.id.clone())
+            .collect(),
+        cited: Vec::new(),
+        refused: None,
+        took_ms: results.took_ms,
+    };
+    if let Err(e) = state.questions.record(caller, asked).await {
+        tracing::warn!(error = %e, "cannot record a search in the question audit");
+    }
+}
+
+/// Records an answer in the question audit (a failure to record is logged, not shown).
+pub async fn record_answer(
+    state: &AppState,
+    caller: &Principal,
+    endpoint: &str,
+    collections: &[String],
+    answer: &enclave_answer::Answer,
+    took_ms: f64,
+) {
+    let asked = enclave_corpus::Asked {
+        endpoint,
+        question: &answer.question,
+        collections,
+        retrieved: answer.passages.iter().map(|p| p.chunk.id.clone()).collect(),
+        cited: answer
+            .citations
+            .iter()
+            .filter_map(|c| answer.passages.get(c.number.saturating_sub(1)))
+            .map(|p| p.chunk.id.clone())
+            .collect(),
+        refused: Some(answer.refused),
+        took_ms,
+    };
+    if let Err(e) = state.questions.record(caller, asked).await {
+        tracing::warn!(error = %e, "cannot record an answer in the question audit");
+    }
 }
 
 /// Passages that answer a query (no model): hybrid dense + BM25 by default.
@@ -1586,12 +1878,17 @@ pub async fn search(
     ApiCaller(caller): ApiCaller,
     body: web::Json<SearchBody>,
 ) -> Result<HttpResponse> {
-    for c in &body.collections {
-        caller.authorize(Action::Read, Some(c))?;
-    }
-    caller.authorize(Action::Read, None)?;
-    let request = search_request(&body, &caller)?;
+    let request = search_request(&state, &body, &caller).await?;
     let results = state.retriever()?.search(&request).await?;
+    record_search(
+        &state,
+        &caller,
+        "api.search",
+        &body.query,
+        &body.collections,
+        &results,
+    )
+    .await;
     Ok(HttpResponse::Ok().json(SearchOut {
         passages: PassageOut::list(&results.passages),
         relevant: results.relevant,
@@ -1600,31 +1897,24 @@ pub async fn search(
     }))
 }
 
-/// Builds an ask request, checking the caller may read the collections.
-pub fn ask_request(
+/// Builds an ask request restricted to what the caller may read: the collections named must
+/// be readable (else not found), and collections and access lists become filters inside the
+/// search, so the model's prompt only ever holds passages the caller may read.
+pub async fn ask_request(
+    state: &AppState,
     question: &str,
     collections: Vec<String>,
     mode: Option<&str>,
     scope: Scope,
     caller: &Principal,
 ) -> Result<AskRequest> {
-    if question.trim().is_empty() {
-        return Err(ApiError::Invalid("the question is empty".into()));
-    }
-    if question.chars().count() > 4000 {
-        return Err(ApiError::Invalid(
-            "the question is longer than 4000 characters".into(),
-        ));
-    }
-    caller.authorize(Action::Read, None)?;
-    for c in &collections {
-        caller.authorize(Action::Read, Some(c))?;
-    }
+    check_question(question)?;
+    let allowed = state.corpus.search_scope(caller, &collections).await?;
     Ok(AskRequest {
         question: question.trim().to_string(),
-        collections,
+        collections: allowed.collections,
         mode: parse_mode(mode)?,
-        access: caller.access_tags(),
+        access: allowed.access,
         scope,
     })
 }
@@ -1696,12 +1986,16 @@ pub async fn ask(
     body: web::Json<AskBody>,
 ) -> Result<HttpResponse> {
     let request = ask_request(
+        &state,
         &body.question,
         body.collections.clone(),
         body.mode.as_deref(),
         scope(&body.scope)?,
         &caller,
-    )?;
+    )
+    .await?;
+    let started = std::time::Instant::now();
+    let asked_of = body.collections.clone();
     let wants_stream = body.stream
         || req
             .headers()
@@ -1716,6 +2010,8 @@ pub async fn ask(
                 AskEvent::Done(answer) => {
                     state.metrics.answer_done(&answer);
                     drop(guard);
+                    let took = started.elapsed().as_secs_f64() * 1000.0;
+                    record_answer(&state, &caller, "api.ask", &asked_of, &answer, took).await;
                     return Ok(HttpResponse::Ok().json(AnswerOut::from(answer.as_ref())));
                 }
                 AskEvent::Failed(e) => {
@@ -1728,9 +2024,10 @@ pub async fn ask(
         return Err(ApiError::Internal("the answer stream ended early".into()));
     }
     let metrics = state.metrics.clone();
+    let audit = (state.clone(), caller, asked_of, started);
     let stream = futures::stream::unfold(
-        (rx, guard, metrics, false),
-        |(mut rx, guard, metrics, finished)| async move {
+        (rx, guard, metrics, audit, false),
+        |(mut rx, guard, metrics, audit, finished)| async move {
             if finished {
                 return None;
             }
@@ -1742,6 +2039,9 @@ pub async fn ask(
                 }
                 Some(AskEvent::Done(answer)) => {
                     metrics.answer_done(&answer);
+                    let (state, caller, asked_of, started) = &audit;
+                    let took = started.elapsed().as_secs_f64() * 1000.0;
+                    record_answer(state, caller, "api.ask", asked_of, &answer, took).await;
                     (sse_event("done", &AnswerOut::from(answer.as_ref())), true)
                 }
                 Some(AskEvent::Failed(e)) => {
@@ -1753,7 +2053,7 @@ pub async fn ask(
             };
             Some((
                 Ok::<_, actix_web::Error>(bytes),
-                (rx, guard, metrics, finished),
+                (rx, guard, metrics, audit, finished),
             ))
         },
     );

@@ -237,6 +237,8 @@ pub struct DocumentDetail {
     pub versions: Vec<VersionOut>,
     /// Attachments stored as their own documents.
     pub attachments: Vec<String>,
+    /// Who may read it besides administrators (all empty: everyone who reads the collection).
+    pub readers: ReadersBody,
 }
 
 /// The answer to an upload or a create-or-replace.
@@ -352,6 +354,80 @@ pub struct AuditQuery {
     pub limit: Option<i64>,
     /// Entries to skip (default 0).
     pub offset: Option<i64>,
+}
+
+/// Filters of the question audit.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QuestionQuery {
+    /// Only the questions of this user (by name).
+    pub user: Option<String>,
+    /// Only the questions of this API key (by name, id or prefix).
+    pub key: Option<String>,
+    /// Only through this endpoint: `api.search`, `api.ask`, `openai.chat`, `ui.ask`,
+    /// `ui.search`, `admin.retrieval`.
+    pub endpoint: Option<String>,
+    /// Only questions asked of this collection (by name).
+    pub collection: Option<String>,
+    /// From this time on (RFC 3339).
+    pub since: Option<String>,
+    /// Before this time (RFC 3339).
+    pub until: Option<String>,
+    /// `json` (default) or `jsonl` (JSON Lines, one entry per line, for export).
+    pub format: Option<String>,
+    /// At most this many (1 to 10,000, default 100).
+    pub limit: Option<i64>,
+    /// Entries to skip (default 0).
+    pub offset: Option<i64>,
+}
+
+/// One question or search, as the question audit keeps it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuestionOut {
+    pub id: String,
+    pub at: String,
+    /// `user 'alice'`, `API key 'dms'`, ...
+    pub actor: String,
+    pub actor_id: Option<String>,
+    pub endpoint: String,
+    /// Collections named in the question (empty: every collection the caller reads).
+    pub collections: Vec<String>,
+    /// The text (when `audit.questions = "text"`).
+    pub question: Option<String>,
+    /// SHA-256 of the text (unless `audit.questions = "none"`).
+    pub question_sha256: Option<String>,
+    /// Chunk ids retrieved, best first.
+    pub retrieved: Vec<String>,
+    /// Chunk ids the answer cites.
+    pub cited: Vec<String>,
+    /// Whether the answer refused (absent for a search).
+    pub refused: Option<bool>,
+    pub took_ms: i64,
+}
+
+impl From<enclave_storage::QuestionEntry> for QuestionOut {
+    fn from(e: enclave_storage::QuestionEntry) -> Self {
+        Self {
+            id: e.id,
+            at: e.at,
+            actor: e.actor,
+            actor_id: e.actor_id,
+            endpoint: e.endpoint,
+            collections: e.collections,
+            question: e.question,
+            question_sha256: e.question_sha256,
+            retrieved: e.retrieved,
+            cited: e.cited,
+            refused: e.refused,
+            took_ms: e.took_ms,
+        }
+    }
+}
+
+/// Question audit entries, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuestionList {
+    pub questions: Vec<QuestionOut>,
 }
 
 /// Filters of a job listing.
@@ -790,6 +866,41 @@ pub struct DocumentPatch {
     pub disabled: Option<bool>,
     /// Move the document (and its attachments) to this collection.
     pub collection: Option<String>,
+    /// Who may read the document (and its attachments): users, groups and API keys by name.
+    /// All three empty: everyone who reads its collection.
+    pub readers: Option<ReadersBody>,
+}
+
+/// A document's access list by name. Empty lists: everyone who reads the collection.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+pub struct ReadersBody {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// API keys (by name) that act for no user, such as a DMS integration's own key.
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+impl From<ReadersBody> for enclave_corpus::Readers {
+    fn from(r: ReadersBody) -> Self {
+        Self {
+            users: r.users,
+            groups: r.groups,
+            keys: r.keys,
+        }
+    }
+}
+
+impl From<enclave_corpus::Readers> for ReadersBody {
+    fn from(r: enclave_corpus::Readers) -> Self {
+        Self {
+            users: r.users,
+            groups: r.groups,
+            keys: r.keys,
+        }
+    }
 }
 
 /// Changes to one chunk.

@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use enclave_answer::AnswerError;
+use enclave_corpus::CorpusError;
 use enclave_generation::GenerationError;
 use enclave_ingest::IngestError;
 use enclave_retrieval::RetrievalError;
@@ -192,6 +193,19 @@ impl From<IngestError> for ApiError {
             IngestError::Invalid(m) => Self::Invalid(m),
             IngestError::Busy(m) => Self::Conflict(m),
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CorpusError> for ApiError {
+    fn from(e: CorpusError) -> Self {
+        match e {
+            CorpusError::NotFound(m) => Self::NotFound(m),
+            CorpusError::Forbidden(m) => Self::Forbidden(m),
+            CorpusError::Invalid(m) => Self::Invalid(m),
+            CorpusError::Conflict(m) => Self::Conflict(m),
+            CorpusError::Storage(s) => s.into(),
+            CorpusError::Ingest(i) => i.into(),
         }
     }
 }

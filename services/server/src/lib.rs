@@ -16,6 +16,7 @@ pub mod error;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
+pub mod people;
 pub mod state;
 pub mod ui;
 pub mod webhooks;
@@ -25,6 +26,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::ResponseError;
 use actix_web::dev::Service;
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -34,6 +36,7 @@ use enclave_answer::{AnswerOptions, Asker, ModelCatalog};
 use enclave_generation::Generator;
 use enclave_settings::Settings;
 use enclave_storage::{JobStatus, MetaStore, VectorStore};
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -93,7 +96,42 @@ async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(openapi::ApiDoc::openapi())
 }
 
-/// The routes of the application.
+/// With authentication off, the `Host` a request names must be a loopback name (or the host
+/// of `server.public_url`); anything else is refused, naming the host.
+fn host_refusal(req: &actix_web::dev::ServiceRequest) -> Option<ApiError> {
+    let state = req.app_data::<web::Data<AppState>>()?;
+    if state.settings.auth.enabled {
+        return None;
+    }
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default().to_string()
+    } else {
+        host.rsplit_once(':')
+            .map_or(host.as_str(), |(h, _)| h)
+            .to_string()
+    };
+    let loopback = name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback || state.settings.server.public_host().as_deref() == Some(host.as_str()) {
+        return None;
+    }
+    Some(ApiError::Forbidden(format!(
+        "authentication is off and the Host '{host}' is not this machine's loopback name: \
+         refused (server.public_url names the one other host accepted)"
+    )))
+}
+
+/// The routes of the application. Each scope's routes are in one function, and
+/// `ARCHITECTURE.md` states every route's permission rule (a test checks the two agree).
 pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
     cfg.route("/healthz", web::get().to(api::healthz))
         .route("/readyz", web::get().to(api::readyz))
@@ -106,50 +144,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
                         .error_handler(|e, _| json_error(e).into()),
                 )
                 .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e).into()))
-                .route("/openapi.json", web::get().to(openapi_json))
-                .route("/collections", web::get().to(api::list_collections))
-                .route("/collections", web::post().to(api::create_collection))
-                .route("/collections/{name}", web::get().to(api::get_collection))
-                .route(
-                    "/collections/{name}",
-                    web::patch().to(api::update_collection),
-                )
-                .route(
-                    "/collections/{name}",
-                    web::delete().to(api::delete_collection),
-                )
-                .route("/documents", web::get().to(api::list_documents))
-                .route("/documents", web::post().to(api::upload_document))
-                .route("/documents/bulk", web::post().to(api::bulk_documents))
-                .route("/documents/{id}", web::get().to(api::get_document))
-                .route("/documents/{id}", web::patch().to(api::patch_document))
-                .route("/documents/{id}", web::put().to(api::put_document))
-                .route("/documents/{id}", web::delete().to(api::delete_document))
-                .route(
-                    "/documents/{id}/reindex",
-                    web::post().to(api::reindex_document),
-                )
-                .route("/documents/{id}/pages", web::get().to(api::document_pages))
-                .route(
-                    "/documents/{id}/chunks",
-                    web::get().to(api::document_chunks),
-                )
-                .route(
-                    "/documents/{id}/chunks/{chunk}",
-                    web::patch().to(api::patch_chunk),
-                )
-                .route("/documents/{id}/file", web::get().to(api::document_file))
-                .route("/audit", web::get().to(api::audit_log))
-                .route("/jobs", web::get().to(api::list_jobs))
-                .route("/jobs/{id}", web::get().to(api::get_job))
-                .route("/jobs/{id}/retry", web::post().to(api::retry_job))
-                .route("/webhooks/deliveries", web::get().to(api::list_deliveries))
-                .route(
-                    "/webhooks/deliveries/{id}/redeliver",
-                    web::post().to(api::redeliver),
-                )
-                .route("/search", web::post().to(api::search))
-                .route("/ask", web::post().to(api::ask))
+                .configure(api_routes)
                 .default_service(web::to(not_found)),
         )
         .service(
@@ -159,13 +154,72 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
                         .limit(max_json)
                         .error_handler(|e, _| OpenAiError(json_error(e)).into()),
                 )
-                .route("/models", web::get().to(openai::models))
-                .route(
-                    "/chat/completions",
-                    web::post().to(openai::chat_completions),
-                ),
+                .configure(openai_routes),
         )
-        .route("/", web::get().to(ui::ask_page))
+        .configure(page_routes)
+        .default_service(web::to(not_found));
+}
+
+/// `/api/v1`.
+fn api_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/openapi.json", web::get().to(openapi_json))
+        .route("/collections", web::get().to(api::list_collections))
+        .route("/collections", web::post().to(api::create_collection))
+        .route("/collections/{name}", web::get().to(api::get_collection))
+        .route(
+            "/collections/{name}",
+            web::patch().to(api::update_collection),
+        )
+        .route(
+            "/collections/{name}",
+            web::delete().to(api::delete_collection),
+        )
+        .route("/documents", web::get().to(api::list_documents))
+        .route("/documents", web::post().to(api::upload_document))
+        .route("/documents/bulk", web::post().to(api::bulk_documents))
+        .route("/documents/{id}", web::get().to(api::get_document))
+        .route("/documents/{id}", web::patch().to(api::patch_document))
+        .route("/documents/{id}", web::put().to(api::put_document))
+        .route("/documents/{id}", web::delete().to(api::delete_document))
+        .route(
+            "/documents/{id}/reindex",
+            web::post().to(api::reindex_document),
+        )
+        .route("/documents/{id}/pages", web::get().to(api::document_pages))
+        .route(
+            "/documents/{id}/chunks",
+            web::get().to(api::document_chunks),
+        )
+        .route(
+            "/documents/{id}/chunks/{chunk}",
+            web::patch().to(api::patch_chunk),
+        )
+        .route("/documents/{id}/file", web::get().to(api::document_file))
+        .route("/audit", web::get().to(api::audit_log))
+        .route("/audit/questions", web::get().to(api::question_audit))
+        .route("/jobs", web::get().to(api::list_jobs))
+        .route("/jobs/{id}", web::get().to(api::get_job))
+        .route("/jobs/{id}/retry", web::post().to(api::retry_job))
+        .route("/webhooks/deliveries", web::get().to(api::list_deliveries))
+        .route(
+            "/webhooks/deliveries/{id}/redeliver",
+            web::post().to(api::redeliver),
+        )
+        .route("/search", web::post().to(api::search))
+        .route("/ask", web::post().to(api::ask));
+}
+
+/// `/v1`, the OpenAI-compatible API.
+fn openai_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/models", web::get().to(openai::models)).route(
+        "/chat/completions",
+        web::post().to(openai::chat_completions),
+    );
+}
+
+/// The web UI and the curators' pages.
+fn page_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(ui::ask_page))
         .route("/login", web::get().to(ui::login_page))
         .route("/login", web::post().to(ui::login))
         .route("/logout", web::post().to(ui::logout))
@@ -226,10 +280,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json: usize) {
             "/admin/webhooks/{id}/redeliver",
             web::post().to(ui::redeliver_form),
         )
+        .route("/admin/people", web::get().to(people::people_page))
+        .route("/admin/people", web::post().to(people::people_change))
+        .route("/admin/questions", web::get().to(people::questions_page))
+        .route(
+            "/admin/questions/export",
+            web::get().to(people::questions_export),
+        )
         .route("/static/app.css", web::get().to(ui::app_css))
         .route("/static/app.js", web::get().to(ui::app_js))
-        .route("/static/admin.js", web::get().to(ui::admin_js))
-        .default_service(web::to(not_found));
+        .route("/static/admin.js", web::get().to(ui::admin_js));
 }
 
 fn request_id(req: &actix_web::dev::ServiceRequest) -> String {
@@ -336,6 +396,19 @@ pub async fn run(
         answer_options,
         models,
     } = backends;
+    if !settings.auth.enabled {
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "authentication is off (ENCLAVE_AUTH=off), so every request acts as an \
+                     administrator: refusing to listen on {addr}, which other machines can \
+                     reach; bind a loopback address (127.0.0.1) or turn authentication on"
+                ),
+            ));
+        }
+    }
     let uploads = UploadStore::new(settings.uploads_dir())?;
     let metrics = Metrics::new();
     let (stop_repairs, repairs_stopped) = watch::channel(false);
@@ -400,7 +473,7 @@ pub async fn run(
         .map_err(|e| other(e.to_string()))?
     {
         let pending = meta
-            .jobs(None, Some(&doc.id), 20, 0)
+            .jobs(None, Some(&doc.id), None, 20, 0)
             .await
             .map_err(|e| other(e.to_string()))?
             .iter()
@@ -444,7 +517,27 @@ pub async fn run(
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
     let shutdown = settings.server.shutdown_timeout_secs;
+    let corpus = enclave_corpus::Corpus::new(meta.clone(), vectors.clone());
+    let questions = enclave_corpus::QuestionRecorder::new(meta.clone(), settings.audit.clone());
+    let purge = {
+        let questions = questions.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+            loop {
+                tick.tick().await;
+                match questions.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(entries = n, "question audit: removed expired entries"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "question audit: cannot remove expired entries")
+                    }
+                }
+            }
+        })
+    };
     let state = web::Data::new(AppState {
+        corpus,
+        questions,
         settings,
         meta,
         vectors,
@@ -470,6 +563,14 @@ pub async fn run(
                     )),
             )
             .wrap_fn(|req, srv| {
+                // With authentication off, only requests for this machine's own names are
+                // served: a DNS-rebinding page cannot reach the trusted mode through a name
+                // it controls.
+                if let Some(refusal) = host_refusal(&req) {
+                    let res = req.into_response(refusal.error_response());
+                    return Box::pin(async move { Ok(res) })
+                        as std::pin::Pin<Box<dyn futures::Future<Output = _>>>;
+                }
                 let started = Instant::now();
                 let id = request_id(&req);
                 let method = req.method().to_string();
@@ -501,6 +602,7 @@ pub async fn run(
                     Ok(res)
                 }
                 .instrument(span)
+                .boxed_local()
             })
             .configure(|cfg| routes(cfg, max_json))
     })
@@ -509,6 +611,7 @@ pub async fn run(
     .listen(listener)?
     .run();
     let result = server.await;
+    purge.abort();
     let _ = stop_repairs.send(true);
     // The worker finishes the job in hand (its lease would hand it to another worker anyway).
     let _ = stop_worker.send(true);

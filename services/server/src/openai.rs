@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::{
-    InFlight, ask_request, check_collection_name, collection, sse_response, start_answer,
+    InFlight, ask_request, check_collection_name, collection, record_answer, sse_response,
+    start_answer,
 };
 use crate::auth::{Action, OpenAiCaller};
 use crate::dto::CitationOut;
@@ -93,6 +94,7 @@ fn text_of(content: &Option<serde_json::Value>) -> String {
 
 async fn collections_of(
     state: &AppState,
+    caller: &crate::auth::Principal,
     model: &str,
 ) -> std::result::Result<Vec<String>, ApiError> {
     if model == ALL_COLLECTIONS {
@@ -108,7 +110,10 @@ async fn collections_of(
         .strip_prefix("enclave/")
         .filter(|n| check_collection_name(n).is_ok())
         .ok_or_else(not_found)?;
-    collection(state, name).await.map_err(|_| not_found())?;
+    // A collection the caller may not read is a model that does not exist.
+    collection(state, caller, name, Action::Read)
+        .await
+        .map_err(|_| not_found())?;
     Ok(vec![name.to_string()])
 }
 
@@ -123,14 +128,18 @@ pub async fn models(
     state: web::Data<AppState>,
     OpenAiCaller(caller): OpenAiCaller,
 ) -> Result<HttpResponse> {
-    caller.authorize(Action::Read, None)?;
     let mut data = vec![ModelOut {
         id: ALL_COLLECTIONS.into(),
         object: "model",
         created: 0,
         owned_by: "enclave",
     }];
-    for c in state.meta.collections().await.map_err(ApiError::from)? {
+    for c in state
+        .corpus
+        .collections(&caller, Action::Read)
+        .await
+        .map_err(ApiError::from)?
+    {
         let created =
             chrono::DateTime::parse_from_rfc3339(&c.created_at).map_or(0, |t| t.timestamp());
         data.push(ModelOut {
@@ -164,8 +173,17 @@ pub async fn chat_completions(
         .find(|m| m.role == "user")
         .map(|m| text_of(&m.content))
         .ok_or_else(|| ApiError::BadRequest("the messages hold no user message".into()))?;
-    let collections = collections_of(&state, &body.model).await?;
-    let request = ask_request(&question, collections, None, Default::default(), &caller)?;
+    let collections = collections_of(&state, &caller, &body.model).await?;
+    let started = std::time::Instant::now();
+    let request = ask_request(
+        &state,
+        &question,
+        collections.clone(),
+        None,
+        Default::default(),
+        &caller,
+    )
+    .await?;
     let guard = InFlight::start(&state.metrics);
     let mut rx = start_answer(&state, &request).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
@@ -177,6 +195,9 @@ pub async fn chat_completions(
                 AskEvent::Done(answer) => {
                     state.metrics.answer_done(&answer);
                     drop(guard);
+                    let took = started.elapsed().as_secs_f64() * 1000.0;
+                    record_answer(&state, &caller, "openai.chat", &collections, &answer, took)
+                        .await;
                     let prompt = answer.timings.prompt_tokens;
                     let completion = answer.timings.generated_tokens;
                     return Ok(HttpResponse::Ok().json(serde_json::json!({
@@ -206,7 +227,10 @@ pub async fn chat_completions(
         }
         return Err(ApiError::Internal("the answer stream ended early".into()).into());
     }
-    let metrics = state.metrics.clone();
+    let metrics = (
+        state.metrics.clone(),
+        (state.clone(), caller, collections, started),
+    );
     let chunk = move |delta: serde_json::Value, finish: Option<&str>, extra: Option<Grounding>| {
         let mut c = serde_json::json!({
             "id": id,
@@ -245,7 +269,11 @@ pub async fn chat_completions(
                         return Some((Ok(b), (rx, guard, metrics, chunk, None, true, false)));
                     }
                     Some(AskEvent::Done(answer)) => {
-                        metrics.answer_done(&answer);
+                        metrics.0.answer_done(&answer);
+                        let (state, caller, collections, started) = &metrics.1;
+                        let took = started.elapsed().as_secs_f64() * 1000.0;
+                        record_answer(state, caller, "openai.chat", collections, &answer, took)
+                            .await;
                         let mut out = Vec::new();
                         if !streamed {
                             // A refusal has no tokens: its text comes in one piece.
@@ -267,7 +295,7 @@ pub async fn chat_completions(
                         ));
                     }
                     Some(AskEvent::Failed(e)) => {
-                        metrics.answers.with_label_values(&["failed"]).inc();
+                        metrics.0.answers.with_label_values(&["failed"]).inc();
                         let b = bytes::Bytes::from(format!(
                             "data: {}\n\n",
                             serde_json::json!({"error": {"message": format!("generation failed: {e}"),

@@ -39,6 +39,10 @@ pub struct AppState {
     pub jobs: JobQueue,
     pub uploads: enclave_ingest::uploads::UploadStore,
     pub metrics: Metrics,
+    /// The application layer: permissions and use cases over the same stores.
+    pub corpus: enclave_corpus::Corpus,
+    /// The question audit.
+    pub questions: enclave_corpus::QuestionRecorder,
 }
 
 /// A store's failure as seen by a readiness check: whatever the cause, it is not ready.

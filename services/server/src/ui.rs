@@ -68,6 +68,14 @@ static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
             "webhooks.html",
             include_str!("../../../templates/webhooks.html"),
         ),
+        (
+            "admin_people.html",
+            include_str!("../../../templates/admin_people.html"),
+        ),
+        (
+            "admin_questions.html",
+            include_str!("../../../templates/admin_questions.html"),
+        ),
     ])
     .expect("the templates compile (checked by a unit test)");
     tera.autoescape_on(vec![".html"]);
@@ -158,9 +166,10 @@ pub(crate) fn base_context(principal: &Principal) -> Context {
     if principal.is_user() {
         ctx.insert("user", &principal.name);
     }
+    ctx.insert("can_curate", &principal.may_somewhere(Action::Write));
     ctx.insert(
-        "can_curate",
-        &principal.authorize(Action::Write, None).is_ok(),
+        "can_administer_all",
+        &principal.require_everywhere(Action::Administer).is_ok(),
     );
     ctx
 }
@@ -176,9 +185,49 @@ pub(crate) fn pages_label(start: i64, end: i64) -> String {
 /// A safe redirect target: a local path only.
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace())
+                && !n.to_ascii_lowercase().starts_with("/%2f")
+                && !n.to_ascii_lowercase().starts_with("/%5c") =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
+}
+
+/// Failed sign-ins allowed before delays start.
+const FREE_FAILURES: i64 = 5;
+
+/// How long sign-ins for `key` must wait after `failures` failures, the last at `last`.
+fn login_wait(failures: i64, last: &str) -> Option<std::time::Duration> {
+    if failures < FREE_FAILURES {
+        return None;
+    }
+    // 1 s after the fifth failure, doubling with each further one, at most 15 minutes.
+    let delay = (1i64 << (failures - FREE_FAILURES).min(10)).min(900);
+    let last = chrono::DateTime::parse_from_rfc3339(last).ok()?;
+    let until = last + chrono::Duration::seconds(delay);
+    let left = until.signed_duration_since(chrono::Utc::now());
+    (left > chrono::Duration::zero()).then(|| left.to_std().unwrap_or_default())
+}
+
+/// The address a sign-in comes from (the peer; proxies' headers are not trusted).
+fn peer_key(req: &HttpRequest) -> String {
+    format!(
+        "ip:{}",
+        req.peer_addr()
+            .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string())
+    )
+}
+
+/// A hash to verify against for unknown names, so that they take as long as known ones.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| auth::hash_password("enclave decoy password").unwrap_or_default())
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,29 +256,76 @@ pub struct LoginForm {
 }
 
 /// Signs in: checks the password, opens a session, sets its cookie.
-pub async fn login(state: web::Data<AppState>, form: web::Form<LoginForm>) -> Result<HttpResponse> {
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse> {
+    crate::admin::same_origin(&req)?;
     let next = local_path(form.next.as_deref());
-    let user = state
-        .meta
-        .user_by_name(form.username.trim())
-        .await
-        .map_err(ApiError::from)?;
-    let ok = match &user {
-        Some(u) => {
-            let (password, hash) = (form.password.clone(), u.password_hash.clone());
-            tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
-                .await
-                .unwrap_or(false)
-        }
-        None => false,
-    };
-    let Some(user) = user.filter(|_| ok) else {
+    let name = form.username.trim();
+    let refuse = |status: StatusCode, message: &str| {
         let mut ctx = Context::new();
         ctx.insert("next", &next);
-        ctx.insert("username", form.username.trim());
-        ctx.insert("error", "Wrong name or password.");
-        return Ok(page(StatusCode::UNAUTHORIZED, "login.html", &ctx));
+        ctx.insert("username", name);
+        ctx.insert("error", message);
+        Ok(page(status, "login.html", &ctx))
     };
+    if name.chars().count() > 128 || form.password.len() > 1024 {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Name or password too long.",
+        );
+    }
+    // Growing delays per account and per address; unknown names count the same.
+    let keys = [format!("user:{}", name.to_lowercase()), peer_key(&req)];
+    for key in &keys {
+        if let Some((failures, last)) = state
+            .meta
+            .login_failures(key)
+            .await
+            .map_err(ApiError::from)?
+            && let Some(wait) = login_wait(failures, &last)
+        {
+            return refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "Too many failed sign-ins: try again in {} s.",
+                    wait.as_secs().max(1)
+                ),
+            );
+        }
+    }
+    let user = state
+        .meta
+        .user_by_name(name)
+        .await
+        .map_err(ApiError::from)?
+        .filter(|u| u.disabled_at.is_none());
+    let hash = user
+        .as_ref()
+        .map_or_else(|| decoy_hash().to_string(), |u| u.password_hash.clone());
+    let password = form.password.clone();
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|_| ok) else {
+        for key in &keys {
+            state
+                .meta
+                .record_login_failure(key)
+                .await
+                .map_err(ApiError::from)?;
+        }
+        return refuse(StatusCode::UNAUTHORIZED, "Wrong name or password.");
+    };
+    // The address keeps its count: signing in to one account must not reset the guessing of
+    // others.
+    state
+        .meta
+        .clear_login_failures(&keys[0])
+        .await
+        .map_err(ApiError::from)?;
     let (token, hash) = auth::new_session_token();
     let hours = state.settings.auth.session_hours.max(1);
     let expires = chrono::Utc::now() + chrono::Duration::hours(hours as i64);
@@ -243,7 +339,7 @@ pub async fn login(state: web::Data<AppState>, form: web::Form<LoginForm>) -> Re
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(state.settings.auth.secure_cookies)
+        .secure(state.settings.auth.secure_cookies || state.settings.server.public_https())
         .max_age(actix_web::cookie::time::Duration::hours(hours as i64))
         .finish();
     Ok(HttpResponse::SeeOther()
@@ -254,6 +350,7 @@ pub async fn login(state: web::Data<AppState>, form: web::Form<LoginForm>) -> Re
 
 /// Signs out.
 pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    crate::admin::same_origin(&req)?;
     if let Some(c) = req.cookie(SESSION_COOKIE) {
         state
             .meta
@@ -414,11 +511,10 @@ pub async fn ask_page(
     query: web::Query<AskQuery>,
 ) -> Result<HttpResponse> {
     let principal = caller(&req).await?;
-    principal.authorize(Action::Read, None)?;
     let mut ctx = base_context(&principal);
     let collections: Vec<String> = state
-        .meta
-        .collections()
+        .corpus
+        .collections(&principal, Action::Read)
         .await
         .map_err(ApiError::from)?
         .into_iter()
@@ -446,8 +542,10 @@ pub async fn ask_page(
                 scope: Default::default(),
                 expand_neighbours: false,
             };
-            let request = api::search_request(&body, &principal)?;
+            let request = api::search_request(&state, &body, &principal).await?;
             let results = state.retriever()?.search(&request).await?;
+            api::record_search(&state, &principal, "ui.search", &body.query, &body.collections, &results)
+                .await;
             let summary = if results.relevant {
                 format!("{} passages ({} search, {:.0} ms)", results.passages.len(), results.mode, results.took_ms)
             } else {
@@ -462,19 +560,25 @@ pub async fn ask_page(
                 &serde_json::json!({"summary": summary, "passages": passage_views(&results.passages)}),
             );
         } else {
+            let started = std::time::Instant::now();
             let request = ask_request(
+                &state,
                 &query.q,
                 query.collections(),
                 query.mode(),
                 Default::default(),
                 &principal,
-            )?;
+            )
+            .await?;
             let _guard = InFlight::start(&state.metrics);
             let mut rx = start_answer(&state, &request).await?;
             while let Some(event) = rx.recv().await {
                 match event {
                     AskEvent::Done(answer) => {
                         state.metrics.answer_done(&answer);
+                        let took = started.elapsed().as_secs_f64() * 1000.0;
+                        api::record_answer(&state, &principal, "ui.ask", &query.collections(), &answer, took)
+                            .await;
                         ctx.insert("answer", &answer_context(&answer));
                         break;
                     }
@@ -515,13 +619,17 @@ pub async fn ask_stream(
         });
         sse_response(body)
     };
+    let started = std::time::Instant::now();
     let request = match ask_request(
+        &state,
         &query.q,
         query.collections(),
         query.mode(),
         Default::default(),
         &principal,
-    ) {
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => return Ok(failure(e)),
     };
@@ -530,7 +638,10 @@ pub async fn ask_stream(
         Ok(rx) => rx,
         Err(e) => return Ok(failure(e)),
     };
-    let metrics = state.metrics.clone();
+    let metrics = (
+        state.metrics.clone(),
+        (state.clone(), principal, query.collections(), started),
+    );
     let stream = futures::stream::unfold(
         (rx, guard, metrics, false),
         |(mut rx, guard, metrics, finished)| async move {
@@ -541,7 +652,11 @@ pub async fn ask_stream(
                 AskEvent::Sources(p) => (sse_event("sources", &PassageOut::list(&p)), false),
                 AskEvent::Token(t) => (sse_event("token", &serde_json::json!({"text": t})), false),
                 AskEvent::Done(answer) => {
-                    metrics.answer_done(&answer);
+                    metrics.0.answer_done(&answer);
+                    let (state, principal, collections, started) = &metrics.1;
+                    let took = started.elapsed().as_secs_f64() * 1000.0;
+                    api::record_answer(state, principal, "ui.ask", collections, &answer, took)
+                        .await;
                     (sse_event("done", &AnswerOut::from(answer.as_ref())), true)
                 }
                 AskEvent::Failed(e) => (
@@ -632,8 +747,7 @@ pub async fn passage_page(
     query: web::Query<PassageQuery>,
 ) -> Result<HttpResponse> {
     let principal = caller(&req).await?;
-    principal.authorize(Action::Read, None)?;
-    let doc = api::find_document(&state, &id).await?;
+    let doc = api::find_document(&state, &principal, &id, Action::Read).await?;
     let mut notice = None;
     let mut version = query.version.unwrap_or(doc.version);
     if version != doc.version {
@@ -730,19 +844,26 @@ pub async fn jobs_page(
     query: web::Query<JobsQuery>,
 ) -> Result<HttpResponse> {
     let principal = caller(&req).await?;
-    principal.authorize(Action::Write, None)?;
+    principal
+        .require_somewhere(Action::Write)
+        .map_err(ApiError::from)?;
     let status = query
         .status
         .as_deref()
         .filter(|s| !s.is_empty())
         .map(api::job_status)
         .transpose()?;
+    let scope = api::job_scope(&state, &principal).await?;
     let jobs = state
         .meta
-        .jobs(status, None, 200, 0)
+        .jobs(status, None, scope.as_ref(), 200, 0)
         .await
         .map_err(ApiError::from)?;
-    let c = state.meta.job_counts().await.map_err(ApiError::from)?;
+    let c = state
+        .meta
+        .job_counts(scope.as_ref())
+        .await
+        .map_err(ApiError::from)?;
     let mut titles: HashMap<String, Option<String>> = HashMap::new();
     let mut rows = Vec::new();
     for j in &jobs {
@@ -801,15 +922,9 @@ pub async fn retry_job_form(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
+    crate::admin::same_origin(&req)?;
     let principal = caller(&req).await?;
-    principal.authorize(Action::Write, None)?;
-    if !state.meta.retry_job(&id).await.map_err(ApiError::from)? {
-        return Err(ApiError::Conflict(format!(
-            "job '{id}' is not dead or cancelled: only those are retried"
-        ))
-        .into());
-    }
-    state.jobs.wake();
+    api::retry(&state, &principal, &id).await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/admin/jobs"))
         .finish())
@@ -834,7 +949,9 @@ pub async fn webhooks_page(
     query: web::Query<DeliveriesQuery>,
 ) -> Result<HttpResponse> {
     let principal = caller(&req).await?;
-    principal.authorize(Action::Write, None)?;
+    principal
+        .require_everywhere(Action::Administer)
+        .map_err(ApiError::from)?;
     let status = query
         .status
         .as_deref()
@@ -898,9 +1015,9 @@ pub async fn redeliver_form(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
+    crate::admin::same_origin(&req)?;
     let principal = caller(&req).await?;
-    principal.authorize(Action::Write, None)?;
-    api::redeliver_delivery(&state, &id).await?;
+    api::redeliver_delivery(&state, &principal, &id).await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/admin/webhooks"))
         .finish())
@@ -913,8 +1030,7 @@ pub async fn file_page(
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
     let principal = caller(&req).await?;
-    principal.authorize(Action::Read, None)?;
-    Ok(api::original_file(&state, &id).await?)
+    Ok(api::original_file(&state, &principal, &id).await?)
 }
 
 pub async fn app_css() -> HttpResponse {

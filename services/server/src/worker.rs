@@ -59,7 +59,7 @@ impl JobQueue {
 
     /// Queues a job, or refuses with 429 when the queue already holds `capacity` jobs.
     pub async fn submit(&self, job: Job) -> Result<JobRecord, ApiError> {
-        let waiting = self.meta.job_counts().await?.queued;
+        let waiting = self.meta.job_counts(None).await?.queued;
         if waiting >= self.capacity as i64 {
             return Err(ApiError::Busy(format!(
                 "the ingest queue is full ({waiting} jobs wait): retry when the documents already \

@@ -59,6 +59,42 @@ pub struct Settings {
     /// Signed webhooks: document events POSTed to one receiver. Off unless `webhooks.url` is
     /// set.
     pub webhooks: WebhookSettings,
+    /// The question audit: who asked or searched what.
+    pub audit: AuditSettings,
+}
+
+/// What the question audit keeps of a question's text.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum QuestionRecord {
+    /// The text and its SHA-256 digest.
+    #[default]
+    Text,
+    /// Only the SHA-256 digest of the text (the same question can still be found).
+    Hash,
+    /// Neither: only who asked, where, and what was retrieved and cited.
+    None,
+}
+
+/// Question audit settings: every search and answer (REST API, OpenAI API, UI, command line)
+/// is recorded with its caller, endpoint, retrieved and cited chunks and refusal state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// What is kept of the question's text: `text`, `hash` or `none`.
+    pub questions: QuestionRecord,
+    /// Days a question audit entry is kept; older ones are removed by `enclave serve` once a
+    /// day (0: kept for ever).
+    pub question_retention_days: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            questions: QuestionRecord::Text,
+            question_retention_days: 90,
+        }
+    }
 }
 
 /// HTTP server settings.
@@ -79,6 +115,27 @@ pub struct ServerSettings {
     pub uploads_dir: Option<PathBuf>,
     /// Uploads waiting for the ingest worker before new ones get 429.
     pub ingest_queue_capacity: usize,
+    /// The address people reach the server at, e.g. `https://enclave.example.org`. With
+    /// `https`, session cookies are marked `Secure`; with authentication off, its host is
+    /// accepted in the `Host` header besides the loopback names.
+    pub public_url: Option<String>,
+}
+
+impl ServerSettings {
+    /// Whether people reach the server over HTTPS (`public_url`), so cookies must be `Secure`.
+    pub fn public_https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"))
+    }
+
+    /// The host (and port) of `public_url`, lower case.
+    pub fn public_host(&self) -> Option<String> {
+        let url = self.public_url.as_deref()?.trim();
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    }
 }
 
 impl Default for ServerSettings {
@@ -91,6 +148,7 @@ impl Default for ServerSettings {
             shutdown_timeout_secs: 30,
             uploads_dir: None,
             ingest_queue_capacity: 10_000,
+            public_url: None,
         }
     }
 }
@@ -438,6 +496,9 @@ pub struct ChunkingSettings {
 pub struct IngestSettings {
     /// Time allowed to extract the text of one PDF before it is stopped and failed, in seconds.
     pub pdf_timeout_secs: u64,
+    /// Address space the PDF extraction process may use, in MiB (0: no limit); a PDF that
+    /// needs more fails alone with "ran out of memory".
+    pub pdf_memory_mb: u64,
     /// Files larger than this many bytes fail with "file too large".
     pub max_file_bytes: u64,
     /// Documents whose extracted text exceeds this many characters fail with "text too long".
@@ -500,6 +561,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             generation: GenerationSettings::default(),
             webhooks: WebhookSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -632,6 +694,7 @@ impl Default for IngestSettings {
     fn default() -> Self {
         Self {
             pdf_timeout_secs: 120,
+            pdf_memory_mb: 4096,
             max_file_bytes: 200 * 1024 * 1024,
             max_text_chars: 5_000_000,
             parallel_documents: None,

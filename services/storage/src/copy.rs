@@ -12,7 +12,7 @@ use crate::meta::{Backend, MetaStore};
 use crate::{Result, StorageError};
 
 /// Every table of the schema, parents before children, with its primary key.
-pub const TABLES: [(&str, &[&str]); 12] = [
+pub const TABLES: [(&str, &[&str]); 17] = [
     ("collections", &["id"]),
     ("documents", &["id"]),
     ("document_versions", &["document_id", "version"]),
@@ -25,6 +25,11 @@ pub const TABLES: [(&str, &[&str]); 12] = [
     ("jobs", &["id"]),
     ("audit_log", &["id"]),
     ("webhook_deliveries", &["id"]),
+    ("groups", &["id"]),
+    ("group_members", &["group_id", "member_kind", "member_id"]),
+    ("grants", &["subject_kind", "subject_id", "collection_id"]),
+    ("question_audit", &["id"]),
+    ("login_failures", &["key"]),
 ];
 
 /// Rows per insert statement (PostgreSQL takes at most 65,535 parameters in one).

@@ -23,6 +23,11 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
+/// SQL that holds for the document `$3` and its attachments at any depth (a message attached
+/// to a message has the message as its parent).
+const FAMILY: &str = "id IN (WITH RECURSIVE fam(id) AS (SELECT CAST($3 AS TEXT) UNION ALL \
+     SELECT d.id FROM documents d JOIN fam ON d.parent_id = fam.id) SELECT id FROM fam)";
+
 impl MetaStore {
     /// Sets a document's title, tags and metadata (a JSON object). Tags also go to its
     /// attachments, which inherit them at ingest. Title and metadata are remembered as set by
@@ -51,21 +56,23 @@ impl MetaStore {
         if done.rows_affected() == 0 {
             return Err(StorageError::NotFound(format!("document {document_id}")));
         }
-        sqlx::query("UPDATE documents SET tags = $1, updated_at = $2 WHERE parent_id = $3")
-            .bind(json_text(&tags))
-            .bind(&at)
-            .bind(document_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE documents SET tags = $1, updated_at = $2 WHERE {FAMILY} AND id <> $3"
+        ))
+        .bind(json_text(&tags))
+        .bind(&at)
+        .bind(document_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Takes a document and its attachments out of retrieval (`disabled`) or back in.
     pub async fn set_document_disabled(&self, document_id: &str, disabled: bool) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE documents SET disabled = $1, updated_at = $2 WHERE id = $3 OR parent_id = $3",
-        )
+        let done = sqlx::query(&format!(
+            "UPDATE documents SET disabled = $1, updated_at = $2 WHERE {FAMILY}"
+        ))
         .bind(i64::from(disabled))
         .bind(now())
         .bind(document_id)
@@ -74,6 +81,54 @@ impl MetaStore {
         if done.rows_affected() == 0 {
             return Err(StorageError::NotFound(format!("document {document_id}")));
         }
+        Ok(())
+    }
+
+    /// Sets who may read these documents (a document and all its attachments, at any
+    /// depth), in one transaction.
+    pub async fn set_document_access(
+        &self,
+        document_ids: &[String],
+        access: &[String],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let ts = now();
+        for id in document_ids {
+            let done =
+                sqlx::query("UPDATE documents SET access = $1, updated_at = $2 WHERE id = $3")
+                    .bind(crate::meta::json_text(&access))
+                    .bind(&ts)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            if done.rows_affected() == 0 {
+                return Err(StorageError::NotFound(format!("document {id}")));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets one key of a document's metadata (what the pipeline records about a version).
+    pub async fn set_metadata_value(
+        &self,
+        document_id: &str,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
+        let Some(doc) = self.document(document_id).await? else {
+            return Err(StorageError::NotFound(format!("document {document_id}")));
+        };
+        let mut metadata = match doc.metadata {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        metadata.insert(key.to_string(), value.clone());
+        sqlx::query("UPDATE documents SET metadata = $1 WHERE id = $2")
+            .bind(serde_json::Value::Object(metadata).to_string())
+            .bind(document_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -116,10 +171,9 @@ impl MetaStore {
     /// Moves a document and its attachments to another collection. [`StorageError::Conflict`]
     /// when the target already holds a document with the same source or external id.
     pub async fn move_document(&self, document_id: &str, collection_id: &str) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE documents SET collection_id = $1, updated_at = $2 \
-             WHERE id = $3 OR parent_id = $3",
-        )
+        let done = sqlx::query(&format!(
+            "UPDATE documents SET collection_id = $1, updated_at = $2 WHERE {FAMILY}"
+        ))
         .bind(collection_id)
         .bind(now())
         .bind(document_id)

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::meta::{Backend, MetaStore, Timestamp, now};
+use crate::meta::{Backend, DocumentFilter, MetaStore, Timestamp, now};
 use crate::{Result, StorageError};
 
 /// Where a job is in its life.
@@ -417,27 +417,37 @@ impl MetaStore {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    /// Jobs, newest first, optionally of one status or one document.
+    /// Jobs, newest first, optionally of one status or one document, and only of documents
+    /// within `scope` (its collection ids and access tokens) when given.
     pub async fn jobs(
         &self,
         status: Option<JobStatus>,
         document_id: Option<&str>,
+        scope: Option<&DocumentFilter>,
         limit: i64,
         offset: i64,
     ) -> Result<Vec<JobRecord>> {
         let mut conditions = Vec::new();
-        if status.is_some() {
-            conditions.push(format!("status = ${}", conditions.len() + 1));
+        let mut binds: Vec<String> = Vec::new();
+        if let Some(s) = status {
+            binds.push(s.as_str().to_string());
+            conditions.push(format!("status = ${}", binds.len()));
         }
-        if document_id.is_some() {
-            conditions.push(format!("document_id = ${}", conditions.len() + 1));
+        if let Some(d) = document_id {
+            binds.push(d.to_string());
+            conditions.push(format!("document_id = ${}", binds.len()));
+        }
+        if let Some(scope) = scope {
+            let (c, b) = scope_condition(scope, binds.len() + 1);
+            conditions.push(c);
+            binds.extend(b);
         }
         let filter = if conditions.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        let n = conditions.len();
+        let n = binds.len();
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY created_at DESC, id \
              LIMIT ${} OFFSET ${}",
@@ -445,21 +455,26 @@ impl MetaStore {
             n + 2
         );
         let mut query = sqlx::query(&sql);
-        if let Some(s) = status {
-            query = query.bind(s.as_str());
-        }
-        if let Some(d) = document_id {
-            query = query.bind(d);
+        for b in binds {
+            query = query.bind(b);
         }
         let rows = query.bind(limit).bind(offset).fetch_all(&self.pool).await?;
         rows.iter().map(job_from_row).collect()
     }
 
-    /// How many jobs there are in each status.
-    pub async fn job_counts(&self) -> Result<JobCounts> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
-            .fetch_all(&self.pool)
-            .await?;
+    /// How many jobs there are in each status (of documents within `scope`, when given).
+    pub async fn job_counts(&self, scope: Option<&DocumentFilter>) -> Result<JobCounts> {
+        let (condition, binds) = match scope {
+            Some(scope) => scope_condition(scope, 1),
+            None => ("1 = 1".to_string(), Vec::new()),
+        };
+        let sql =
+            format!("SELECT status, COUNT(*) AS n FROM jobs WHERE {condition} GROUP BY status");
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         let mut c = JobCounts::default();
         for r in &rows {
             let status: String = r.try_get("status")?;
@@ -474,6 +489,33 @@ impl MetaStore {
         }
         Ok(c)
     }
+}
+
+/// SQL restricting jobs to documents of `scope`'s collections and access tokens, with its
+/// parameters numbered from `$first`.
+fn scope_condition(scope: &DocumentFilter, first: usize) -> (String, Vec<String>) {
+    let mut binds = Vec::new();
+    let mut parts = Vec::new();
+    if let Some(ids) = &scope.collection_ids {
+        if ids.is_empty() {
+            parts.push("1 = 0".to_string());
+        } else {
+            let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", first + i)).collect();
+            parts.push(format!("collection_id IN ({})", marks.join(", ")));
+            binds.extend(ids.iter().cloned());
+        }
+    }
+    let (access, b) =
+        crate::meta::access_condition("access", first + binds.len(), &scope.access_any);
+    parts.push(access);
+    binds.extend(b);
+    (
+        format!(
+            "document_id IN (SELECT id FROM documents WHERE {})",
+            parts.join(" AND ")
+        ),
+        binds,
+    )
 }
 
 #[cfg(test)]

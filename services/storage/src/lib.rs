@@ -4,7 +4,8 @@
 //!   (embedded default) or PostgreSQL (production) through one sqlx code path.
 //! - Users, API keys and login sessions (hashed secrets only) in the same database.
 //! - The durable job queue (leases, heartbeats, retries, dead letters) in the same database.
-//! - The audit log of corpus changes, in the same database.
+//! - Groups and grants (roles per collection), the audit log of corpus changes, the question
+//!   audit and sign-in failures, in the same database.
 //! - The webhook outbox: document events and their delivery status, in the same database.
 //! - [`VectorStore`]: the seam for dense + BM25 vectors with filterable payloads;
 //!   [`EdgeVectorStore`] is the in-process qdrant-edge backend, [`QdrantServerStore`] the
@@ -24,6 +25,7 @@ mod error;
 mod jobs;
 pub mod local_qdrant;
 mod meta;
+mod permissions;
 mod qdrant_server;
 mod vectors;
 mod webhooks;
@@ -38,6 +40,7 @@ pub use meta::{
     DocumentFilter, DocumentPage, DocumentSort, MetaStore, NewVersion, PageRecord, PurgeTask,
     RunCounts, Timestamp, VersionRecord, VersionState, now,
 };
+pub use permissions::{GrantRecord, GroupRecord, QuestionEntry, QuestionFilter, SubjectKind};
 pub use qdrant_server::{QdrantServerConfig, QdrantServerStore, WriteOrdering};
 pub use vectors::{
     Bm25Encoder, ChunkPoint, EdgeVectorStore, PayloadUpdate, PointPayload, VectorFilter, VectorHit,

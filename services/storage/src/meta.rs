@@ -85,7 +85,7 @@ pub struct Collection {
 }
 
 /// A document as stored. `version` is the active version (0: none yet).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Document {
     pub id: String,
     pub collection_id: String,
@@ -235,6 +235,31 @@ pub struct DocumentFilter {
     pub query: Option<String>,
     /// Only documents left out of retrieval (`Some(true)`) or only those searched (`Some(false)`).
     pub disabled: Option<bool>,
+    /// Only documents of these collections (`Some(empty)`: none at all).
+    pub collection_ids: Option<Vec<String>>,
+    /// Only documents whose access list holds one of these tokens (empty: no restriction).
+    pub access_any: Vec<String>,
+}
+
+/// SQL that holds when the JSON list in `column` contains one of `tokens` (always, when there
+/// are none), with its parameters numbered from `$first`. Access tokens are Enclave's own
+/// (`public`, `user:ID`, `group:ID`, `key:ID`), so a quoted token is matched literally.
+pub(crate) fn access_condition(
+    column: &str,
+    first: usize,
+    tokens: &[String],
+) -> (String, Vec<String>) {
+    if tokens.is_empty() {
+        return ("1 = 1".into(), Vec::new());
+    }
+    let parts: Vec<String> = (0..tokens.len())
+        .map(|i| format!("{column} LIKE ${} ESCAPE '\\'", first + i))
+        .collect();
+    let binds = tokens
+        .iter()
+        .map(|t| format!("%{}%", like_escape(&json_text(t))))
+        .collect();
+    (format!("({})", parts.join(" OR ")), binds)
 }
 
 /// The order of a document listing.
@@ -650,29 +675,46 @@ impl MetaStore {
             .filter(|q| !q.is_empty())
             .map(|q| format!("%{}%", like_escape(&q.to_lowercase())))
             .unwrap_or_default();
-        let condition = "($1 = '' OR collection_id = $1) AND ($2 = '' OR status = $2) \
+        let mut condition = "($1 = '' OR collection_id = $1) AND ($2 = '' OR status = $2) \
              AND ($3 = '' OR mime_type = $3) AND ($4 = '' OR tags LIKE $4 ESCAPE '\\') \
              AND ($5 = 0 OR parent_id IS NULL) \
              AND ($6 = '' OR LOWER(title) LIKE $6 ESCAPE '\\' \
                   OR LOWER(source_uri) LIKE $6 ESCAPE '\\' \
                   OR LOWER(COALESCE(external_id, '')) LIKE $6 ESCAPE '\\') \
-             AND ($7 < 0 OR disabled = $7)";
+             AND ($7 < 0 OR disabled = $7)"
+            .to_string();
+        let mut extra: Vec<String> = Vec::new();
+        if let Some(ids) = &filter.collection_ids {
+            if ids.is_empty() {
+                condition.push_str(" AND 1 = 0");
+            } else {
+                let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", 8 + i)).collect();
+                condition.push_str(&format!(" AND collection_id IN ({})", marks.join(", ")));
+                extra.extend(ids.iter().cloned());
+            }
+        }
+        let (access, binds) = access_condition("access", 8 + extra.len(), &filter.access_any);
+        condition.push_str(&format!(" AND {access}"));
+        extra.extend(binds);
         let count_sql = format!("SELECT COUNT(*) AS n FROM documents WHERE {condition}");
-        let total: i64 = bind_filter(sqlx::query(&count_sql), filter, &tag, &words)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
+        let mut count = bind_filter(sqlx::query(&count_sql), filter, &tag, &words);
+        for v in &extra {
+            count = count.bind(v.clone());
+        }
+        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
         let direction = if descending { "DESC" } else { "ASC" };
         let sql = format!(
             "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE {condition} \
-             ORDER BY {} {direction}, id LIMIT $8 OFFSET $9",
-            sort.column()
+             ORDER BY {} {direction}, id LIMIT ${} OFFSET ${}",
+            sort.column(),
+            8 + extra.len(),
+            9 + extra.len()
         );
-        let rows = bind_filter(sqlx::query(&sql), filter, &tag, &words)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&self.pool)
-            .await?;
+        let mut list = bind_filter(sqlx::query(&sql), filter, &tag, &words);
+        for v in &extra {
+            list = list.bind(v.clone());
+        }
+        let rows = list.bind(limit).bind(offset).fetch_all(&self.pool).await?;
         Ok(DocumentPage {
             documents: rows.iter().map(document_from_row).collect::<Result<_>>()?,
             total,
@@ -1427,9 +1469,11 @@ impl MetaStore {
             .collect()
     }
 
-    /// Documents per collection by status, with page and chunk totals of ready documents.
-    pub async fn collection_stats(&self) -> Result<Vec<CollectionStats>> {
-        let rows = sqlx::query(
+    /// Documents per collection by status, with page and chunk totals of ready documents;
+    /// with `access_any`, only of documents whose access list holds one of those tokens.
+    pub async fn collection_stats(&self, access_any: &[String]) -> Result<Vec<CollectionStats>> {
+        let (access, binds) = access_condition("d.access", 1, access_any);
+        let sql = format!(
             "SELECT c.name AS collection, \
              CAST(COALESCE(SUM(CASE WHEN d.status = 'ready' THEN 1 ELSE 0 END), 0) AS BIGINT) AS ready, \
              CAST(COALESCE(SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed, \
@@ -1437,11 +1481,14 @@ impl MetaStore {
              CAST(COALESCE(SUM(CASE WHEN d.status NOT IN ('ready', 'failed', 'no_text') THEN 1 ELSE 0 END), 0) AS BIGINT) AS other, \
              CAST(COALESCE(SUM(CASE WHEN d.version > 0 THEN d.page_count ELSE 0 END), 0) AS BIGINT) AS pages, \
              CAST(COALESCE(SUM(CASE WHEN d.version > 0 THEN d.chunk_count ELSE 0 END), 0) AS BIGINT) AS chunks \
-             FROM collections c LEFT JOIN documents d ON d.collection_id = c.id \
-             GROUP BY c.name ORDER BY c.name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+             FROM collections c LEFT JOIN documents d ON d.collection_id = c.id AND {access} \
+             GROUP BY c.name ORDER BY c.name"
+        );
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(CollectionStats {

@@ -64,6 +64,8 @@ pub struct PayloadUpdate {
     pub collection_id: Option<String>,
     pub tags: Option<Vec<String>>,
     pub disabled: Option<bool>,
+    /// The document's access tokens (who may read it).
+    pub access: Option<Vec<String>>,
 }
 
 impl PayloadUpdate {
@@ -77,6 +79,9 @@ impl PayloadUpdate {
         }
         if let Some(d) = self.disabled {
             m.insert("disabled".into(), d.into());
+        }
+        if let Some(a) = &self.access {
+            m.insert("access".into(), a.clone().into());
         }
         m
     }

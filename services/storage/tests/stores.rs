@@ -244,7 +244,7 @@ async fn metadata_lifecycle(store: &MetaStore) {
         .await
         .unwrap();
     assert_eq!(bad, again);
-    let stats = store.collection_stats().await.unwrap();
+    let stats = store.collection_stats(&[]).await.unwrap();
     assert_eq!(stats.len(), 1);
     assert_eq!((stats[0].ready, stats[0].failed), (0, 2));
     assert_eq!(stats[0].chunks, 1);

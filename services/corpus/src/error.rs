@@ -1,0 +1,27 @@
+//! What a use case can refuse or fail with.
+
+use enclave_ingest::IngestError;
+use enclave_storage::StorageError;
+
+/// Errors of the application layer. The server maps each to a status once.
+#[derive(Debug, thiserror::Error)]
+pub enum CorpusError {
+    /// No such thing, or one the caller may not see (never told apart: no existence leak).
+    #[error("{0}")]
+    NotFound(String),
+    /// The caller sees the thing but their role does not allow this action on it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A value given by the caller is not acceptable; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request conflicts with what exists.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+pub type Result<T, E = CorpusError> = std::result::Result<T, E>;
