@@ -13,8 +13,11 @@ use enclave_storage::SubjectKind;
 use crate::app;
 
 /// A role on every collection, or `none` (grants only).
-fn global_role(s: &str) -> Result<Option<Role>, String> {
-    Role::parse_global(s)
+#[derive(Debug, Clone, Copy)]
+struct GlobalRole(Option<Role>);
+
+fn global_role(s: &str) -> Result<GlobalRole, String> {
+    Role::parse_global(s).map(GlobalRole)
 }
 
 #[derive(Debug, Args)]
@@ -32,7 +35,7 @@ enum UsersCommand {
         /// Role on every collection: none (only what grants give), reader (search, ask),
         /// editor (also change documents) or admin.
         #[arg(long, default_value = "reader", value_parser = global_role)]
-        role: Option<Role>,
+        role: GlobalRole,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -50,7 +53,7 @@ enum UsersCommand {
     Role {
         name: String,
         #[arg(value_parser = global_role)]
-        role: Option<Role>,
+        role: GlobalRole,
     },
     /// Disable a user: no sign-in; their sessions end and keys acting for them stop working.
     Disable { name: String },
@@ -180,7 +183,7 @@ enum KeysCommand {
         /// Role on every collection: none, reader (search, ask), editor (also change
         /// documents) or admin. A key acting for a user never has more than this.
         #[arg(long, default_value = "reader", value_parser = global_role)]
-        role: Option<Role>,
+        role: GlobalRole,
         /// The user the key acts for: it reads what that user reads.
         #[arg(long)]
         user: Option<String>,
@@ -217,6 +220,7 @@ pub async fn users(settings: &Settings, args: UsersArgs) -> anyhow::Result<ExitC
             password_stdin,
         } => {
             let (pw, generated) = password(password_stdin)?;
+            let role = role.0;
             corpus.create_user(&me, &name, &pw, role).await?;
             let role = Role::global_str(role);
             if generated {
@@ -274,6 +278,7 @@ pub async fn users(settings: &Settings, args: UsersArgs) -> anyhow::Result<ExitC
             }
         }
         UsersCommand::Role { name, role } => {
+            let role = role.0;
             corpus.set_user_role(&me, &name, role).await?;
             println!(
                 "{name} is now {} on every collection",
@@ -444,6 +449,7 @@ pub async fn keys(settings: &Settings, args: KeysArgs) -> anyhow::Result<ExitCod
     let me = Actor::command_line();
     let code = match args.command {
         KeysCommand::Create { name, role, user } => {
+            let role = role.0;
             let created = corpus.create_key(&me, &name, role, user.as_deref()).await?;
             eprintln!(
                 "created the {} key '{name}' ({}…){}; it is shown only now:",

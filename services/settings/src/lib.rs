@@ -703,7 +703,7 @@ impl Default for IngestSettings {
 }
 
 /// Top-level keys of [`Settings`], as `ENCLAVE_*` variables name them.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "data_dir",
     "models_dir",
     "database",
@@ -717,6 +717,7 @@ const SECTIONS: [&str; 13] = [
     "worker",
     "auth",
     "webhooks",
+    "audit",
 ];
 
 impl Settings {
@@ -975,6 +976,11 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("ENCLAVE_WORKER__LEASE_SECS", "7");
             assert_eq!(Settings::load(None).unwrap().worker.lease_secs, 7);
+            jail.set_env("ENCLAVE_AUDIT__QUESTIONS", "hash");
+            jail.set_env("ENCLAVE_AUDIT__QUESTION_RETENTION_DAYS", "3");
+            let s = Settings::load(None).unwrap();
+            assert_eq!(s.audit.questions, QuestionRecord::Hash);
+            assert_eq!(s.audit.question_retention_days, 3);
             jail.set_env("ENCLAVE_WORKER__SLOTS", "0");
             let err = Settings::load(None).unwrap_err().to_string();
             assert!(err.contains("worker.slots"), "{err}");
