@@ -135,7 +135,17 @@ async fn curation_over_the_api_on_postgres() {
     assert_eq!(r.json::<Value>().await.unwrap()["disabled"], true);
     let found = search(&s, &reader, question.clone()).await;
     assert!(!chunk_ids(&found).contains(&top), "{found}");
+    // Readers no longer see the chunk at all; curators see it flagged.
     let (_, chunks) = get(&s, &reader, &format!("/api/v1/documents/{a_id}/chunks")).await;
+    assert!(
+        chunks["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["id"] != top.as_str()),
+        "{chunks}"
+    );
+    let (_, chunks) = get(&s, &editor, &format!("/api/v1/documents/{a_id}/chunks")).await;
     let flags: Vec<_> = chunks["chunks"]
         .as_array()
         .unwrap()
@@ -233,9 +243,18 @@ async fn curation_over_the_api_on_postgres() {
     .await;
     assert_eq!(r.json::<Value>().await.unwrap()["disabled"], true);
     assert!(!documents_of(&search(&s, &reader, question.clone()).await).contains(&a_id));
-    let (_, listed) = get(&s, &reader, "/api/v1/documents?disabled=true").await;
+    let (_, listed) = get(&s, &editor, "/api/v1/documents?disabled=true").await;
     assert_eq!(listed["total"], 1, "{listed}");
     assert_eq!(listed["documents"][0]["id"], a_id.as_str());
+    // Readers do not see it at all: not listed, not found.
+    let (_, listed) = get(&s, &reader, "/api/v1/documents?disabled=true").await;
+    assert_eq!(listed["total"], 0, "{listed}");
+    let r = s
+        .get(&reader, &format!("/api/v1/documents/{a_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     patch(
         &s,
         &editor,

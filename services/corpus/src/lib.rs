@@ -247,7 +247,11 @@ impl Corpus {
         }
         filter.access_any = actor.access_tokens();
         if action == Action::Read && !actor.may_somewhere(Action::Write) {
-            // Readers do not see what curators took out of retrieval.
+            // Readers do not see what curators took out of retrieval: asking for it finds
+            // nothing.
+            if filter.disabled == Some(true) {
+                filter.collection_ids = Some(Vec::new());
+            }
             filter.disabled = Some(false);
         }
         Ok(filter)
