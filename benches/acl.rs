@@ -68,6 +68,9 @@ struct Args {
     /// Skip the Qdrant server rows.
     #[arg(long)]
     no_qdrant: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// A person's access tokens, as `Actor::access_tokens` makes them.

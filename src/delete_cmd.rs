@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use enclave_corpus::{Actor, Corpus};
 use enclave_settings::Settings;
 
 #[derive(Debug, clap::Args)]
@@ -21,6 +22,7 @@ pub async fn run(settings: &Settings, args: DeleteArgs) -> anyhow::Result<ExitCo
     let vectors = crate::app::vector_store(settings)?;
     enclave_ingest::recover(&meta, vectors.as_ref(), crate::app::writer_lease(settings)).await?;
     let uploads = enclave_ingest::uploads::UploadStore::new(settings.uploads_dir())?;
+    let corpus = Corpus::new(meta.clone(), vectors.clone()).with_uploads(uploads);
     let collection = meta.collection_by_name(&args.collection).await?;
     let mut missing = 0;
     for target in &args.targets {
@@ -39,20 +41,12 @@ pub async fn run(settings: &Settings, args: DeleteArgs) -> anyhow::Result<ExitCo
         };
         match doc {
             Some(d) => {
-                enclave_ingest::delete_document(&meta, vectors.as_ref(), &d.id)
+                // The same use case as the API's: both stores, the uploaded original when
+                // no other document uses it, the audit entry.
+                corpus
+                    .remove_document(&Actor::command_line(), &d)
                     .await
                     .with_context(|| format!("deleting {}", d.source_uri))?;
-                // An uploaded original goes with its last document, as with the API.
-                uploads.release(&meta, &d.sha256).await;
-                let collection = meta.collection(&d.collection_id).await?.map(|c| c.name);
-                meta.record_audit(
-                    &enclave_corpus::Actor::command_line().audit_name(),
-                    "delete",
-                    collection.as_deref(),
-                    Some(&d.id),
-                    &serde_json::json!({"title": d.title, "source_uri": d.source_uri}),
-                )
-                .await?;
                 println!("deleted {} ({})", d.source_uri, d.id);
             }
             None => {

@@ -8,6 +8,7 @@
 //! and writes the audit entries. The rules themselves are in [`actor`].
 
 pub mod actor;
+mod changes;
 pub mod credentials;
 pub mod error;
 mod people;
@@ -21,6 +22,7 @@ use enclave_storage::{
 };
 
 pub use actor::{Action, Actor, ActorKind, NOBODY, PUBLIC, Role};
+pub use changes::{DocumentChange, check_collection_name, clean_tags};
 pub use error::{CorpusError, Result};
 pub use people::NewKey;
 pub use questions::{Asked, QuestionRecorder};
@@ -31,6 +33,8 @@ pub struct Corpus {
     pub meta: MetaStore,
     /// `None` for the commands that only manage people ([`Corpus::metadata_only`]).
     vectors: Option<Arc<dyn VectorStore>>,
+    /// Uploaded originals, released when their last document goes.
+    uploads: Option<enclave_ingest::uploads::UploadStore>,
 }
 
 /// What a search may look at: the collections (names; empty: all) and the access tokens
@@ -70,7 +74,14 @@ impl Corpus {
         Self {
             meta,
             vectors: Some(vectors),
+            uploads: None,
         }
+    }
+
+    /// The same corpus, releasing uploaded originals from `uploads` when documents go.
+    pub fn with_uploads(mut self, uploads: enclave_ingest::uploads::UploadStore) -> Self {
+        self.uploads = Some(uploads);
+        self
     }
 
     /// A corpus for managing people and reading metadata only: use cases that change
@@ -79,6 +90,7 @@ impl Corpus {
         Self {
             meta,
             vectors: None,
+            uploads: None,
         }
     }
 

@@ -820,24 +820,11 @@ pub async fn collection_create(
     let principal = caller(&req).await?;
     let fields = Fields::parse(&body);
     let name = fields.get("name").unwrap_or_default().to_string();
-    principal
-        .require_everywhere(Action::Administer)
-        .map_err(ApiError::from)?;
-    api::check_collection_name(&name)?;
     let c = state
-        .meta
-        .create_collection(&name)
+        .corpus
+        .create_collection(&principal, &name)
         .await
         .map_err(ApiError::from)?;
-    api::audit(
-        &state,
-        &principal,
-        "create_collection",
-        Some(&c.name),
-        None,
-        serde_json::json!({}),
-    )
-    .await?;
     Ok(see_other(&with_notice(
         &format!("/admin/collections/{}", encode(&c.name)),
         "Collection created.",
@@ -935,7 +922,11 @@ pub async fn collection_delete(
         )));
     }
     let deleted = c.name.clone();
-    api::remove_collection(&state, &principal, c).await?;
+    state
+        .corpus
+        .remove_collection(&principal, &deleted)
+        .await
+        .map_err(ApiError::from)?;
     Ok(see_other(&with_notice(
         "/admin/collections",
         &format!("Deleted collection {deleted} and its documents."),

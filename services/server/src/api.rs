@@ -31,23 +31,7 @@ type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// Checks a collection name (also used as part of model names on `/v1`).
 pub fn check_collection_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::Invalid(format!(
-            "invalid collection name '{name}': 1 to 64 letters, digits, '.', '_' or '-', \
-             starting with a letter or digit"
-        )))
-    }
+    Ok(enclave_corpus::check_collection_name(name)?)
 }
 
 /// The collection with this name, if the caller may do `action` there (else not found, or
@@ -124,18 +108,7 @@ pub async fn create_collection(
     ApiCaller(caller): ApiCaller,
     body: web::Json<NewCollection>,
 ) -> Result<HttpResponse> {
-    caller.require_everywhere(Action::Administer)?;
-    check_collection_name(&body.name)?;
-    let c = state.meta.create_collection(&body.name).await?;
-    audit(
-        &state,
-        &caller,
-        "create_collection",
-        Some(&c.name),
-        None,
-        serde_json::json!({}),
-    )
-    .await?;
+    let c = state.corpus.create_collection(&caller, &body.name).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/collections/{}", c.name)))
         .json(CollectionOut::new(c, None)))
@@ -294,35 +267,8 @@ pub async fn delete_collection(
     ApiCaller(caller): ApiCaller,
     name: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let c = collection(&state, &caller, &name, Action::Administer).await?;
-    remove_collection(&state, &caller, c).await?;
+    state.corpus.remove_collection(&caller, &name).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// Deletes a collection with its documents from both stores, and records it.
-pub async fn remove_collection(state: &AppState, caller: &Principal, c: Collection) -> Result<()> {
-    let docs = state.meta.documents(Some(&c.id)).await?;
-    for d in docs.iter().filter(|d| d.parent_id.is_none()) {
-        enclave_ingest::delete_document(&state.meta, state.vectors.as_ref(), &d.id).await?;
-    }
-    // Attachments whose parent was elsewhere (none today) would remain: delete what is left.
-    for d in state.meta.documents(Some(&c.id)).await? {
-        enclave_ingest::delete_document(&state.meta, state.vectors.as_ref(), &d.id).await?;
-    }
-    state.meta.delete_collection_row(&c.id).await?;
-    state.meta.remove_collection_grants(&c.id).await?;
-    for d in &docs {
-        state.uploads.release(&state.meta, &d.sha256).await;
-    }
-    audit(
-        state,
-        caller,
-        "delete_collection",
-        Some(&c.name),
-        None,
-        serde_json::json!({"documents": docs.len()}),
-    )
-    .await
 }
 
 // ---------------------------------------------------------------- documents
@@ -856,19 +802,7 @@ pub async fn find_job(
     caller: &Principal,
     id: &str,
 ) -> Result<enclave_storage::JobRecord> {
-    let not_found = || ApiError::NotFound(format!("job '{id}' not found"));
-    let job = state.meta.job(id).await?.ok_or_else(not_found)?;
-    if !caller.reads_every_document() {
-        let Some(document) = &job.document_id else {
-            return Err(not_found());
-        };
-        match state.corpus.document(caller, document, Action::Write).await {
-            Ok(_) => {}
-            Err(enclave_corpus::CorpusError::NotFound(_)) => return Err(not_found()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(job)
+    Ok(state.corpus.job(caller, id).await?)
 }
 
 /// One job, with its progress and last error.
@@ -906,26 +840,9 @@ pub async fn retry(
     caller: &Principal,
     id: &str,
 ) -> Result<enclave_storage::JobRecord> {
-    caller.require_somewhere(Action::Write)?;
-    let job = find_job(state, caller, id).await?;
-    if !state.meta.retry_job(&job.id).await? {
-        return Err(ApiError::Conflict(format!(
-            "job '{}' is {}: only dead or cancelled jobs are retried",
-            job.id,
-            job.status.as_str()
-        )));
-    }
+    let job = state.corpus.retry_job(caller, id).await?;
     state.jobs.wake();
-    audit(
-        state,
-        caller,
-        "retry_job",
-        None,
-        job.document_id.as_deref(),
-        serde_json::json!({"job": job.id}),
-    )
-    .await?;
-    find_job(state, caller, id).await
+    Ok(job)
 }
 
 /// A delivery status named in a request.
@@ -983,26 +900,7 @@ pub async fn redeliver_delivery(
     caller: &Principal,
     id: &str,
 ) -> Result<enclave_storage::Delivery> {
-    caller.require_everywhere(Action::Administer)?;
-    let not_found = || ApiError::NotFound(format!("delivery '{id}' not found"));
-    let d = state.meta.delivery(id).await?.ok_or_else(not_found)?;
-    if !state.meta.redeliver(&d.id).await? {
-        return Err(ApiError::Conflict(format!(
-            "delivery '{}' is {}: only failed or delivered ones are sent again",
-            d.id,
-            d.status.as_str()
-        )));
-    }
-    audit(
-        state,
-        caller,
-        "redeliver",
-        None,
-        None,
-        serde_json::json!({"delivery": d.id}),
-    )
-    .await?;
-    state.meta.delivery(id).await?.ok_or_else(not_found)
+    Ok(state.corpus.redeliver(caller, id).await?)
 }
 
 /// The audit log of corpus changes, newest first (administrators).
@@ -1261,18 +1159,7 @@ pub async fn delete_document(
 
 /// Deletes a document from both stores, releases its original, records who did it.
 pub async fn remove_document(state: &AppState, caller: &Principal, d: &Document) -> Result<()> {
-    enclave_ingest::delete_document(&state.meta, state.vectors.as_ref(), &d.id).await?;
-    state.uploads.release(&state.meta, &d.sha256).await;
-    let names = collection_names(state).await?;
-    audit(
-        state,
-        caller,
-        "delete",
-        names.get(&d.collection_id).map(String::as_str),
-        Some(&d.id),
-        serde_json::json!({"title": d.title, "source_uri": d.source_uri}),
-    )
-    .await
+    Ok(state.corpus.remove_document(caller, d).await?)
 }
 
 /// Process a document again from its original (after a settings or model change).
@@ -1360,95 +1247,15 @@ pub async fn change_document(
     d: Document,
     patch: &DocumentPatch,
 ) -> Result<Document> {
-    let names = collection_names(state).await?;
-    let from = names.get(&d.collection_id).cloned().unwrap_or_default();
-    if patch.title.is_some() || patch.tags.is_some() || patch.metadata.is_some() {
-        let title = patch.title.clone().unwrap_or_else(|| d.title.clone());
-        let tags = match &patch.tags {
-            Some(t) => clean_tags(t)?,
-            None => d.tags.clone(),
-        };
-        let metadata = patch.metadata.clone().unwrap_or_else(|| d.metadata.clone());
-        enclave_ingest::curation::update_document_details(
-            &state.meta,
-            state.vectors.as_ref(),
-            &d.id,
-            &title,
-            &tags,
-            &metadata,
-        )
-        .await?;
-        audit(
-            state,
-            caller,
-            "edit",
-            Some(&from),
-            Some(&d.id),
-            serde_json::json!({"title": title, "tags": tags, "metadata": metadata}),
-        )
-        .await?;
-    }
-    if let Some(disabled) = patch.disabled.filter(|x| *x != d.disabled) {
-        enclave_ingest::curation::set_document_disabled(
-            &state.meta,
-            state.vectors.as_ref(),
-            &d.id,
-            disabled,
-        )
-        .await?;
-        audit(
-            state,
-            caller,
-            if disabled { "disable" } else { "enable" },
-            Some(&from),
-            Some(&d.id),
-            serde_json::json!({}),
-        )
-        .await?;
-    }
-    if let Some(readers) = &patch.readers {
-        state
-            .corpus
-            .set_readers(caller, &d, &readers.clone().into())
-            .await?;
-    }
-    if let Some(target) = &patch.collection {
-        let c = collection(state, caller, target, Action::Write).await?;
-        if c.id != d.collection_id {
-            enclave_ingest::curation::move_document(
-                &state.meta,
-                state.vectors.as_ref(),
-                &d.id,
-                &c.id,
-            )
-            .await?;
-            audit(
-                state,
-                caller,
-                "move",
-                Some(&c.name),
-                Some(&d.id),
-                serde_json::json!({"from": from, "to": c.name}),
-            )
-            .await?;
-        }
-    }
-    // The caller may have taken itself off the access list: then it no longer sees it.
-    find_document(state, caller, &d.id, Action::Read).await
-}
-
-/// Tags as given by a curator: trimmed, de-duplicated, each at most 64 characters.
-pub fn clean_tags(tags: &[String]) -> Result<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    for t in tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
-        if t.chars().count() > 64 {
-            return Err(ApiError::Invalid(format!("tag '{t}' is longer than 64")));
-        }
-        if !out.iter().any(|x| x == t) {
-            out.push(t.to_string());
-        }
-    }
-    Ok(out)
+    let change = enclave_corpus::DocumentChange {
+        title: patch.title.clone(),
+        tags: patch.tags.clone(),
+        metadata: patch.metadata.clone(),
+        disabled: patch.disabled,
+        collection: patch.collection.clone(),
+        readers: patch.readers.clone().map(Into::into),
+    };
+    Ok(state.corpus.change_document(caller, &d, &change).await?)
 }
 
 /// Leave one chunk of a document out of retrieval, or take it back in.
@@ -1490,37 +1297,10 @@ pub async fn change_chunk(
     chunk_id: &str,
     disabled: bool,
 ) -> Result<enclave_storage::ChunkRecord> {
-    match state.meta.chunk(chunk_id).await? {
-        Some(c) if c.document_id == d.id => {}
-        _ => {
-            return Err(ApiError::NotFound(format!(
-                "document {} has no chunk '{chunk_id}'",
-                d.id
-            )));
-        }
-    }
-    let c = enclave_ingest::curation::set_chunk_disabled(
-        &state.meta,
-        state.vectors.as_ref(),
-        chunk_id,
-        disabled,
-    )
-    .await?;
-    let names = collection_names(state).await?;
-    audit(
-        state,
-        caller,
-        if disabled {
-            "disable_chunk"
-        } else {
-            "enable_chunk"
-        },
-        names.get(&d.collection_id).map(String::as_str),
-        Some(&d.id),
-        serde_json::json!({"chunk": c.id, "ordinal": c.ordinal, "pages": [c.page_start, c.page_end]}),
-    )
-    .await?;
-    Ok(c)
+    Ok(state
+        .corpus
+        .change_chunk(caller, d, chunk_id, disabled)
+        .await?)
 }
 
 /// The most documents one bulk action applies to.

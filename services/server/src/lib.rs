@@ -517,7 +517,8 @@ pub async fn run(
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
     let shutdown = settings.server.shutdown_timeout_secs;
-    let corpus = enclave_corpus::Corpus::new(meta.clone(), vectors.clone());
+    let corpus =
+        enclave_corpus::Corpus::new(meta.clone(), vectors.clone()).with_uploads(uploads.clone());
     let questions = enclave_corpus::QuestionRecorder::new(meta.clone(), settings.audit.clone());
     let purge = {
         let questions = questions.clone();
