@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use qdrant_edge::{
-    Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder,
-    FieldCondition, Filter, Match, Modifier, NamedQuery, Payload, PayloadOps, PointId,
+    CreateIndex, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
+    EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter, JsonPath, Match,
+    Modifier, NamedQuery, Payload, PayloadFieldSchema, PayloadOps, PayloadSchemaType, PointId,
     PointOperations, PointStruct, Range, ScoringQuery, ScrollRequest, SetPayloadOp, SparseVector,
     UpdateOperation, ValueVariants, VectorInternal, Vectors, WithPayloadInterface, WithVector,
 };
@@ -354,6 +355,15 @@ fn edge_point(record: qdrant_edge::Record) -> Result<ChunkPoint> {
     })
 }
 
+/// Payload fields the embedded store indexes: those searches filter on most (the Qdrant
+/// server backend indexes every filtered field).
+const EDGE_INDEXED: [(&str, PayloadSchemaType); 4] = [
+    ("collection_id", PayloadSchemaType::Keyword),
+    ("document_id", PayloadSchemaType::Keyword),
+    ("access", PayloadSchemaType::Keyword),
+    ("disabled", PayloadSchemaType::Bool),
+];
+
 impl EdgeVectorStore {
     /// Opens the shard at `path`, creating it (for `dimension`-sized dense vectors) when the
     /// directory holds none. Opening a shard made for another dimension is an error.
@@ -408,6 +418,25 @@ impl EdgeVectorStore {
                 got: dimension,
                 want: stored,
             });
+        }
+        // Payload indexes on the fields searches filter on, so that a filter (a collection, an
+        // access list) selects its points from an index instead of reading every payload.
+        let indexed = shard.info().payload_schema;
+        for (field, kind) in EDGE_INDEXED {
+            let path: JsonPath = field
+                .parse()
+                .map_err(|_| StorageError::Vector(format!("payload path '{field}'")))?;
+            if indexed.contains_key(&path) {
+                continue;
+            }
+            shard
+                .update(UpdateOperation::FieldIndexOperation(
+                    FieldIndexOperations::CreateIndex(CreateIndex {
+                        field_name: path,
+                        field_schema: Some(PayloadFieldSchema::FieldType(kind)),
+                    }),
+                ))
+                .map_err(edge_err)?;
         }
         Ok(Self {
             shard: Arc::new(shard),
