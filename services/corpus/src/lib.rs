@@ -258,13 +258,16 @@ impl Corpus {
             );
         }
         filter.access_any = actor.access_tokens();
-        if action == Action::Read && !actor.may_somewhere(Action::Write) {
-            // Readers do not see what curators took out of retrieval: asking for it finds
-            // nothing.
-            if filter.disabled == Some(true) {
-                filter.collection_ids = Some(Vec::new());
-            }
-            filter.disabled = Some(false);
+        if action == Action::Read && actor.role < Some(Role::Editor) {
+            // What curators took out of retrieval is listed only in the collections where
+            // the actor is a curator itself.
+            filter.disabled_only_in = Some(
+                self.collections(actor, Action::Write)
+                    .await?
+                    .into_iter()
+                    .map(|c| c.id)
+                    .collect(),
+            );
         }
         Ok(filter)
     }

@@ -1353,6 +1353,7 @@ pub async fn bulk(state: &AppState, caller: &Principal, body: &BulkBody) -> Resu
             let named = DocumentFilter {
                 collection_ids: None,
                 access_any: Vec::new(),
+                disabled_only_in: None,
                 ..filter.clone()
             };
             if named

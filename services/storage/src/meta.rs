@@ -239,6 +239,8 @@ pub struct DocumentFilter {
     pub collection_ids: Option<Vec<String>>,
     /// Only documents whose access list holds one of these tokens (empty: no restriction).
     pub access_any: Vec<String>,
+    /// Disabled documents only in these collections (`None`: wherever they are).
+    pub disabled_only_in: Option<Vec<String>>,
 }
 
 /// SQL that holds when the JSON list in `column` contains one of `tokens` (always, when there
@@ -696,6 +698,20 @@ impl MetaStore {
         let (access, binds) = access_condition("access", 8 + extra.len(), &filter.access_any);
         condition.push_str(&format!(" AND {access}"));
         extra.extend(binds);
+        if let Some(ids) = &filter.disabled_only_in {
+            if ids.is_empty() {
+                condition.push_str(" AND disabled = 0");
+            } else {
+                let marks: Vec<String> = (0..ids.len())
+                    .map(|i| format!("${}", 8 + extra.len() + i))
+                    .collect();
+                condition.push_str(&format!(
+                    " AND (disabled = 0 OR collection_id IN ({}))",
+                    marks.join(", ")
+                ));
+                extra.extend(ids.iter().cloned());
+            }
+        }
         let count_sql = format!("SELECT COUNT(*) AS n FROM documents WHERE {condition}");
         let mut count = bind_filter(sqlx::query(&count_sql), filter, &tag, &words);
         for v in &extra {
