@@ -407,35 +407,13 @@ pub async fn grants(settings: &Settings, args: GrantsArgs) -> anyhow::Result<Exi
             println!("withdrew the grant of {} '{name}'", kind.as_str());
         }
         GrantsCommand::List => {
-            let collections = corpus.meta.collections().await?;
-            let users = corpus.meta.users().await?;
-            let groups = corpus.meta.groups().await?;
-            let keys = corpus.meta.api_keys().await?;
-            for g in corpus.meta.grants().await? {
-                let who = match g.subject_kind {
-                    SubjectKind::User => users
-                        .iter()
-                        .find(|u| u.id == g.subject_id)
-                        .map(|u| u.username.clone()),
-                    SubjectKind::Group => groups
-                        .iter()
-                        .find(|x| x.id == g.subject_id)
-                        .map(|x| x.name.clone()),
-                    SubjectKind::Key => keys
-                        .iter()
-                        .find(|k| k.id == g.subject_id)
-                        .map(|k| k.name.clone()),
-                }
-                .unwrap_or_else(|| g.subject_id.clone());
+            for g in corpus.grant_views().await? {
                 println!(
                     "{:<5} {:<20} {:<7} {}",
-                    g.subject_kind.as_str(),
-                    who,
+                    g.kind.as_str(),
+                    g.name,
                     g.role,
-                    grant_list(std::slice::from_ref(&g), &collections)
-                        .split('=')
-                        .next()
-                        .unwrap_or_default()
+                    g.collection.as_deref().unwrap_or("*")
                 );
             }
         }

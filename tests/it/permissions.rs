@@ -975,8 +975,73 @@ async fn sign_in_forms_and_the_trusted_mode_are_hardened() {
     let env = TestEnv::embedded();
     let out = env.run(&["users", "add", "dora", "--role", "reader"]);
     let password = created_password(&out);
+    let ada = created_password(&env.run(&["users", "add", "ada", "--role", "admin"]));
     let s = Server::start(&env, &[]);
     s.ready().await;
+    // The administrators' pages: people, a change through them, the question audit; readers
+    // are refused.
+    let admin_cookie = sign_in(&s, "ada", &ada).await;
+    let reader_cookie = sign_in(&s, "dora", &password).await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = |path: &str, cookie: &str| {
+        plain
+            .get(s.url(path))
+            .header("cookie", cookie.to_string())
+            .send()
+    };
+    let r = page("/admin/people", &admin_cookie).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("dora"));
+    let r = plain
+        .post(s.url("/admin/people"))
+        .header("cookie", admin_cookie.clone())
+        .form(&[("action", "create_group"), ("name", "ops")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = plain
+        .post(s.url("/admin/people"))
+        .header("cookie", admin_cookie.clone())
+        .form(&[
+            ("action", "grant"),
+            ("kind", "group"),
+            ("name", "ops"),
+            ("role", "editor"),
+            ("collection", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let listed = page("/admin/people", &admin_cookie)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listed.contains("ops") && listed.contains("editor"),
+        "{listed}"
+    );
+    assert!(env.run(&["grants", "list"]).contains("ops"));
+    assert_eq!(
+        page("/admin/questions", &admin_cookie)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        page("/admin/people", &reader_cookie)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

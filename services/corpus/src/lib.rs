@@ -24,7 +24,7 @@ use enclave_storage::{
 pub use actor::{Action, Actor, ActorKind, NOBODY, PUBLIC, Role};
 pub use changes::{DocumentChange, check_collection_name, clean_tags};
 pub use error::{CorpusError, Result};
-pub use people::NewKey;
+pub use people::{GrantView, NewKey};
 pub use questions::{Asked, QuestionRecorder};
 
 /// The stores a use case works on.

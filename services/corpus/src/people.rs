@@ -9,6 +9,17 @@ use crate::actor::{Action, Actor, Role};
 use crate::credentials;
 use crate::error::{CorpusError, Result};
 
+/// A grant as people read it: names instead of ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantView {
+    pub kind: SubjectKind,
+    /// The user's, group's or key's name (its id if it no longer exists).
+    pub name: String,
+    pub role: String,
+    /// The collection's name; `None`: every collection.
+    pub collection: Option<String>,
+}
+
 /// A new API key, shown once.
 #[derive(Debug, Clone)]
 pub struct NewKey {
@@ -208,6 +219,49 @@ impl Corpus {
         )
         .await?;
         Ok(NewKey { key, record })
+    }
+
+    /// Every grant, with the names of whom it is for and where.
+    pub async fn grant_views(&self) -> Result<Vec<GrantView>> {
+        let collections = self.meta.collections().await?;
+        let users = self.meta.users().await?;
+        let groups = self.meta.groups().await?;
+        let keys = self.meta.api_keys().await?;
+        Ok(self
+            .meta
+            .grants()
+            .await?
+            .into_iter()
+            .map(|g| {
+                let name = match g.subject_kind {
+                    SubjectKind::User => users
+                        .iter()
+                        .find(|u| u.id == g.subject_id)
+                        .map(|u| u.username.clone()),
+                    SubjectKind::Group => groups
+                        .iter()
+                        .find(|x| x.id == g.subject_id)
+                        .map(|x| x.name.clone()),
+                    SubjectKind::Key => keys
+                        .iter()
+                        .find(|k| k.id == g.subject_id)
+                        .map(|k| k.name.clone()),
+                }
+                .unwrap_or_else(|| g.subject_id.clone());
+                let collection = g.collection_id.as_ref().map(|id| {
+                    collections
+                        .iter()
+                        .find(|c| &c.id == id)
+                        .map_or_else(|| id.clone(), |c| c.name.clone())
+                });
+                GrantView {
+                    kind: g.subject_kind,
+                    name,
+                    role: g.role,
+                    collection,
+                }
+            })
+            .collect())
     }
 
     /// Revokes a key by id or prefix; how many were revoked.

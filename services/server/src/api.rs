@@ -992,27 +992,30 @@ pub async fn question_audit(
         "json" => Ok(HttpResponse::Ok().json(QuestionList {
             questions: entries.into_iter().map(QuestionOut::from).collect(),
         })),
-        "jsonl" => {
-            let mut body = String::new();
-            for e in entries {
-                body.push_str(
-                    &serde_json::to_string(&QuestionOut::from(e))
-                        .map_err(|e| ApiError::Internal(e.to_string()))?,
-                );
-                body.push('\n');
-            }
-            Ok(HttpResponse::Ok()
-                .content_type("application/x-ndjson")
-                .insert_header((
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"enclave-questions.jsonl\"",
-                ))
-                .body(body))
-        }
+        "jsonl" => questions_jsonl(entries),
         other => Err(ApiError::Invalid(format!(
             "unknown format '{other}': json or jsonl"
         ))),
     }
+}
+
+/// Question audit entries as a JSON Lines download, one entry per line.
+pub fn questions_jsonl(entries: Vec<enclave_storage::QuestionEntry>) -> Result<HttpResponse> {
+    let mut body = String::new();
+    for e in entries {
+        body.push_str(
+            &serde_json::to_string(&QuestionOut::from(e))
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
+        body.push('\n');
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"enclave-questions.jsonl\"",
+        ))
+        .body(body))
 }
 
 /// The storage filter of a listing or a bulk action, narrowed to the documents the caller may

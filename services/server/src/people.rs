@@ -2,14 +2,12 @@
 //! Every change is one use case of `enclave-corpus`, the same the command line calls.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use enclave_corpus::{Action, Actor, Role};
 use enclave_storage::{QuestionFilter, SubjectKind};
 use serde::Deserialize;
 
 use crate::admin::{Fields, same_origin, see_other, with_notice};
-use crate::dto::QuestionOut;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::ui::{Result, base_context, caller, page, short_time};
@@ -67,13 +65,6 @@ async fn render(
 ) -> Result<HttpResponse> {
     let meta = &state.meta;
     let collections = meta.collections().await.map_err(ApiError::from)?;
-    let collection_name = |id: &Option<String>| match id {
-        None => "every collection".to_string(),
-        Some(id) => collections
-            .iter()
-            .find(|c| &c.id == id)
-            .map_or_else(|| id.clone(), |c| c.name.clone()),
-    };
     let groups = meta.groups().await.map_err(ApiError::from)?;
     let users = meta.users().await.map_err(ApiError::from)?;
     let keys = meta.api_keys().await.map_err(ApiError::from)?;
@@ -111,31 +102,17 @@ async fn render(
             .collect();
         group_rows.push(serde_json::json!({"name": g.name, "members": members.join(", ")}));
     }
-    let grant_rows: Vec<_> = meta
-        .grants()
+    let grant_rows: Vec<_> = state
+        .corpus
+        .grant_views()
         .await
         .map_err(ApiError::from)?
         .into_iter()
         .map(|g| {
-            let who = match g.subject_kind {
-                SubjectKind::User => users
-                    .iter()
-                    .find(|u| u.id == g.subject_id)
-                    .map(|u| u.username.clone()),
-                SubjectKind::Group => groups
-                    .iter()
-                    .find(|x| x.id == g.subject_id)
-                    .map(|x| x.name.clone()),
-                SubjectKind::Key => keys
-                    .iter()
-                    .find(|k| k.id == g.subject_id)
-                    .map(|k| k.name.clone()),
-            }
-            .unwrap_or_else(|| g.subject_id.clone());
             serde_json::json!({
-                "kind": g.subject_kind.as_str(), "name": who, "role": g.role,
-                "collection": g.collection_id.as_ref().map(|_| collection_name(&g.collection_id)),
-                "on": collection_name(&g.collection_id),
+                "kind": g.kind.as_str(), "name": g.name, "role": g.role,
+                "collection": g.collection,
+                "on": g.collection.clone().unwrap_or_else(|| "every collection".into()),
             })
         })
         .collect();
@@ -381,16 +358,5 @@ pub async fn questions_export(
         .list(&principal, &filter, 100_000, 0)
         .await
         .map_err(ApiError::from)?;
-    let mut body = String::new();
-    for e in entries {
-        body.push_str(&serde_json::to_string(&QuestionOut::from(e)).unwrap_or_default());
-        body.push('\n');
-    }
-    Ok(HttpResponse::Ok()
-        .content_type("application/x-ndjson")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            "attachment; filename=\"enclave-questions.jsonl\"",
-        ))
-        .body(body))
+    Ok(crate::api::questions_jsonl(entries)?)
 }
