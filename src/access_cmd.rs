@@ -335,26 +335,8 @@ pub async fn groups(settings: &Settings, args: GroupsArgs) -> anyhow::Result<Exi
             println!("deleted group {name}");
         }
         GroupsCommand::List => {
-            let users = corpus.meta.users().await?;
-            let keys = corpus.meta.api_keys().await?;
-            for g in corpus.meta.groups().await? {
-                let members: Vec<String> = corpus
-                    .meta
-                    .members(&g.id)
-                    .await?
-                    .into_iter()
-                    .map(|(kind, id)| match kind {
-                        SubjectKind::User => users
-                            .iter()
-                            .find(|u| u.id == id)
-                            .map_or(id, |u| u.username.clone()),
-                        _ => keys
-                            .iter()
-                            .find(|k| k.id == id)
-                            .map_or(id, |k| format!("key {}", k.name)),
-                    })
-                    .collect();
-                println!("{:<20} {}", g.name, members.join(", "));
+            for g in corpus.group_views().await? {
+                println!("{:<20} {}", g.name, g.members.join(", "));
             }
         }
         GroupsCommand::Add { group, member } => {

@@ -24,7 +24,7 @@ use enclave_storage::{
 pub use actor::{Action, Actor, ActorKind, NOBODY, PUBLIC, Role};
 pub use changes::{DocumentChange, check_collection_name, clean_tags};
 pub use error::{CorpusError, Result};
-pub use people::{GrantView, NewKey};
+pub use people::{GrantView, GroupView, NewKey};
 pub use questions::{Asked, QuestionRecorder};
 
 /// The stores a use case works on.
@@ -386,6 +386,7 @@ impl Corpus {
     pub async fn readers(&self, tokens: &[String]) -> Result<Readers> {
         let mut out = Readers::default();
         let mut keys = None;
+        let mut groups = None;
         for t in tokens {
             if let Some(id) = t.strip_prefix("user:") {
                 out.users.push(match self.meta.user(id).await? {
@@ -393,12 +394,15 @@ impl Corpus {
                     None => t.clone(),
                 });
             } else if let Some(id) = t.strip_prefix("group:") {
-                let groups = self.meta.groups().await?;
+                if groups.is_none() {
+                    groups = Some(self.meta.groups().await?);
+                }
                 out.groups.push(
                     groups
-                        .into_iter()
+                        .iter()
+                        .flatten()
                         .find(|g| g.id == id)
-                        .map_or_else(|| t.clone(), |g| g.name),
+                        .map_or_else(|| t.clone(), |g| g.name.clone()),
                 );
             } else if let Some(id) = t.strip_prefix("key:") {
                 if keys.is_none() {

@@ -20,6 +20,13 @@ pub struct GrantView {
     pub collection: Option<String>,
 }
 
+/// A group as people read it: its members by name (keys as `key NAME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
 /// A new API key, shown once.
 #[derive(Debug, Clone)]
 pub struct NewKey {
@@ -219,6 +226,36 @@ impl Corpus {
         )
         .await?;
         Ok(NewKey { key, record })
+    }
+
+    /// Every group with its members' names.
+    pub async fn group_views(&self) -> Result<Vec<GroupView>> {
+        let users = self.meta.users().await?;
+        let keys = self.meta.api_keys().await?;
+        let mut out = Vec::new();
+        for g in self.meta.groups().await? {
+            let members = self
+                .meta
+                .members(&g.id)
+                .await?
+                .into_iter()
+                .map(|(kind, id)| match kind {
+                    SubjectKind::User => users
+                        .iter()
+                        .find(|u| u.id == id)
+                        .map_or(id, |u| u.username.clone()),
+                    _ => keys
+                        .iter()
+                        .find(|k| k.id == id)
+                        .map_or(id, |k| format!("key {}", k.name)),
+                })
+                .collect();
+            out.push(GroupView {
+                name: g.name,
+                members,
+            });
+        }
+        Ok(out)
     }
 
     /// Every grant, with the names of whom it is for and where.

@@ -5,7 +5,7 @@ use enclave_settings::{AuditSettings, QuestionRecord};
 use enclave_storage::{MetaStore, QuestionEntry, QuestionFilter, now};
 use sha2::{Digest, Sha256};
 
-use crate::actor::{Action, Actor, Role};
+use crate::actor::{Action, Actor};
 use crate::error::{CorpusError, Result};
 
 /// Records questions as the settings say, and reads them back for administrators.
@@ -94,10 +94,5 @@ impl QuestionRecorder {
             - chrono::Duration::days(self.settings.question_retention_days as i64);
         let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         Ok(self.meta.purge_questions(&cutoff).await?)
-    }
-
-    /// Whether an actor's role lets it read the question audit.
-    pub fn may_read(actor: &Actor) -> bool {
-        actor.role >= Some(Role::Admin)
     }
 }

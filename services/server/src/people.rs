@@ -65,7 +65,6 @@ async fn render(
 ) -> Result<HttpResponse> {
     let meta = &state.meta;
     let collections = meta.collections().await.map_err(ApiError::from)?;
-    let groups = meta.groups().await.map_err(ApiError::from)?;
     let users = meta.users().await.map_err(ApiError::from)?;
     let keys = meta.api_keys().await.map_err(ApiError::from)?;
     let mut user_rows = Vec::new();
@@ -82,26 +81,14 @@ async fn render(
             "groups": member_of.join(", "), "created": short_time(&u.created_at),
         }));
     }
-    let mut group_rows = Vec::new();
-    for g in &groups {
-        let members: Vec<String> = meta
-            .members(&g.id)
-            .await
-            .map_err(ApiError::from)?
-            .into_iter()
-            .map(|(kind, id)| match kind {
-                SubjectKind::User => users
-                    .iter()
-                    .find(|u| u.id == id)
-                    .map_or(id, |u| u.username.clone()),
-                _ => keys
-                    .iter()
-                    .find(|k| k.id == id)
-                    .map_or(id, |k| format!("key {}", k.name)),
-            })
-            .collect();
-        group_rows.push(serde_json::json!({"name": g.name, "members": members.join(", ")}));
-    }
+    let group_rows: Vec<_> = state
+        .corpus
+        .group_views()
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .map(|g| serde_json::json!({"name": g.name, "members": g.members.join(", ")}))
+        .collect();
     let grant_rows: Vec<_> = state
         .corpus
         .grant_views()
