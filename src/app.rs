@@ -252,3 +252,36 @@ pub async fn asker(settings: &Settings) -> anyhow::Result<enclave_answer::Asker>
         None => asker,
     })
 }
+
+/// The application layer over the stores a command opened, recording searches and questions
+/// in the question audit as the settings say.
+pub fn corpus_of(
+    settings: &Settings,
+    meta: MetaStore,
+    vectors: Arc<dyn VectorStore>,
+) -> enclave_corpus::Corpus {
+    let questions = enclave_corpus::QuestionRecorder::new(meta.clone(), settings.audit.clone());
+    enclave_corpus::Corpus::new(meta, vectors)
+        .with_bounds(enclave_corpus::SettingsBounds::of(settings))
+        .with_questions(questions)
+}
+
+/// Who a command acts as: the named user (what they may read, nothing more), else the
+/// command line itself (every document).
+pub async fn actor(
+    corpus: &enclave_corpus::Corpus,
+    user: Option<&str>,
+) -> anyhow::Result<enclave_corpus::Actor> {
+    let Some(name) = user else {
+        return Ok(enclave_corpus::Actor::command_line());
+    };
+    let user = corpus
+        .meta
+        .user_by_name(name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("user '{name}' does not exist (enclave users list)"))?;
+    if user.disabled_at.is_some() {
+        anyhow::bail!("user '{name}' is disabled");
+    }
+    Ok(enclave_corpus::Actor::for_user(&corpus.meta, &user).await?)
+}

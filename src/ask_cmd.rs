@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use enclave_answer::{AskEvent, AskRequest};
+use enclave_answer::AskEvent;
+use enclave_corpus::Question;
 use enclave_retrieval::SearchMode;
 use enclave_settings::Settings;
 
@@ -22,9 +23,10 @@ pub struct AskArgs {
     /// hybrid).
     #[arg(long)]
     mode: Option<SearchMode>,
-    /// Only passages carrying this access tag (repeatable).
-    #[arg(long = "access", value_name = "TAG")]
-    access: Vec<String>,
+    /// Ask as this user would: answers only from what they may read (default: every
+    /// document, as the command line reads everything).
+    #[arg(long = "as", value_name = "USER")]
+    as_user: Option<String>,
     #[command(flatten)]
     scope: ScopeArgs,
     /// Print the finished answer as JSON instead of streaming it.
@@ -34,21 +36,31 @@ pub struct AskArgs {
 
 pub async fn run(settings: &Settings, args: AskArgs) -> anyhow::Result<ExitCode> {
     let asker = crate::app::asker(settings).await?;
-    let request = AskRequest {
-        question: args.question.join(" "),
+    let retriever = asker.retriever();
+    let corpus = crate::app::corpus_of(settings, retriever.meta().clone(), retriever.vectors());
+    let actor = crate::app::actor(&corpus, args.as_user.as_deref()).await?;
+    let question = Question {
+        text: args.question.join(" "),
         collections: args.collections,
-        mode: args.mode,
-        access: args.access,
+        mode: args.mode.map(|m| m.to_string()),
         scope: args.scope.scope()?,
     };
+    let mut events = corpus.ask(&actor, &asker, &question, "cli.ask").await?;
     if args.json {
-        let answer = asker.answer(&request).await?;
-        println!("{}", serde_json::to_string_pretty(&answer)?);
-        return Ok(ExitCode::SUCCESS);
+        while let Some(event) = events.next().await {
+            match event {
+                AskEvent::Done(answer) => {
+                    println!("{}", serde_json::to_string_pretty(&answer)?);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                AskEvent::Failed(e) => anyhow::bail!("generation failed: {e}"),
+                AskEvent::Sources(_) | AskEvent::Token(_) => {}
+            }
+        }
+        anyhow::bail!("the answer stream ended early");
     }
-    let mut events = asker.ask(&request).await?;
     let mut out = std::io::stdout();
-    while let Some(event) = events.recv().await {
+    while let Some(event) = events.next().await {
         match event {
             AskEvent::Sources(_) => {}
             AskEvent::Token(piece) => {

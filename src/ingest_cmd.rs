@@ -19,9 +19,18 @@ pub struct IngestArgs {
     /// Tag stored on every document of this run (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
-    /// Access tag stored on every chunk, for permission filters (repeatable).
-    #[arg(long = "access", value_name = "TAG", default_value = "public")]
-    access: Vec<String>,
+    /// Only this user may read the documents of this run, besides those the other
+    /// `--allow-*` options name and the administrators of every collection (repeatable;
+    /// without any `--allow-*`, everyone who reads the collection may read them).
+    #[arg(long = "allow-user", value_name = "USER")]
+    allow_users: Vec<String>,
+    /// Members of this group may read the documents of this run (repeatable).
+    #[arg(long = "allow-group", value_name = "GROUP")]
+    allow_groups: Vec<String>,
+    /// This API key (one that acts for no user) may read the documents of this run
+    /// (repeatable).
+    #[arg(long = "allow-key", value_name = "KEY")]
+    allow_keys: Vec<String>,
     /// Process again documents whose last attempt failed, even if unchanged.
     #[arg(long)]
     retry_failed: bool,
@@ -53,6 +62,19 @@ impl IngestObserver for Progress {
 }
 
 pub async fn run(settings: &Settings, args: IngestArgs) -> anyhow::Result<ExitCode> {
+    // Readers by name become the same access tokens an upload's `allowed_*` fields do
+    // (unknown names are refused before anything is read).
+    let access = {
+        let corpus = enclave_corpus::Corpus::metadata_only(crate::app::meta_store(settings).await?);
+        let readers = enclave_corpus::Readers {
+            users: args.allow_users.clone(),
+            groups: args.allow_groups.clone(),
+            keys: args.allow_keys.clone(),
+        };
+        let tokens = corpus.access_tokens(&readers).await;
+        corpus.meta.close().await;
+        tokens?
+    };
     let ingestor = crate::app::ingestor(settings).await?;
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
@@ -66,7 +88,7 @@ pub async fn run(settings: &Settings, args: IngestArgs) -> anyhow::Result<ExitCo
     let request = IngestRequest {
         paths: args.paths,
         collection: args.collection.clone(),
-        access: args.access,
+        access,
         tags: args.tags,
         retry_failed: args.retry_failed,
         force: args.force,

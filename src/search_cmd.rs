@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use enclave_retrieval::{Retriever, SearchMode, SearchRequest};
+use enclave_corpus::{Query, Question};
+use enclave_retrieval::{Retriever, SearchMode};
 use enclave_settings::Settings;
 
 use crate::display::pages;
@@ -25,9 +26,10 @@ pub struct SearchArgs {
     limit: usize,
     #[command(flatten)]
     scope: ScopeArgs,
-    /// Only passages carrying this access tag (repeatable).
-    #[arg(long = "access", value_name = "TAG")]
-    access: Vec<String>,
+    /// Search as this user would: only what they may read (default: every document, as the
+    /// command line reads everything).
+    #[arg(long = "as", value_name = "USER")]
+    as_user: Option<String>,
     /// Widen each passage with its neighbouring chunks.
     #[arg(long)]
     expand: bool,
@@ -47,16 +49,21 @@ fn snippet(text: &str, max: usize) -> String {
 
 pub async fn run(settings: &Settings, args: SearchArgs) -> anyhow::Result<ExitCode> {
     let retriever: Retriever = crate::app::retriever(settings).await?;
-    let request = SearchRequest {
-        query: args.query.join(" "),
-        collections: args.collections,
-        mode: args.mode,
+    let corpus = crate::app::corpus_of(settings, retriever.meta().clone(), retriever.vectors());
+    let actor = crate::app::actor(&corpus, args.as_user.as_deref()).await?;
+    let query = Query {
+        question: Question {
+            text: args.query.join(" "),
+            collections: args.collections,
+            mode: args.mode.map(|m| m.to_string()),
+            scope: args.scope.scope()?,
+        },
         limit: args.limit,
-        scope: args.scope.scope()?,
-        access: args.access,
         expand_neighbours: args.expand,
     };
-    let results = retriever.search(&request).await?;
+    let results = corpus
+        .search(&actor, &retriever, &query, "cli.search")
+        .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
         return Ok(ExitCode::SUCCESS);

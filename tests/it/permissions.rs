@@ -507,22 +507,62 @@ async fn random_requests(
             }
             label = "document route";
         } else {
-            // The UI: the passage view, the file, and the search view.
+            // The UI: the passage view, the file, the search view, and the curators' pages.
             if let std::collections::btree_map::Entry::Vacant(e) = cookies.entry(u) {
                 e.insert(sign_in(s, &person.name, &person.password).await);
             }
             let cookie = &cookies[&u];
-            let (path, query) = match rng.random_range(0..3) {
-                0 => (format!("/documents/{}/passage", doc.id), vec![]),
-                1 => (format!("/documents/{}/file", doc.id), vec![]),
-                _ => (
+            let curator = (0..w.collections.len()).any(|c| w.role(u, c) >= Some(Role::Editor));
+            let c = rng.random_range(0..w.collections.len());
+            let drawn = queries.choose(rng).unwrap().clone();
+            let q = || drawn.clone();
+            let (path, query, expected) = match rng.random_range(0..8) {
+                0 => (format!("/documents/{}/passage", doc.id), vec![], None),
+                1 => (format!("/documents/{}/file", doc.id), vec![], None),
+                2 => (
                     "/".to_string(),
-                    vec![
-                        ("view", "search".to_string()),
-                        ("q", queries.choose(rng).unwrap().clone()),
-                    ],
+                    vec![("view", "search".to_string()), ("q", q())],
+                    Some(StatusCode::OK),
+                ),
+                3 => ("/admin/documents".to_string(), vec![], None),
+                4 => ("/admin/jobs".to_string(), vec![], None),
+                5 => ("/admin/retrieval".to_string(), vec![("q", q())], None),
+                6 => (format!("/admin/documents/{}", doc.id), vec![], None),
+                _ => (
+                    format!("/admin/collections/{}", w.collections[c]),
+                    vec![],
+                    None,
                 ),
             };
+            // Each page's rule (ARCHITECTURE.md's route table), from the oracle.
+            let expected = expected.unwrap_or_else(|| {
+                let editor_of = |ci: usize| w.role(u, ci) >= Some(Role::Editor);
+                if path.starts_with("/documents/") {
+                    if w.can_read(u, doc) {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::NOT_FOUND
+                    }
+                } else if !curator {
+                    StatusCode::FORBIDDEN
+                } else if path.starts_with("/admin/documents/") {
+                    if !w.can_read(u, doc) {
+                        StatusCode::NOT_FOUND
+                    } else if editor_of(doc.collection) {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::FORBIDDEN
+                    }
+                } else if path.starts_with("/admin/collections/") {
+                    match w.role(u, c) {
+                        None => StatusCode::NOT_FOUND,
+                        Some(Role::Reader) => StatusCode::FORBIDDEN,
+                        Some(Role::Editor) => StatusCode::OK,
+                    }
+                } else {
+                    StatusCode::OK
+                }
+            });
             let r = plain
                 .get(s.url(&path))
                 .query(&query)
@@ -542,16 +582,8 @@ async fn random_requests(
                     .replace('\'', "&#x27;");
                 text = text.replace(&shown, "").replace(q.as_str(), "");
             }
+            assert_eq!(status, expected, "{} UI {path}: {text}", person.name);
             body = text;
-            if path.starts_with("/documents/") {
-                if w.can_read(u, doc) {
-                    assert_eq!(status, StatusCode::OK, "{} UI {path}", person.name);
-                } else {
-                    assert_eq!(status, StatusCode::NOT_FOUND, "{} UI {path}", person.name);
-                }
-            } else {
-                assert_eq!(status, StatusCode::OK, "{} UI {path}", person.name);
-            }
             label = "UI page";
         }
         if !label.is_empty() {

@@ -41,11 +41,13 @@ async fn known_answers_come_from_their_pages() {
         "Internal memo: the Debian mirror in the basement is retired.\n",
     )
     .unwrap();
+    env.run(&["groups", "create", "staff"]);
+    env.run(&["groups", "create", "hr"]);
     env.run(&[
         "ingest",
         "--collection",
         "faq",
-        "--access",
+        "--allow-group",
         "staff",
         faq.to_str().unwrap(),
     ]);
@@ -53,7 +55,7 @@ async fn known_answers_come_from_their_pages() {
         "ingest",
         "--collection",
         "memos",
-        "--access",
+        "--allow-group",
         "hr",
         memo.to_str().unwrap(),
     ]);
@@ -123,7 +125,8 @@ async fn known_answers_come_from_their_pages() {
     no_access.access = vec!["finance".into()];
     assert!(r.search(&no_access).await.unwrap().passages.is_empty());
     let mut staff = request("Debian mirror", SearchMode::Hybrid);
-    staff.access = vec!["staff".into()];
+    let staff_group = meta.group_by_name("staff").await.unwrap().unwrap();
+    staff.access = vec![format!("group:{}", staff_group.id)];
     let res = r.search(&staff).await.unwrap();
     assert!(res.passages.iter().all(|p| p.source_uri.ends_with(FAQ)));
 

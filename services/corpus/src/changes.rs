@@ -1,6 +1,6 @@
 //! The corpus changes every front end shares: each one authorizes, acts on both stores and
-//! writes its audit entry. Uploads and re-index requests, which go through the server's job
-//! queue, authorize here and are queued by the server.
+//! writes its audit entry. Uploads, re-index requests and bulk actions, which queue work for
+//! the ingest workers, are in `documents`.
 
 use enclave_ingest::uploads::UploadStore;
 use enclave_storage::{ChunkRecord, Collection, Document};
@@ -60,7 +60,7 @@ pub fn clean_tags(tags: &[String]) -> Result<Vec<String>> {
 }
 
 impl Corpus {
-    fn uploads(&self) -> Result<&UploadStore> {
+    pub(crate) fn uploads(&self) -> Result<&UploadStore> {
         self.uploads.as_ref().ok_or_else(|| {
             CorpusError::Invalid("this command does not open the uploads folder".into())
         })

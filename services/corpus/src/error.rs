@@ -1,6 +1,8 @@
 //! What a use case can refuse or fail with.
 
+use enclave_answer::AnswerError;
 use enclave_ingest::IngestError;
+use enclave_retrieval::RetrievalError;
 use enclave_storage::StorageError;
 
 /// Errors of the application layer. The server maps each to a status once.
@@ -18,8 +20,21 @@ pub enum CorpusError {
     /// The request conflicts with what exists.
     #[error("{0}")]
     Conflict(String),
+    /// A file of a type Enclave does not read.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Too much work is waiting (the ingest queue is full): retry later.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Retrieval(#[from] RetrievalError),
+    #[error(transparent)]
+    Answer(#[from] AnswerError),
+    /// The upload store's files.
+    #[error("file system: {0}")]
+    Io(#[from] std::io::Error),
     #[error(transparent)]
     Ingest(#[from] IngestError),
 }

@@ -8,11 +8,15 @@
 //! and writes the audit entries. The rules themselves are in [`actor`].
 
 pub mod actor;
+mod asking;
 mod changes;
+mod collection_settings;
 pub mod credentials;
+mod documents;
 pub mod error;
 mod people;
 pub mod questions;
+pub mod queue;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,10 +26,19 @@ use enclave_storage::{
 };
 
 pub use actor::{Action, Actor, ActorKind, NOBODY, PUBLIC, Role};
+pub use asking::{
+    Answering, MAX_QUESTION_CHARS, MAX_SEARCH_LIMIT, Query, Question, check_question,
+};
 pub use changes::{DocumentChange, check_collection_name, clean_tags};
+pub use collection_settings::{CollectionChange, SettingsBounds, parse_mode};
+pub use documents::{
+    BULK_LIMIT, BulkAction, BulkOutcome, BulkTarget, DocumentCriteria, ReceivedFile, UploadFields,
+    Uploaded,
+};
 pub use error::{CorpusError, Result};
 pub use people::{GrantView, GroupView, NewKey};
 pub use questions::{Asked, QuestionRecorder};
+pub use queue::IngestQueue;
 
 /// The stores a use case works on.
 #[derive(Clone)]
@@ -35,6 +48,12 @@ pub struct Corpus {
     vectors: Option<Arc<dyn VectorStore>>,
     /// Uploaded originals, released when their last document goes.
     uploads: Option<enclave_ingest::uploads::UploadStore>,
+    /// Where uploads and re-index requests go (`None`: this front end queues nothing).
+    queue: Option<IngestQueue>,
+    /// What collection settings are checked against.
+    bounds: SettingsBounds,
+    /// The question audit (`None`: searches and questions are not recorded).
+    questions: Option<QuestionRecorder>,
 }
 
 /// What a search may look at: the collections (names; empty: all) and the access tokens
@@ -75,7 +94,28 @@ impl Corpus {
             meta,
             vectors: Some(vectors),
             uploads: None,
+            queue: None,
+            bounds: SettingsBounds::default(),
+            questions: None,
         }
+    }
+
+    /// The same corpus, queueing uploads and re-index requests on `queue`.
+    pub fn with_queue(mut self, queue: IngestQueue) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// The same corpus, checking collection settings against `bounds`.
+    pub fn with_bounds(mut self, bounds: SettingsBounds) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
+    /// The same corpus, recording searches and questions in `questions`.
+    pub fn with_questions(mut self, questions: QuestionRecorder) -> Self {
+        self.questions = Some(questions);
+        self
     }
 
     /// The same corpus, releasing uploaded originals from `uploads` when documents go.
@@ -91,6 +131,9 @@ impl Corpus {
             meta,
             vectors: None,
             uploads: None,
+            queue: None,
+            bounds: SettingsBounds::default(),
+            questions: None,
         }
     }
 

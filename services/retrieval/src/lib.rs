@@ -238,6 +238,16 @@ impl Retriever {
         })
     }
 
+    /// The metadata store it reads.
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    /// The vector store it searches.
+    pub fn vectors(&self) -> Arc<dyn VectorStore> {
+        Arc::clone(&self.vectors)
+    }
+
     /// The filter of a request, and the mode its collections' settings agree on.
     async fn filter(
         &self,

@@ -10,7 +10,7 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use enclave_retrieval::{SearchMode, SearchRequest};
+use enclave_retrieval::SearchMode;
 use enclave_storage::Document;
 use serde::Deserialize;
 
@@ -571,7 +571,7 @@ pub async fn document_page(
     );
     ctx.insert(
         "has_original",
-        &crate::worker::original_path(&d, &state.uploads).is_some(),
+        &enclave_corpus::queue::original_path(&d, &state.uploads).is_some(),
     );
     Ok(page(StatusCode::OK, "admin_document.html", &ctx))
 }
@@ -896,7 +896,7 @@ pub async fn collection_save(
         system_prompt: Some(fields.get("system_prompt").map(str::to_string)),
         model: Some(fields.get("model").map(str::to_string)),
     };
-    let c = api::change_collection(&state, &principal, c, &body).await?;
+    let c = api::change_collection(&state, &principal, &c.name, &body).await?;
     Ok(see_other(&with_notice(
         &format!("/admin/collections/{}", encode(&c.name)),
         "Saved. New chunk sizes apply to documents processed from now on: re-index to apply \
@@ -967,8 +967,7 @@ pub async fn upload(
         let name = form
             .text("collection")
             .ok_or_else(|| ApiError::BadRequest("choose a collection".into()))?;
-        let c = api::collection(&state, &principal, &name, Action::Write).await?;
-        api::accept_upload(&state, &principal, &mut form, &c, None).await
+        api::accept_upload(&state, &principal, &form, &name, None).await
     }
     .await;
     form.discard().await;
@@ -1037,35 +1036,31 @@ pub async fn retrieval_page(
             .filter(|c| !c.is_empty())
             .into_iter()
             .collect();
-        let allowed = state
-            .corpus
-            .search_scope(&principal, &named)
-            .await
-            .map_err(ApiError::from)?;
-        let collections = allowed.collections.clone();
         let mut columns = Vec::new();
         for mode in [SearchMode::Dense, SearchMode::Bm25, SearchMode::Hybrid] {
-            let request = SearchRequest {
-                query: query.q.clone(),
-                collections: collections.clone(),
-                mode: Some(mode),
+            let search = enclave_corpus::Query {
+                question: enclave_corpus::Question {
+                    text: query.q.clone(),
+                    collections: named.clone(),
+                    mode: Some(mode.to_string()),
+                    scope: Default::default(),
+                },
                 limit: 10,
-                access: allowed.access.clone(),
-                scope: Default::default(),
                 expand_neighbours: false,
             };
-            let results = retriever.search(&request).await.map_err(ApiError::from)?;
-            if mode == SearchMode::Hybrid {
-                api::record_search(
-                    &state,
-                    &principal,
-                    "admin.retrieval",
-                    &query.q,
-                    &named,
-                    &results,
-                )
-                .await;
+            // The hybrid column is the search a reader would get: that one is recorded.
+            let results = if mode == SearchMode::Hybrid {
+                state
+                    .corpus
+                    .search(&principal, &retriever, &search, "admin.retrieval")
+                    .await
+            } else {
+                match state.corpus.search_request(&principal, &search).await {
+                    Ok(request) => retriever.search(&request).await.map_err(Into::into),
+                    Err(e) => Err(e),
+                }
             }
+            .map_err(ApiError::from)?;
             let label = match mode {
                 SearchMode::Dense => "Dense (embeddings)",
                 SearchMode::Bm25 => "BM25 (words)",

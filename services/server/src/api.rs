@@ -2,17 +2,15 @@
 //! streamed answers).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use enclave_answer::{AskEvent, AskRequest};
-use enclave_ingest::StoredContent;
-use enclave_ingest::parse::DocumentKind;
-use enclave_retrieval::{Scope, SearchRequest, parse_date_bound};
+use enclave_answer::AskEvent;
+use enclave_retrieval::{Scope, parse_date_bound};
 use enclave_storage::{
-    Collection, DeliveryStatus, Document, DocumentFilter, DocumentSort, JobStatus, NewVersion,
+    Collection, DeliveryStatus, Document, DocumentFilter, DocumentSort, JobStatus,
 };
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -24,8 +22,8 @@ use crate::auth::{Action, ApiCaller, Principal};
 use crate::dto::*;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::worker::{Job, file_name_for, original_path, reindex_job};
-use enclave_ingest::uploads::UPLOAD_SCHEME;
+use enclave_corpus::queue::{file_name_for, original_path};
+use enclave_corpus::{ReceivedFile, UploadFields};
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -143,8 +141,7 @@ pub async fn update_collection(
     name: web::Path<String>,
     body: web::Json<CollectionSettingsBody>,
 ) -> Result<HttpResponse> {
-    let c = collection(&state, &caller, &name, Action::Administer).await?;
-    let c = change_collection(&state, &caller, c, &body).await?;
+    let c = change_collection(&state, &caller, &name, &body).await?;
     let stats = state.corpus.collection_stats(&caller).await?;
     let s = stats.iter().find(|s| s.collection == c.name);
     Ok(HttpResponse::Ok().json(CollectionOut::new(c, s)))
@@ -154,107 +151,22 @@ pub async fn update_collection(
 pub async fn change_collection(
     state: &AppState,
     caller: &Principal,
-    c: Collection,
+    name: &str,
     body: &CollectionSettingsBody,
 ) -> Result<Collection> {
-    let mut settings = match c.settings.clone() {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
+    let change = enclave_corpus::CollectionChange {
+        name: body.name.clone(),
+        mode: body.mode.clone(),
+        chunk_tokens: body.chunk_tokens,
+        chunk_overlap: body.chunk_overlap,
+        passages: body.passages,
+        system_prompt: body.system_prompt.clone(),
+        model: body.model.clone(),
     };
-    let mut set = |key: &str, value: Option<serde_json::Value>| match value {
-        Some(v) => settings.insert(key.into(), v),
-        None => settings.remove(key),
-    };
-    if let Some(mode) = &body.mode {
-        set(
-            "mode",
-            parse_mode(mode.as_deref())?.map(|m| m.to_string().into()),
-        );
-    }
-    // Two of the embedding model's input tokens are its own markers ([CLS], [SEP]).
-    let max_input = state.settings.embedding.max_input_tokens.saturating_sub(2) as u64;
-    if let Some(n) = body.chunk_tokens {
-        if let Some(n) = n.filter(|n| !(16..=max_input).contains(n)) {
-            return Err(ApiError::Invalid(format!(
-                "chunk_tokens {n}: from 16 to {max_input} (what the embedding model reads)"
-            )));
-        }
-        set("chunk_tokens", n.map(Into::into));
-    }
-    if let Some(n) = body.chunk_overlap {
-        set("chunk_overlap", n.map(Into::into));
-    }
-    if let Some(n) = body.passages {
-        if let Some(n) = n.filter(|n| !(1..=50).contains(n)) {
-            return Err(ApiError::Invalid(format!("passages {n}: from 1 to 50")));
-        }
-        set("passages", n.map(Into::into));
-    }
-    if let Some(model) = &body.model {
-        let model = model.as_deref().map(str::trim).filter(|m| !m.is_empty());
-        if let Some(m) = model
-            && !state.settings.generation.models.contains_key(m)
-        {
-            let known: Vec<&str> = state
-                .settings
-                .generation
-                .models
-                .keys()
-                .map(String::as_str)
-                .collect();
-            return Err(ApiError::Invalid(format!(
-                "unknown model '{m}': the server offers {} (generation.models)",
-                if known.is_empty() {
-                    "no other model".to_string()
-                } else {
-                    known.join(", ")
-                }
-            )));
-        }
-        set("model", model.map(Into::into));
-    }
-    if let Some(p) = &body.system_prompt {
-        let p = p.as_deref().map(str::trim).filter(|p| !p.is_empty());
-        if let Some(p) = p.filter(|p| p.chars().count() > 4000) {
-            return Err(ApiError::Invalid(format!(
-                "the system prompt has {} characters, at most 4,000",
-                p.chars().count()
-            )));
-        }
-        set("system_prompt", p.map(Into::into));
-    }
-    let settings = serde_json::Value::Object(settings);
-    let chunking = &state.settings.chunking;
-    enclave_ingest::chunk_sizes(&settings, chunking.max_tokens, chunking.overlap_tokens)
-        .map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let mut name = c.name.clone();
-    if let Some(new_name) = body.name.as_deref().map(str::trim).filter(|n| *n != c.name) {
-        check_collection_name(new_name)?;
-        state.meta.rename_collection(&c.id, new_name).await?;
-        audit(
-            state,
-            caller,
-            "rename_collection",
-            Some(new_name),
-            None,
-            serde_json::json!({"from": c.name, "to": new_name}),
-        )
-        .await?;
-        name = new_name.to_string();
-    }
-    if settings != c.settings {
-        state.meta.set_collection_settings(&c.id, &settings).await?;
-        audit(
-            state,
-            caller,
-            "update_collection",
-            Some(&name),
-            None,
-            settings,
-        )
-        .await?;
-    }
-    collection(state, caller, &name, Action::Administer).await
+    Ok(state
+        .corpus
+        .change_collection(caller, name, &change)
+        .await?)
 }
 
 /// Delete a collection with all its documents, chunks and vectors.
@@ -305,14 +217,6 @@ pub(crate) struct Form {
     file: Option<ReceivedFile>,
 }
 
-struct ReceivedFile {
-    temp: PathBuf,
-    name: String,
-    sha256: String,
-    size: u64,
-    head: Vec<u8>,
-}
-
 impl Form {
     pub(crate) fn text(&self, name: &str) -> Option<String> {
         self.fields
@@ -353,21 +257,14 @@ impl Form {
         })
     }
 
-    fn tags(&self) -> Result<Vec<String>> {
-        let mut tags = Vec::new();
-        for key in ["tags", "tag"] {
-            for value in self.fields.get(key).into_iter().flatten() {
-                for t in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                    if t.len() > 64 {
-                        return Err(ApiError::Invalid(format!("tag '{t}' is longer than 64")));
-                    }
-                    if !tags.iter().any(|x| x == t) {
-                        tags.push(t.to_string());
-                    }
-                }
-            }
+    /// The upload's fields besides its file.
+    fn upload_fields(&self, external_id: Option<String>) -> UploadFields {
+        UploadFields {
+            title: self.text("title"),
+            tags: self.names(&["tags", "tag"]).0,
+            external_id,
+            readers: self.readers(),
         }
-        Ok(tags)
     }
 
     pub(crate) async fn discard(&mut self) {
@@ -482,17 +379,6 @@ pub(crate) async fn read_form(
     Ok(form)
 }
 
-fn extension_of(kind: DocumentKind) -> &'static str {
-    match kind {
-        DocumentKind::Pdf => "pdf",
-        DocumentKind::Text => "txt",
-        DocumentKind::Markdown => "md",
-        DocumentKind::Html => "html",
-        DocumentKind::Email => "eml",
-    }
-}
-
-/// Stores a received upload and queues it; `external_id` makes it a create-or-replace.
 /// Adds a corpus change to the audit log.
 pub async fn audit(
     state: &AppState,
@@ -508,155 +394,38 @@ pub async fn audit(
         .await?)
 }
 
+/// Stores a received upload and queues it; `external_id` makes it a create-or-replace.
 pub(crate) async fn accept_upload(
     state: &AppState,
     caller: &Principal,
-    form: &mut Form,
-    collection: &Collection,
+    form: &Form,
+    collection: &str,
     external_id: Option<String>,
 ) -> Result<HttpResponse> {
-    let tags = form.tags()?;
-    let title = form.text("title");
     let Some(file) = form.file.as_ref() else {
         return Err(ApiError::BadRequest(
             "the form has no 'file' field (multipart/form-data)".into(),
         ));
     };
-    let Some(kind) = DocumentKind::detect(Path::new(&file.name), &file.head) else {
-        return Err(ApiError::UnsupportedType(format!(
-            "'{}' is not a supported type (PDF, .txt, .md, .html, .eml)",
-            file.name
-        )));
-    };
-    if file.size == 0 {
-        return Err(ApiError::Invalid(format!("'{}' is empty", file.name)));
-    }
-    if let Some(id) = &external_id
-        && (id.len() > 256 || id.chars().any(char::is_control))
-    {
-        return Err(ApiError::Invalid(
-            "an external id is at most 256 characters, without control characters".into(),
-        ));
-    }
-    let source_uri = match &external_id {
-        Some(id) => format!("{UPLOAD_SCHEME}{}/external/{id}", collection.name),
-        None => format!(
-            "{UPLOAD_SCHEME}{}/{}/{}",
-            collection.name,
-            uuid::Uuid::new_v4(),
-            file.name
-        ),
-    };
-    let existing = state
-        .meta
-        .document_by_source(&collection.id, &source_uri)
+    let fields = form.upload_fields(external_id);
+    let up = state
+        .corpus
+        .upload(caller, collection, file, &fields)
         .await?;
-    if let Some(doc) = &existing
-        && !caller.can_read(doc)
-    {
-        // Replacing a document the caller may not read would tell it the document exists.
-        return Err(ApiError::NotFound(format!(
-            "document '{}' does not exist for '{}' (a document it may not read cannot be \
-             replaced by it)",
-            external_id.as_deref().unwrap_or(&file.name),
-            caller.name
-        )));
-    }
-    let access = match form.readers() {
-        Some(readers) => state.corpus.access_tokens(&readers).await?,
-        None => existing
-            .as_ref()
-            .map(|d| d.access.clone())
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| vec![enclave_corpus::PUBLIC.to_string()]),
+    let out = UploadOut {
+        document: DocumentOut::new(up.document, &up.collection),
+        unchanged: up.unchanged,
+        job_id: up.job_id,
     };
-    let file = form.file.as_ref().expect("checked above");
-    if let Some(doc) = &existing
-        && doc.sha256 == file.sha256
-        && doc.status == "ready"
-        && doc.tags == tags
-        && doc.access == access
-        && title.as_ref().is_none_or(|t| t == &doc.title)
-    {
-        let out = UploadOut {
-            document: DocumentOut::new(doc.clone(), &collection.name),
-            unchanged: true,
-            job_id: None,
-        };
-        form.discard().await;
+    if up.unchanged {
         return Ok(HttpResponse::Ok().json(out));
     }
-    let file = form.file.take().expect("checked above");
-    let path = state
-        .uploads
-        .keep(&file.temp, &file.sha256, extension_of(kind))
-        .await?;
-    let new = NewVersion {
-        collection_id: collection.id.clone(),
-        source_uri: source_uri.clone(),
-        external_id: external_id.clone(),
-        parent_id: None,
-        title: title.clone().unwrap_or_else(|| file.name.clone()),
-        mime_type: Some(kind.mime_type().to_string()),
-        sha256: file.sha256.clone(),
-        byte_size: file.size as i64,
-        metadata: serde_json::json!({}),
-        tags: tags.clone(),
-        access,
-    };
-    let document_id = state.meta.queue_document(&new).await?;
-    let previous_sha = existing
-        .as_ref()
-        .map(|d| d.sha256.clone())
-        .filter(|s| s != &file.sha256);
-    // Read before the worker can start on it: the answer shows the document as queued.
-    let doc =
-        state.meta.document(&document_id).await?.ok_or_else(|| {
-            ApiError::NotFound(format!("document '{document_id}' does not exist"))
-        })?;
-    audit(
-        state,
-        caller,
-        if existing.is_some() {
-            "replace"
-        } else {
-            "upload"
-        },
-        Some(&collection.name),
-        Some(&document_id),
-        serde_json::json!({
-            "file": file.name,
-            "sha256": file.sha256,
-            "bytes": file.size,
-            "external_id": external_id,
-        }),
-    )
-    .await?;
-    let job = state
-        .jobs
-        .submit(Job {
-            document_id: document_id.clone(),
-            content: StoredContent {
-                collection: collection.name.clone(),
-                path,
-                file_name: file.name.clone(),
-                source_uri,
-                external_id,
-                title,
-                tags,
-                access: new.access.clone(),
-                force: existing.is_some(),
-            },
-            previous_sha,
-        })
-        .await?;
     Ok(HttpResponse::Accepted()
-        .insert_header((header::LOCATION, format!("/api/v1/documents/{document_id}")))
-        .json(UploadOut {
-            document: DocumentOut::new(doc, &collection.name),
-            unchanged: false,
-            job_id: Some(job.id),
-        }))
+        .insert_header((
+            header::LOCATION,
+            format!("/api/v1/documents/{}", out.document.id),
+        ))
+        .json(out))
 }
 
 /// Upload a document. It is stored and queued at once (`202`, status `queued`); poll the
@@ -682,9 +451,8 @@ pub async fn upload_document(
         let name = form
             .text("collection")
             .ok_or_else(|| ApiError::BadRequest("the form has no 'collection' field".into()))?;
-        let c = collection(&state, &caller, &name, Action::Write).await?;
         let external_id = form.text("external_id");
-        accept_upload(&state, &caller, &mut form, &c, external_id).await
+        accept_upload(&state, &caller, &form, &name, external_id).await
     }
     .await;
     form.discard().await;
@@ -715,12 +483,11 @@ pub async fn put_document(
         let name = form
             .text("collection")
             .ok_or_else(|| ApiError::BadRequest("the form has no 'collection' field".into()))?;
-        let c = collection(&state, &caller, &name, Action::Write).await?;
         accept_upload(
             &state,
             &caller,
-            &mut form,
-            &c,
+            &form,
+            &name,
             Some(external_id.into_inner()),
         )
         .await
@@ -1018,8 +785,7 @@ pub fn questions_jsonl(entries: Vec<enclave_storage::QuestionEntry>) -> Result<H
         .body(body))
 }
 
-/// The storage filter of a listing or a bulk action, narrowed to the documents the caller may
-/// do `action` on.
+/// The storage filter of a listing, narrowed to the documents the caller may do `action` on.
 pub async fn document_filter(
     state: &AppState,
     caller: &Principal,
@@ -1027,22 +793,10 @@ pub async fn document_filter(
     top_level_only: bool,
     action: Action,
 ) -> Result<DocumentFilter> {
-    let collection_id = match f.collection.as_deref().filter(|c| !c.is_empty()) {
-        Some(name) => Some(collection(state, caller, name, action).await?.id),
-        None => None,
-    };
-    let some = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
-    let filter = DocumentFilter {
-        collection_id,
-        status: some(&f.status),
-        mime_type: some(&f.mime_type),
-        tag: some(&f.tag),
-        top_level_only,
-        query: some(&f.q),
-        disabled: f.disabled,
-        ..Default::default()
-    };
-    Ok(state.corpus.narrow(caller, filter, action).await?)
+    Ok(state
+        .corpus
+        .document_filter(caller, &f.criteria(), top_level_only, action)
+        .await?)
 }
 
 /// A listing's order: `sort` (default `updated`) and `order` (`desc`, default, or `asc`).
@@ -1185,42 +939,7 @@ pub async fn reindex_document(
 
 /// Queues a document to be processed again from its original; returns its collection's name.
 pub async fn queue_reindex(state: &AppState, caller: &Principal, d: &Document) -> Result<String> {
-    let names = collection_names(state).await?;
-    let name = names.get(&d.collection_id).cloned().unwrap_or_default();
-    let Some(job) = reindex_job(d, &state.uploads, &name) else {
-        return Err(ApiError::Conflict(format!(
-            "the original of document {} is not available ({}): re-index its parent or \
-             upload it again",
-            d.id, d.source_uri
-        )));
-    };
-    state
-        .meta
-        .queue_document(&NewVersion {
-            collection_id: d.collection_id.clone(),
-            source_uri: d.source_uri.clone(),
-            external_id: d.external_id.clone(),
-            parent_id: d.parent_id.clone(),
-            title: d.title.clone(),
-            mime_type: d.mime_type.clone(),
-            sha256: d.sha256.clone(),
-            byte_size: d.byte_size,
-            metadata: d.metadata.clone(),
-            tags: d.tags.clone(),
-            access: d.access.clone(),
-        })
-        .await?;
-    state.jobs.submit(job).await?;
-    audit(
-        state,
-        caller,
-        "reindex",
-        Some(&name),
-        Some(&d.id),
-        serde_json::json!({}),
-    )
-    .await?;
-    Ok(name)
+    Ok(state.corpus.reindex(caller, d).await?)
 }
 
 /// Change a document without processing it again: title, tags, metadata, whether it is
@@ -1306,9 +1025,6 @@ pub async fn change_chunk(
         .await?)
 }
 
-/// The most documents one bulk action applies to.
-pub const BULK_LIMIT: i64 = 10_000;
-
 /// Apply one action to many documents: the listed ones, or every top-level document matching
 /// a filter (`delete`, `reindex`, `disable`, `enable`, `move` to `collection`). Each document
 /// succeeds or fails on its own; failures are listed with their reasons.
@@ -1328,100 +1044,23 @@ pub async fn bulk_documents(
 
 /// Runs a [`BulkBody`].
 pub async fn bulk(state: &AppState, caller: &Principal, body: &BulkBody) -> Result<BulkOut> {
-    let action = body.action.as_str();
-    if !matches!(action, "delete" | "reindex" | "disable" | "enable" | "move") {
-        return Err(ApiError::Invalid(format!(
-            "unknown action '{action}': delete, reindex, disable, enable or move"
-        )));
-    }
-    let target = match (action, body.collection.as_deref()) {
-        ("move", Some(name)) => Some(collection(state, caller, name, Action::Write).await?.name),
-        ("move", None) => {
-            return Err(ApiError::Invalid(
-                "'move' needs the target 'collection'".into(),
-            ));
-        }
-        _ => None,
+    let action = enclave_corpus::BulkAction::parse(&body.action, body.collection.as_deref())?;
+    let target = match (&body.ids, &body.filter) {
+        (Some(ids), None) => enclave_corpus::BulkTarget::Ids(ids.clone()),
+        (None, Some(f)) => enclave_corpus::BulkTarget::Matching(f.criteria()),
+        _ => return Err(ApiError::Invalid("give either 'ids' or 'filter'".into())),
     };
-    let documents: Vec<Document> = match (&body.ids, &body.filter) {
-        (Some(ids), None) => {
-            let mut docs = Vec::new();
-            for id in ids {
-                docs.push(find_document(state, caller, id, Action::Write).await?);
-            }
-            docs
-        }
-        (None, Some(f)) => {
-            let filter = document_filter(state, caller, f, true, Action::Write).await?;
-            let named = DocumentFilter {
-                collection_ids: None,
-                access_any: Vec::new(),
-                disabled_only_in: None,
-                ..filter.clone()
-            };
-            if named
-                == (DocumentFilter {
-                    top_level_only: true,
-                    ..Default::default()
-                })
-            {
-                return Err(ApiError::Invalid(
-                    "the filter names no criterion: give at least one (collection, status, \
-                     type, tag, q, disabled)"
-                        .into(),
-                ));
-            }
-            let page = state
-                .meta
-                .list_documents(&filter, DocumentSort::Created, false, BULK_LIMIT, 0)
-                .await?;
-            if page.total > BULK_LIMIT {
-                return Err(ApiError::Invalid(format!(
-                    "the filter matches {} documents, more than {BULK_LIMIT} at once: narrow it",
-                    page.total
-                )));
-            }
-            page.documents
-        }
-        _ => {
-            return Err(ApiError::Invalid("give either 'ids' or 'filter'".into()));
-        }
-    };
-    let mut out = BulkOut {
-        action: action.to_string(),
-        matched: documents.len(),
-        succeeded: 0,
-        failed: Vec::new(),
-    };
-    for d in documents {
-        let id = d.id.clone();
-        let result = match action {
-            "delete" => remove_document(state, caller, &d).await,
-            "reindex" => queue_reindex(state, caller, &d).await.map(drop),
-            "disable" | "enable" => {
-                let patch = DocumentPatch {
-                    disabled: Some(action == "disable"),
-                    ..Default::default()
-                };
-                change_document(state, caller, d, &patch).await.map(drop)
-            }
-            _ => {
-                let patch = DocumentPatch {
-                    collection: target.clone(),
-                    ..Default::default()
-                };
-                change_document(state, caller, d, &patch).await.map(drop)
-            }
-        };
-        match result {
-            Ok(()) => out.succeeded += 1,
-            Err(e) => out.failed.push(BulkFailure {
-                id,
-                error: e.to_string(),
-            }),
-        }
-    }
-    Ok(out)
+    let out = state.corpus.bulk(caller, &action, &target).await?;
+    Ok(BulkOut {
+        action: out.action.to_string(),
+        matched: out.matched,
+        succeeded: out.succeeded,
+        failed: out
+            .failed
+            .into_iter()
+            .map(|(id, error)| BulkFailure { id, error })
+            .collect(),
+    })
 }
 
 /// The text of every page of a document's active version.
@@ -1554,101 +1193,18 @@ pub fn scope(body: &ScopeBody) -> Result<Scope> {
     })
 }
 
-/// Builds a retrieval request from the API's search body.
-/// The longest question or query, in characters.
-pub const MAX_QUESTION_CHARS: usize = 4000;
-
-/// Checks the length of a question or query.
-pub fn check_question(text: &str) -> Result<()> {
-    if text.trim().is_empty() {
-        return Err(ApiError::Invalid("the question is empty".into()));
-    }
-    let n = text.chars().count();
-    if n > MAX_QUESTION_CHARS {
-        return Err(ApiError::Invalid(format!(
-            "the question has {n} characters, at most {MAX_QUESTION_CHARS}"
-        )));
-    }
-    Ok(())
-}
-
-/// Builds a retrieval request from the API's search body, restricted to what the caller may
-/// read (collections and access lists become filters inside the vector search).
-pub async fn search_request(
-    state: &AppState,
-    body: &SearchBody,
-    caller: &Principal,
-) -> Result<SearchRequest> {
-    let limit = body.limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::Invalid("limit must be between 1 and 100".into()));
-    }
-    check_question(&body.query)?;
-    let allowed = state.corpus.search_scope(caller, &body.collections).await?;
-    Ok(SearchRequest {
-        query: body.query.clone(),
-        collections: allowed.collections,
-        mode: parse_mode(body.mode.as_deref())?,
-        limit,
-        scope: scope(&body.scope)?,
-        access: allowed.access,
+/// The query of the API's search body.
+pub fn query(body: &SearchBody) -> Result<enclave_corpus::Query> {
+    Ok(enclave_corpus::Query {
+        question: enclave_corpus::Question {
+            text: body.query.clone(),
+            collections: body.collections.clone(),
+            mode: body.mode.clone(),
+            scope: scope(&body.scope)?,
+        },
+        limit: body.limit.unwrap_or(10),
         expand_neighbours: body.expand_neighbours,
     })
-}
-
-/// Records a search in the question audit (a failure to record is logged, not shown).
-pub async fn record_search(
-    state: &AppState,
-    caller: &Principal,
-    endpoint: &str,
-    query: &str,
-    collections: &[String],
-    results: &enclave_retrieval::SearchResults,
-) {
-    let asked = enclave_corpus::Asked {
-        endpoint,
-        question: query,
-        collections,
-        retrieved: results
-            .passages
-            .iter()
-            .map(|p| p.chunk.id.clone())
-            .collect(),
-        cited: Vec::new(),
-        refused: None,
-        took_ms: results.took_ms,
-    };
-    if let Err(e) = state.questions.record(caller, asked).await {
-        tracing::warn!(error = %e, "cannot record a search in the question audit");
-    }
-}
-
-/// Records an answer in the question audit (a failure to record is logged, not shown).
-pub async fn record_answer(
-    state: &AppState,
-    caller: &Principal,
-    endpoint: &str,
-    collections: &[String],
-    answer: &enclave_answer::Answer,
-    took_ms: f64,
-) {
-    let asked = enclave_corpus::Asked {
-        endpoint,
-        question: &answer.question,
-        collections,
-        retrieved: answer.passages.iter().map(|p| p.chunk.id.clone()).collect(),
-        cited: answer
-            .citations
-            .iter()
-            .filter_map(|c| answer.passages.get(c.number.saturating_sub(1)))
-            .map(|p| p.chunk.id.clone())
-            .collect(),
-        refused: Some(answer.refused),
-        took_ms,
-    };
-    if let Err(e) = state.questions.record(caller, asked).await {
-        tracing::warn!(error = %e, "cannot record an answer in the question audit");
-    }
 }
 
 /// Passages that answer a query (no model): hybrid dense + BM25 by default.
@@ -1662,45 +1218,16 @@ pub async fn search(
     ApiCaller(caller): ApiCaller,
     body: web::Json<SearchBody>,
 ) -> Result<HttpResponse> {
-    let request = search_request(&state, &body, &caller).await?;
-    let results = state.retriever()?.search(&request).await?;
-    record_search(
-        &state,
-        &caller,
-        "api.search",
-        &body.query,
-        &body.collections,
-        &results,
-    )
-    .await;
+    let results = state
+        .corpus
+        .search(&caller, &state.retriever()?, &query(&body)?, "api.search")
+        .await?;
     Ok(HttpResponse::Ok().json(SearchOut {
         passages: PassageOut::list(&results.passages),
         relevant: results.relevant,
         mode: results.mode.to_string(),
         took_ms: results.took_ms,
     }))
-}
-
-/// Builds an ask request restricted to what the caller may read: the collections named must
-/// be readable (else not found), and collections and access lists become filters inside the
-/// search, so the model's prompt only ever holds passages the caller may read.
-pub async fn ask_request(
-    state: &AppState,
-    question: &str,
-    collections: Vec<String>,
-    mode: Option<&str>,
-    scope: Scope,
-    caller: &Principal,
-) -> Result<AskRequest> {
-    check_question(question)?;
-    let allowed = state.corpus.search_scope(caller, &collections).await?;
-    Ok(AskRequest {
-        question: question.trim().to_string(),
-        collections: allowed.collections,
-        mode: parse_mode(mode)?,
-        access: allowed.access,
-        scope,
-    })
 }
 
 /// Keeps the in-flight gauge right however an answer ends.
@@ -1719,14 +1246,17 @@ impl Drop for InFlight {
     }
 }
 
-/// Starts an answer, counting refusals for busy.
+/// Starts answering the caller's question (recorded in the question audit as coming from
+/// `endpoint`), counting refusals for busy.
 pub async fn start_answer(
     state: &AppState,
-    request: &AskRequest,
-) -> Result<tokio::sync::mpsc::Receiver<AskEvent>> {
+    caller: &Principal,
+    question: &enclave_corpus::Question,
+    endpoint: &str,
+) -> Result<enclave_corpus::Answering> {
     let asker = state.asker()?;
-    match asker.ask(request).await {
-        Ok(rx) => Ok(rx),
+    match state.corpus.ask(caller, &asker, question, endpoint).await {
+        Ok(answering) => Ok(answering),
         Err(e) => {
             let e = ApiError::from(e);
             if let ApiError::Busy(_) = e {
@@ -1769,17 +1299,12 @@ pub async fn ask(
     req: HttpRequest,
     body: web::Json<AskBody>,
 ) -> Result<HttpResponse> {
-    let request = ask_request(
-        &state,
-        &body.question,
-        body.collections.clone(),
-        body.mode.as_deref(),
-        scope(&body.scope)?,
-        &caller,
-    )
-    .await?;
-    let started = std::time::Instant::now();
-    let asked_of = body.collections.clone();
+    let question = enclave_corpus::Question {
+        text: body.question.clone(),
+        collections: body.collections.clone(),
+        mode: body.mode.clone(),
+        scope: scope(&body.scope)?,
+    };
     let wants_stream = body.stream
         || req
             .headers()
@@ -1787,15 +1312,13 @@ pub async fn ask(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/event-stream"));
     let guard = InFlight::start(&state.metrics);
-    let mut rx = start_answer(&state, &request).await?;
+    let mut answering = start_answer(&state, &caller, &question, "api.ask").await?;
     if !wants_stream {
-        while let Some(event) = rx.recv().await {
+        while let Some(event) = answering.next().await {
             match event {
                 AskEvent::Done(answer) => {
                     state.metrics.answer_done(&answer);
                     drop(guard);
-                    let took = started.elapsed().as_secs_f64() * 1000.0;
-                    record_answer(&state, &caller, "api.ask", &asked_of, &answer, took).await;
                     return Ok(HttpResponse::Ok().json(AnswerOut::from(answer.as_ref())));
                 }
                 AskEvent::Failed(e) => {
@@ -1808,24 +1331,19 @@ pub async fn ask(
         return Err(ApiError::Internal("the answer stream ended early".into()));
     }
     let metrics = state.metrics.clone();
-    let audit = (state.clone(), caller, asked_of, started);
     let stream = futures::stream::unfold(
-        (rx, guard, metrics, audit, false),
-        |(mut rx, guard, metrics, audit, finished)| async move {
+        (answering, guard, metrics, false),
+        |(mut answering, guard, metrics, finished)| async move {
             if finished {
                 return None;
             }
-            let event = rx.recv().await;
-            let (bytes, finished) = match event {
+            let (bytes, finished) = match answering.next().await {
                 Some(AskEvent::Sources(p)) => (sse_event("sources", &PassageOut::list(&p)), false),
                 Some(AskEvent::Token(t)) => {
                     (sse_event("token", &serde_json::json!({ "text": t })), false)
                 }
                 Some(AskEvent::Done(answer)) => {
                     metrics.answer_done(&answer);
-                    let (state, caller, asked_of, started) = &audit;
-                    let took = started.elapsed().as_secs_f64() * 1000.0;
-                    record_answer(state, caller, "api.ask", asked_of, &answer, took).await;
                     (sse_event("done", &AnswerOut::from(answer.as_ref())), true)
                 }
                 Some(AskEvent::Failed(e)) => {
@@ -1837,7 +1355,7 @@ pub async fn ask(
             };
             Some((
                 Ok::<_, actix_web::Error>(bytes),
-                (rx, guard, metrics, audit, finished),
+                (answering, guard, metrics, finished),
             ))
         },
     );

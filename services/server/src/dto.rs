@@ -2,7 +2,7 @@
 //! the engine crates' types here, so that the API stays stable when the engines change.
 
 use enclave_answer::{Answer, Citation};
-use enclave_retrieval::{Passage, SearchMode};
+use enclave_retrieval::Passage;
 use enclave_storage::{Collection, CollectionStats, Document, VersionRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -820,20 +820,6 @@ impl From<&Answer> for AnswerOut {
     }
 }
 
-/// Parses a search mode, as a 422 when unknown.
-/// `None` (absent or empty) leaves the choice to the collection's setting.
-pub fn parse_mode(mode: Option<&str>) -> Result<Option<SearchMode>, crate::error::ApiError> {
-    match mode {
-        None | Some("") => Ok(None),
-        Some(m) => m
-            .parse()
-            .map(Some)
-            .map_err(|e: enclave_retrieval::RetrievalError| {
-                crate::error::ApiError::Invalid(e.to_string())
-            }),
-    }
-}
-
 /// Liveness.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -921,6 +907,20 @@ pub struct BulkFilter {
     /// Words in the title, source or external id.
     pub q: Option<String>,
     pub disabled: Option<bool>,
+}
+
+impl BulkFilter {
+    /// The application layer's criteria.
+    pub fn criteria(&self) -> enclave_corpus::DocumentCriteria {
+        enclave_corpus::DocumentCriteria {
+            collection: self.collection.clone(),
+            status: self.status.clone(),
+            mime_type: self.mime_type.clone(),
+            tag: self.tag.clone(),
+            q: self.q.clone(),
+            disabled: self.disabled,
+        }
+    }
 }
 
 /// A bulk action: on the listed documents, or on every document matching a filter.

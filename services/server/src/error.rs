@@ -204,8 +204,13 @@ impl From<CorpusError> for ApiError {
             CorpusError::Forbidden(m) => Self::Forbidden(m),
             CorpusError::Invalid(m) => Self::Invalid(m),
             CorpusError::Conflict(m) => Self::Conflict(m),
+            CorpusError::Unsupported(m) => Self::UnsupportedType(m),
+            CorpusError::Busy(m) => Self::Busy(m),
             CorpusError::Storage(s) => s.into(),
             CorpusError::Ingest(i) => i.into(),
+            CorpusError::Retrieval(r) => r.into(),
+            CorpusError::Answer(a) => a.into(),
+            CorpusError::Io(e) => e.into(),
         }
     }
 }

@@ -48,7 +48,6 @@ pub use state::{AppState, Loading, SearchParts};
 
 use crate::error::OpenAiError;
 use crate::metrics::Metrics;
-use crate::worker::JobQueue;
 use enclave_ingest::uploads::UploadStore;
 
 /// What the server runs on: the stores, opened by the caller, and the models, loading.
@@ -442,12 +441,15 @@ pub async fn run(
             repairs_stopped,
         ));
     }
-    let jobs = JobQueue::new(
-        meta.clone(),
-        settings.server.ingest_queue_capacity,
-        settings.worker.max_attempts,
-        metrics.clone(),
-    );
+    let jobs = {
+        let depth = metrics.ingest_queue_depth.clone();
+        enclave_corpus::IngestQueue::new(
+            meta.clone(),
+            settings.server.ingest_queue_capacity,
+            settings.worker.max_attempts,
+        )
+        .with_depth_gauge(std::sync::Arc::new(move |n| depth.set(n)))
+    };
     let (search_tx, search_rx) = watch::channel(Loading::Pending);
     let (answers_tx, answers_rx) = watch::channel(Loading::Pending);
     load_models(
@@ -482,7 +484,7 @@ pub async fn run(
             continue;
         }
         let name = names.get(&doc.collection_id).cloned().unwrap_or_default();
-        match worker::reindex_job(&doc, &uploads, &name) {
+        match enclave_corpus::queue::reindex_job(&doc, &uploads, &name) {
             Some(mut job) => {
                 job.content.force = false;
                 if let Err(e) = jobs.submit(job).await {
@@ -517,9 +519,12 @@ pub async fn run(
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
     let shutdown = settings.server.shutdown_timeout_secs;
-    let corpus =
-        enclave_corpus::Corpus::new(meta.clone(), vectors.clone()).with_uploads(uploads.clone());
     let questions = enclave_corpus::QuestionRecorder::new(meta.clone(), settings.audit.clone());
+    let corpus = enclave_corpus::Corpus::new(meta.clone(), vectors.clone())
+        .with_uploads(uploads.clone())
+        .with_queue(jobs.clone())
+        .with_bounds(enclave_corpus::SettingsBounds::of(&settings))
+        .with_questions(questions.clone());
     let purge = {
         let questions = questions.clone();
         tokio::spawn(async move {

@@ -11,10 +11,7 @@ use enclave_answer::{Answer, AskEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::{
-    InFlight, ask_request, check_collection_name, collection, record_answer, sse_response,
-    start_answer,
-};
+use crate::api::{InFlight, check_collection_name, collection, sse_response, start_answer};
 use crate::auth::{Action, OpenAiCaller};
 use crate::dto::CitationOut;
 use crate::error::{ApiError, OpenAiError};
@@ -174,30 +171,23 @@ pub async fn chat_completions(
         .map(|m| text_of(&m.content))
         .ok_or_else(|| ApiError::BadRequest("the messages hold no user message".into()))?;
     let collections = collections_of(&state, &caller, &body.model).await?;
-    let started = std::time::Instant::now();
-    let request = ask_request(
-        &state,
-        &question,
-        collections.clone(),
-        None,
-        Default::default(),
-        &caller,
-    )
-    .await?;
+    let question = enclave_corpus::Question {
+        text: question,
+        collections,
+        mode: None,
+        scope: Default::default(),
+    };
     let guard = InFlight::start(&state.metrics);
-    let mut rx = start_answer(&state, &request).await?;
+    let mut rx = start_answer(&state, &caller, &question, "openai.chat").await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now_secs();
     let model = body.model.clone();
     if !body.stream {
-        while let Some(event) = rx.recv().await {
+        while let Some(event) = rx.next().await {
             match event {
                 AskEvent::Done(answer) => {
                     state.metrics.answer_done(&answer);
                     drop(guard);
-                    let took = started.elapsed().as_secs_f64() * 1000.0;
-                    record_answer(&state, &caller, "openai.chat", &collections, &answer, took)
-                        .await;
                     let prompt = answer.timings.prompt_tokens;
                     let completion = answer.timings.generated_tokens;
                     return Ok(HttpResponse::Ok().json(serde_json::json!({
@@ -227,10 +217,7 @@ pub async fn chat_completions(
         }
         return Err(ApiError::Internal("the answer stream ended early".into()).into());
     }
-    let metrics = (
-        state.metrics.clone(),
-        (state.clone(), caller, collections, started),
-    );
+    let metrics = state.metrics.clone();
     let chunk = move |delta: serde_json::Value, finish: Option<&str>, extra: Option<Grounding>| {
         let mut c = serde_json::json!({
             "id": id,
@@ -262,18 +249,14 @@ pub async fn chat_completions(
                 return None;
             }
             loop {
-                match rx.recv().await {
+                match rx.next().await {
                     Some(AskEvent::Sources(_)) => continue,
                     Some(AskEvent::Token(t)) => {
                         let b = chunk(serde_json::json!({"content": t}), None, None);
                         return Some((Ok(b), (rx, guard, metrics, chunk, None, true, false)));
                     }
                     Some(AskEvent::Done(answer)) => {
-                        metrics.0.answer_done(&answer);
-                        let (state, caller, collections, started) = &metrics.1;
-                        let took = started.elapsed().as_secs_f64() * 1000.0;
-                        record_answer(state, caller, "openai.chat", collections, &answer, took)
-                            .await;
+                        metrics.answer_done(&answer);
                         let mut out = Vec::new();
                         if !streamed {
                             // A refusal has no tokens: its text comes in one piece.
@@ -295,7 +278,7 @@ pub async fn chat_completions(
                         ));
                     }
                     Some(AskEvent::Failed(e)) => {
-                        metrics.0.answers.with_label_values(&["failed"]).inc();
+                        metrics.answers.with_label_values(&["failed"]).inc();
                         let b = bytes::Bytes::from(format!(
                             "data: {}\n\n",
                             serde_json::json!({"error": {"message": format!("generation failed: {e}"),

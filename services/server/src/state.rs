@@ -12,7 +12,6 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::worker::JobQueue;
 
 /// A part of the service that becomes available once its model is loaded.
 #[derive(Clone)]
@@ -36,7 +35,8 @@ pub struct AppState {
     pub vectors: Arc<dyn VectorStore>,
     pub search: watch::Receiver<Loading<SearchParts>>,
     pub answers: watch::Receiver<Loading<Asker>>,
-    pub jobs: JobQueue,
+    /// The ingest queue (also held by `corpus`): this process's worker is woken through it.
+    pub jobs: enclave_corpus::IngestQueue,
     pub uploads: enclave_ingest::uploads::UploadStore,
     pub metrics: Metrics,
     /// The application layer: permissions and use cases over the same stores.

@@ -14,9 +14,9 @@ use enclave_storage::{DeliveryStatus, JobStatus};
 use serde::{Deserialize, Serialize};
 use tera::{Context, Tera};
 
-use crate::api::{self, InFlight, ask_request, sse_event, sse_response, start_answer};
+use crate::api::{self, InFlight, sse_event, sse_response, start_answer};
 use crate::auth::{self, Action, Principal, SESSION_COOKIE};
-use crate::dto::{AnswerOut, CitationOut, PassageOut, SearchBody};
+use crate::dto::{AnswerOut, CitationOut, PassageOut};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -390,6 +390,16 @@ impl AskQuery {
     fn mode(&self) -> Option<&str> {
         Some(self.mode.as_str()).filter(|m| !m.is_empty())
     }
+
+    /// The question the page asks, for the application layer.
+    fn question(&self) -> enclave_corpus::Question {
+        enclave_corpus::Question {
+            text: self.q.clone(),
+            collections: self.collections(),
+            mode: self.mode().map(str::to_string),
+            scope: Default::default(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -534,18 +544,15 @@ pub async fn ask_page(
     }
     let outcome: std::result::Result<(), ApiError> = async {
         if view == "search" {
-            let body = SearchBody {
-                query: query.q.clone(),
-                collections: query.collections(),
-                mode: query.mode().map(str::to_string),
-                limit: Some(10),
-                scope: Default::default(),
+            let search = enclave_corpus::Query {
+                question: query.question(),
+                limit: 10,
                 expand_neighbours: false,
             };
-            let request = api::search_request(&state, &body, &principal).await?;
-            let results = state.retriever()?.search(&request).await?;
-            api::record_search(&state, &principal, "ui.search", &body.query, &body.collections, &results)
-                .await;
+            let results = state
+                .corpus
+                .search(&principal, &state.retriever()?, &search, "ui.search")
+                .await?;
             let summary = if results.relevant {
                 format!("{} passages ({} search, {:.0} ms)", results.passages.len(), results.mode, results.took_ms)
             } else {
@@ -560,25 +567,13 @@ pub async fn ask_page(
                 &serde_json::json!({"summary": summary, "passages": passage_views(&results.passages)}),
             );
         } else {
-            let started = std::time::Instant::now();
-            let request = ask_request(
-                &state,
-                &query.q,
-                query.collections(),
-                query.mode(),
-                Default::default(),
-                &principal,
-            )
-            .await?;
             let _guard = InFlight::start(&state.metrics);
-            let mut rx = start_answer(&state, &request).await?;
-            while let Some(event) = rx.recv().await {
+            let mut answering =
+                start_answer(&state, &principal, &query.question(), "ui.ask").await?;
+            while let Some(event) = answering.next().await {
                 match event {
                     AskEvent::Done(answer) => {
                         state.metrics.answer_done(&answer);
-                        let took = started.elapsed().as_secs_f64() * 1000.0;
-                        api::record_answer(&state, &principal, "ui.ask", &query.collections(), &answer, took)
-                            .await;
                         ctx.insert("answer", &answer_context(&answer));
                         break;
                     }
@@ -619,44 +614,23 @@ pub async fn ask_stream(
         });
         sse_response(body)
     };
-    let started = std::time::Instant::now();
-    let request = match ask_request(
-        &state,
-        &query.q,
-        query.collections(),
-        query.mode(),
-        Default::default(),
-        &principal,
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => return Ok(failure(e)),
-    };
     let guard = InFlight::start(&state.metrics);
-    let rx = match start_answer(&state, &request).await {
-        Ok(rx) => rx,
+    let answering = match start_answer(&state, &principal, &query.question(), "ui.ask").await {
+        Ok(answering) => answering,
         Err(e) => return Ok(failure(e)),
     };
-    let metrics = (
-        state.metrics.clone(),
-        (state.clone(), principal, query.collections(), started),
-    );
+    let metrics = state.metrics.clone();
     let stream = futures::stream::unfold(
-        (rx, guard, metrics, false),
-        |(mut rx, guard, metrics, finished)| async move {
+        (answering, guard, metrics, false),
+        |(mut answering, guard, metrics, finished)| async move {
             if finished {
                 return None;
             }
-            let (bytes, finished) = match rx.recv().await? {
+            let (bytes, finished) = match answering.next().await? {
                 AskEvent::Sources(p) => (sse_event("sources", &PassageOut::list(&p)), false),
                 AskEvent::Token(t) => (sse_event("token", &serde_json::json!({"text": t})), false),
                 AskEvent::Done(answer) => {
-                    metrics.0.answer_done(&answer);
-                    let (state, principal, collections, started) = &metrics.1;
-                    let took = started.elapsed().as_secs_f64() * 1000.0;
-                    api::record_answer(state, principal, "ui.ask", collections, &answer, took)
-                        .await;
+                    metrics.answer_done(&answer);
                     (sse_event("done", &AnswerOut::from(answer.as_ref())), true)
                 }
                 AskEvent::Failed(e) => (
@@ -669,7 +643,7 @@ pub async fn ask_stream(
             };
             Some((
                 Ok::<_, actix_web::Error>(bytes),
-                (rx, guard, metrics, finished),
+                (answering, guard, metrics, finished),
             ))
         },
     );
@@ -826,7 +800,7 @@ pub async fn passage_page(
     ctx.insert("notice", &notice);
     ctx.insert(
         "has_original",
-        &crate::worker::original_path(&doc, &state.uploads).is_some(),
+        &enclave_corpus::queue::original_path(&doc, &state.uploads).is_some(),
     );
     Ok(page(StatusCode::OK, "passage.html", &ctx))
 }
