@@ -604,7 +604,8 @@ impl Ingestor {
                 |e| format!(".{}", e.to_string_lossy()),
             );
             return Err(parse_failure(ParseError::Unsupported(format!(
-                "{ext} (supported: .pdf, .txt, .md, .html, .eml)"
+                "{ext} (supported: {})",
+                DocumentKind::supported()
             ))));
         };
         if blob.bytes.is_empty() {
@@ -621,6 +622,10 @@ impl Ingestor {
             DocumentKind::Markdown => parse::text::parse_markdown(&bytes),
             DocumentKind::Html => parse::html::parse(&bytes),
             DocumentKind::Email => parse::email::parse(&bytes),
+            DocumentKind::Docx => parse::office::parse(&bytes, parse::office::OfficeFormat::Docx),
+            DocumentKind::Odt => parse::office::parse(&bytes, parse::office::OfficeFormat::Odt),
+            DocumentKind::Pptx => parse::office::parse(&bytes, parse::office::OfficeFormat::Pptx),
+            DocumentKind::Odp => parse::office::parse(&bytes, parse::office::OfficeFormat::Odp),
             DocumentKind::Pdf => unreachable!("PDFs are parsed in a child process"),
         })
         .await

@@ -173,3 +173,178 @@ async fn memos_and_email_attachments_on_postgres() {
     memos_scenario(&env).await;
     db.drop_now().await;
 }
+
+/// Runs LibreOffice headless: `args`, then the input file, writing into `dir`.
+fn soffice(dir: &std::path::Path, args: &[&str], input: &str) {
+    let out = std::process::Command::new("soffice")
+        .arg(format!(
+            "-env:UserInstallation=file://{}",
+            dir.join(".lo-profile").display()
+        ))
+        .arg("--headless")
+        .args(args)
+        .arg("--outdir")
+        .arg(dir)
+        .arg(dir.join(input))
+        .output()
+        .expect("LibreOffice (soffice) runs: scripts/test installs libreoffice-writer-nogui and libreoffice-impress-nogui");
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Office files made by LibreOffice from real content: a handbook with headings, a table and
+/// Debian FAQ text as .docx and .odt; the slides LibreOffice Impress makes of a corpus PDF
+/// (one per page) as .odp and .pptx; and a truncated copy of the .docx.
+fn write_office_files(dir: &std::path::Path) {
+    let work = dir.join("..").join("office-sources");
+    std::fs::create_dir_all(&work).unwrap();
+    // Paragraphs of the Debian FAQ's own text, long enough for several chunks per section.
+    let faq = std::fs::read_to_string(corpus_file("debian-faq__debian-faq.en.txt")).unwrap();
+    let paragraphs: Vec<String> = faq
+        .split("\n\n")
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| p.len() > 200 && !p.contains('<') && !p.contains('&'))
+        .take(8)
+        .collect();
+    assert_eq!(paragraphs.len(), 8);
+    std::fs::write(
+        work.join("handbook.html"),
+        format!(
+            "<html><head><title>Release handbook</title></head><body>\
+             <h1>Release handbook</h1><p>{}</p>\
+             <h2>Stable releases</h2><p>{}</p><p>{}</p><p>{}</p>\
+             <table><tr><th>Version</th><th>Codename</th></tr>\
+             <tr><td>11</td><td>bullseye</td></tr><tr><td>12</td><td>bookworm</td></tr></table>\
+             <h2>Security</h2><p>Security updates come from security.debian.org.</p>\
+             <p>{}</p><p>{}</p><p>{}</p><p>{}</p></body></html>",
+            paragraphs[0],
+            paragraphs[1],
+            paragraphs[2],
+            paragraphs[3],
+            paragraphs[4],
+            paragraphs[5],
+            paragraphs[6],
+            paragraphs[7]
+        ),
+    )
+    .unwrap();
+    std::fs::copy(corpus_file("simh__hpiop.pdf"), work.join("hpiop.pdf")).unwrap();
+    let writer = ["--infilter=HTML (StarWriter)", "--convert-to"];
+    soffice(
+        &work,
+        &[writer[0], writer[1], "docx:MS Word 2007 XML"],
+        "handbook.html",
+    );
+    soffice(&work, &[writer[0], writer[1], "odt"], "handbook.html");
+    soffice(
+        &work,
+        &["--infilter=impress_pdf_import", "--convert-to", "odp"],
+        "hpiop.pdf",
+    );
+    soffice(&work, &["--convert-to", "pptx"], "hpiop.odp");
+    for name in ["handbook.docx", "handbook.odt", "hpiop.odp", "hpiop.pptx"] {
+        std::fs::copy(work.join(name), dir.join(name)).unwrap();
+    }
+    let docx = std::fs::read(work.join("handbook.docx")).unwrap();
+    std::fs::write(dir.join("truncated.docx"), &docx[..docx.len() / 2]).unwrap();
+}
+
+#[tokio::test]
+async fn office_documents_made_by_libreoffice() {
+    let env = TestEnv::embedded();
+    let docs = env.docs();
+    write_office_files(&docs);
+    let summary = env.ingest(&[&docs]);
+    assert_eq!(
+        (&summary["ingested"], &summary["failed"]),
+        (&serde_json::json!(4), &serde_json::json!(1)),
+        "{summary}"
+    );
+    let failure = &summary["failures"][0];
+    assert!(
+        failure["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("truncated.docx")
+            && failure["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("malformed Word document"),
+        "{summary}"
+    );
+
+    let meta = env.meta().await;
+    let all = meta.documents(None).await.unwrap();
+    let by_name = |suffix: &str| {
+        all.iter()
+            .find(|d| d.source_uri.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no document ending in {suffix}: {all:#?}"))
+            .clone()
+    };
+    // Word and OpenDocument text: one page, the headings as sections, the table in Markdown.
+    for (name, mime) in [
+        (
+            "handbook.docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
+        ("handbook.odt", "application/vnd.oasis.opendocument.text"),
+    ] {
+        let d = by_name(name);
+        assert_eq!((d.status.as_str(), d.page_count), ("ready", 1), "{d:#?}");
+        assert_eq!(d.title, "Release handbook");
+        assert_eq!(d.mime_type.as_deref(), Some(mime));
+        let text = document_text(&meta.active_pages(&d.id).await.unwrap());
+        for part in [
+            "## Stable releases",
+            "| Version | Codename |",
+            "| 12 | bookworm |",
+        ] {
+            assert!(text.contains(part), "{name}: no {part:?} in {text}");
+        }
+        let chunks = meta.active_chunks(&d.id).await.unwrap();
+        assert!(
+            chunks.iter().any(|c| c.text.contains("security.debian.org")
+                && c.section.as_deref().is_some_and(|s| s.contains("Security"))),
+            "{name}: {chunks:#?}"
+        );
+    }
+    // Presentations: a slide is a page, in order.
+    for name in ["hpiop.pptx", "hpiop.odp"] {
+        let d = by_name(name);
+        assert_eq!((d.status.as_str(), d.page_count), ("ready", 2), "{d:#?}");
+        let pages = meta.active_pages(&d.id).await.unwrap();
+        assert!(
+            pages[0].text.contains("IOP Implementations"),
+            "{name}: {pages:#?}"
+        );
+        assert!(pages[1].text.contains("TRSLT"), "{name}: {pages:#?}");
+        // The chunk that says so covers the second slide: a citation names it.
+        let chunks = meta.active_chunks(&d.id).await.unwrap();
+        assert!(
+            chunks
+                .iter()
+                .any(|c| c.page_end == 2 && c.text.contains("TRSLT instruction is not used")),
+            "{name}: {chunks:#?}"
+        );
+    }
+    meta.close().await;
+    assert_consistent(&env).await;
+
+    // A search finds the presentations.
+    let out = env.run(&[
+        "search",
+        "Is the TRSLT instruction used in the 21MX IOP code?",
+        "-k",
+        "10",
+        "--json",
+    ]);
+    let results: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let found: Vec<&str> = results["passages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["source_uri"].as_str().unwrap())
+        .collect();
+    for name in ["hpiop.pptx", "hpiop.odp"] {
+        assert!(found.iter().any(|u| u.ends_with(name)), "{name}: {out}");
+    }
+}

@@ -2,10 +2,12 @@
 //! metadata, attachments) or a [`ParseError`] that names what is wrong with that one file.
 //!
 //! PDF extraction runs in a child process (see [`pdf`]) because pdf-extract can panic, abort or
-//! loop forever on hostile fonts; every other format is parsed in-process by maintained crates.
+//! loop forever on hostile fonts; every other format is parsed in-process by maintained crates
+//! (office packages with `zip` and `quick-xml`, see [`office`]).
 
 pub mod email;
 pub mod html;
+pub mod office;
 pub mod pdf;
 pub mod text;
 
@@ -21,6 +23,14 @@ pub enum DocumentKind {
     Markdown,
     Html,
     Email,
+    /// Word (.docx).
+    Docx,
+    /// OpenDocument text (.odt).
+    Odt,
+    /// PowerPoint (.pptx).
+    Pptx,
+    /// OpenDocument presentation (.odp).
+    Odp,
 }
 
 impl DocumentKind {
@@ -32,7 +42,70 @@ impl DocumentKind {
             Self::Markdown => "text/markdown",
             Self::Html => "text/html",
             Self::Email => "message/rfc822",
+            Self::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            Self::Odt => "application/vnd.oasis.opendocument.text",
+            Self::Pptx => {
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+            }
+            Self::Odp => "application/vnd.oasis.opendocument.presentation",
         }
+    }
+
+    /// Every kind Enclave reads.
+    pub const ALL: [DocumentKind; 9] = [
+        Self::Pdf,
+        Self::Text,
+        Self::Markdown,
+        Self::Html,
+        Self::Email,
+        Self::Docx,
+        Self::Odt,
+        Self::Pptx,
+        Self::Odp,
+    ];
+
+    /// What a person calls this kind.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pdf => "PDF",
+            Self::Text => "Text",
+            Self::Markdown => "Markdown",
+            Self::Html => "HTML",
+            Self::Email => "E-mail",
+            Self::Docx => "Word",
+            Self::Odt => "OpenDocument text",
+            Self::Pptx => "PowerPoint",
+            Self::Odp => "OpenDocument presentation",
+        }
+    }
+
+    /// The extension an original of this kind is stored with.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Pdf => "pdf",
+            Self::Text => "txt",
+            Self::Markdown => "md",
+            Self::Html => "html",
+            Self::Email => "eml",
+            Self::Docx => "docx",
+            Self::Odt => "odt",
+            Self::Pptx => "pptx",
+            Self::Odp => "odp",
+        }
+    }
+
+    /// The kind recorded with this MIME type.
+    pub fn of_mime_type(mime: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.mime_type() == mime)
+    }
+
+    /// The supported extensions, for messages: `.pdf, .txt, ...`.
+    pub fn supported() -> String {
+        Self::ALL
+            .iter()
+            .map(|k| format!(".{}", k.extension()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Decides the kind from the file name's extension, falling back on magic bytes (`%PDF-`)
@@ -48,6 +121,10 @@ impl DocumentKind {
             Some("md" | "markdown") => Some(Self::Markdown),
             Some("html" | "htm" | "xhtml") => Some(Self::Html),
             Some("eml") => Some(Self::Email),
+            Some("docx") => Some(Self::Docx),
+            Some("odt") => Some(Self::Odt),
+            Some("pptx") => Some(Self::Pptx),
+            Some("odp") => Some(Self::Odp),
             _ if head.starts_with(b"%PDF-") => Some(Self::Pdf),
             _ => None,
         }
@@ -61,7 +138,7 @@ impl DocumentKind {
             "text/markdown" => Some(Self::Markdown),
             "text/html" => Some(Self::Html),
             "message/rfc822" => Some(Self::Email),
-            _ => Self::detect(name, &[]),
+            m => Self::of_mime_type(m).or_else(|| Self::detect(name, &[])),
         }
     }
 }
@@ -141,6 +218,9 @@ pub enum ParseError {
     EmptyEmail,
     #[error("encrypted PDF: cannot be read without its password")]
     Encrypted,
+    /// A password-protected document other than a PDF: what it is.
+    #[error("password-protected {0}: cannot be read without its password")]
+    Protected(String),
     #[error("malformed {kind}: {reason}")]
     Malformed { kind: String, reason: String },
     #[error("PDF extraction did not finish within {0} s and was stopped")]

@@ -91,7 +91,7 @@ pub(crate) fn normalize_newlines(text: &str) -> String {
 
 /// The ATX headings of a Markdown text, with char offsets of their line starts. Lines inside
 /// fenced code blocks (```` ``` ```` or `~~~`) are not headings.
-fn markdown_headings(text: &str) -> Vec<Heading> {
+pub(crate) fn markdown_headings(text: &str) -> Vec<Heading> {
     let mut headings = Vec::new();
     // The open fence: its character and length.
     let mut fence: Option<(char, usize)> = None;

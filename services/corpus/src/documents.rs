@@ -139,16 +139,6 @@ pub struct BulkOutcome {
     pub failed: Vec<(String, String)>,
 }
 
-fn extension_of(kind: DocumentKind) -> &'static str {
-    match kind {
-        DocumentKind::Pdf => "pdf",
-        DocumentKind::Text => "txt",
-        DocumentKind::Markdown => "md",
-        DocumentKind::Html => "html",
-        DocumentKind::Email => "eml",
-    }
-}
-
 impl Corpus {
     fn queue(&self) -> Result<&IngestQueue> {
         self.queue.as_ref().ok_or_else(|| {
@@ -177,8 +167,9 @@ impl Corpus {
             .map(str::to_string);
         let Some(kind) = DocumentKind::detect(Path::new(&file.name), &file.head) else {
             return Err(CorpusError::Unsupported(format!(
-                "'{}' is not a supported type (PDF, .txt, .md, .html, .eml)",
-                file.name
+                "'{}' is not a supported type ({})",
+                file.name,
+                DocumentKind::supported()
             )));
         };
         if file.size == 0 {
@@ -247,7 +238,7 @@ impl Corpus {
         let queue = self.queue()?;
         let path = self
             .uploads()?
-            .keep(&file.temp, &file.sha256, extension_of(kind))
+            .keep(&file.temp, &file.sha256, kind.extension())
             .await?;
         let new = NewVersion {
             collection_id: collection.id.clone(),

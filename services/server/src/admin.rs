@@ -10,6 +10,7 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
+use enclave_ingest::parse::DocumentKind;
 use enclave_retrieval::SearchMode;
 use enclave_storage::Document;
 use serde::Deserialize;
@@ -98,23 +99,9 @@ impl Fields {
 }
 
 fn short_type(mime: Option<&str>) -> &'static str {
-    match mime.unwrap_or_default() {
-        "application/pdf" => "PDF",
-        "text/plain" => "Text",
-        "text/markdown" => "Markdown",
-        "text/html" => "HTML",
-        "message/rfc822" => "E-mail",
-        _ => "Other",
-    }
+    mime.and_then(DocumentKind::of_mime_type)
+        .map_or("Other", DocumentKind::label)
 }
-
-const TYPES: [(&str, &str); 5] = [
-    ("application/pdf", "PDF"),
-    ("text/plain", "Text"),
-    ("text/markdown", "Markdown"),
-    ("text/html", "HTML"),
-    ("message/rfc822", "E-mail"),
-];
 
 const STATUSES: [&str; 7] = [
     "queued",
@@ -354,9 +341,9 @@ pub async fn documents_page(
     ctx.insert("statuses", &STATUSES);
     ctx.insert(
         "types",
-        &TYPES
+        &DocumentKind::ALL
             .iter()
-            .map(|(m, l)| serde_json::json!({"mime": m, "label": l}))
+            .map(|k| serde_json::json!({"mime": k.mime_type(), "label": k.label()}))
             .collect::<Vec<_>>(),
     );
     Ok(page(StatusCode::OK, "admin_documents.html", &ctx))
