@@ -557,7 +557,12 @@ async fn a_three_node_qdrant_cluster_keeps_serving_while_a_node_is_down() {
     let second = QdrantProcess::cluster_join(&dir.path().join("n2"), &first).unwrap();
     let mut third = QdrantProcess::cluster_join(&dir.path().join("n3"), &first).unwrap();
     // Wait until the three peers know each other.
-    let client = reqwest::Client::new();
+    // A fresh connection per request: a pooled one can be closed by the node while the ingest
+    // below keeps the client idle, and reusing it fails the request mid-way (IncompleteMessage).
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let started = Instant::now();
     loop {
         let c: Value = client
