@@ -367,28 +367,43 @@ fn walk(xml: &[u8], mut f: impl FnMut(Node<'_, '_>)) -> Result<(), String> {
     }
 }
 
-/// The value of the attribute with this local name and no prefix.
+/// Which prefix an attribute may carry.
+#[derive(Clone, Copy)]
+enum Prefix {
+    /// None (`Id`, `type`).
+    Without,
+    /// Some prefix (`r:id`).
+    With,
+    /// Whatever it is (`w:val`, `text:outline-level`).
+    Any,
+}
+
+/// The value of the attribute with this local name and prefix rule.
+fn find_attr(e: &BytesStart<'_>, name: &[u8], prefix: Prefix) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| {
+            let prefixed = a.key.prefix().is_some();
+            a.key.local_name().into_inner() == name
+                && match prefix {
+                    Prefix::Without => !prefixed,
+                    Prefix::With => prefixed,
+                    Prefix::Any => true,
+                }
+        })
+        .and_then(|a| a.unescape_value().ok().map(Cow::into_owned))
+}
+
 fn attr(e: &BytesStart<'_>, name: &[u8]) -> Option<String> {
-    e.attributes()
-        .flatten()
-        .find(|a| a.key.prefix().is_none() && a.key.local_name().into_inner() == name)
-        .and_then(|a| a.unescape_value().ok().map(Cow::into_owned))
+    find_attr(e, name, Prefix::Without)
 }
 
-/// The value of the attribute with this local name and some prefix (`r:id`).
 fn prefixed_attr(e: &BytesStart<'_>, name: &[u8]) -> Option<String> {
-    e.attributes()
-        .flatten()
-        .find(|a| a.key.prefix().is_some() && a.key.local_name().into_inner() == name)
-        .and_then(|a| a.unescape_value().ok().map(Cow::into_owned))
+    find_attr(e, name, Prefix::With)
 }
 
-/// The attribute with this local name, whatever its prefix.
 fn any_attr(e: &BytesStart<'_>, name: &[u8]) -> Option<String> {
-    e.attributes()
-        .flatten()
-        .find(|a| a.key.local_name().into_inner() == name)
-        .and_then(|a| a.unescape_value().ok().map(Cow::into_owned))
+    find_attr(e, name, Prefix::Any)
 }
 
 /// The text of the first element of each of these local names.
