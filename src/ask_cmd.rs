@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use enclave_answer::AskEvent;
-use enclave_corpus::Question;
+use enclave_corpus::{Keep, Question};
 use enclave_retrieval::SearchMode;
 use enclave_settings::Settings;
 
@@ -32,6 +32,10 @@ pub struct AskArgs {
     /// Print the finished answer as JSON instead of streaming it.
     #[arg(long)]
     json: bool,
+    /// Keep the answer in a conversation: `new`, or the id of one (of the user given with
+    /// --as, else of the command line's); the question is then a follow-up to its turns.
+    #[arg(long, value_name = "ID|new")]
+    conversation: Option<String>,
 }
 
 pub async fn run(settings: &Settings, args: AskArgs) -> anyhow::Result<ExitCode> {
@@ -44,13 +48,24 @@ pub async fn run(settings: &Settings, args: AskArgs) -> anyhow::Result<ExitCode>
         collections: args.collections,
         mode: args.mode.map(|m| m.to_string()),
         scope: args.scope.scope()?,
+        history: Vec::new(),
+        keep: match args.conversation.as_deref() {
+            None => Keep::Nothing,
+            Some("new") => Keep::NewConversation,
+            Some(id) => Keep::Conversation(id.to_string()),
+        },
     };
     let mut events = corpus.ask(&actor, &asker, &question, "cli.ask").await?;
     if args.json {
         while let Some(event) = events.next().await {
             match event {
                 AskEvent::Done(answer) => {
-                    println!("{}", serde_json::to_string_pretty(&answer)?);
+                    let mut json = serde_json::to_value(&answer)?;
+                    if let Some(turn) = events.kept() {
+                        json["conversation_id"] = turn.conversation_id.clone().into();
+                        json["turn_id"] = turn.id.clone().into();
+                    }
+                    println!("{}", serde_json::to_string_pretty(&json)?);
                     return Ok(ExitCode::SUCCESS);
                 }
                 AskEvent::Failed(e) => anyhow::bail!("generation failed: {e}"),
@@ -69,6 +84,12 @@ pub async fn run(settings: &Settings, args: AskArgs) -> anyhow::Result<ExitCode>
             }
             AskEvent::Failed(e) => anyhow::bail!("generation failed: {e}"),
             AskEvent::Done(answer) => {
+                if let Some(r) = &answer.rewrite {
+                    println!("(asked as: {})", r.question);
+                }
+                if let Some(turn) = events.kept() {
+                    println!("(kept in conversation {})", turn.conversation_id);
+                }
                 if answer.refused {
                     println!("{}", answer.text);
                     if !answer.passages.is_empty() {

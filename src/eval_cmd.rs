@@ -1,19 +1,22 @@
-//! `enclave eval`: retrieval quality on a question set, dense, BM25 and hybrid side by side.
+//! `enclave eval`: retrieval quality on a question set, dense, BM25 and hybrid side by side:
+//! a file, or a collection's own evaluation set (whose run is then kept with its settings).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use enclave_retrieval::eval::{ModeReport, ThresholdRow, parse_set};
-use enclave_retrieval::{SearchMode, SearchRequest};
+use enclave_retrieval::eval::{ModeReport, ThresholdRow, evaluate, parse_set};
 use enclave_settings::Settings;
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// Question set (JSON Lines: id, question, document, pages, answer | unanswerable).
+    /// Without it, the evaluation set of the one collection named with --collection (its
+    /// cases, added by curators or made from readers' feedback); the run is kept and shown on
+    /// the collection's page.
     #[arg(long = "set", value_name = "FILE")]
-    set: PathBuf,
-    /// Collection to search (default: all).
+    set: Option<PathBuf>,
+    /// Collection to search (repeatable; default: all).
     #[arg(long = "collection", value_name = "NAME")]
     collections: Vec<String>,
     /// Also ask the model: the first N answerable questions and every unanswerable one
@@ -117,12 +120,7 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     v[((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize - 1]
 }
 
-const MODES: [SearchMode; 3] = [SearchMode::Dense, SearchMode::Bm25, SearchMode::Hybrid];
-
 pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.set)
-        .with_context(|| format!("reading {}", args.set.display()))?;
-    let items = parse_set(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.set.display()))?;
     // One process opens the embedded vector store once: the asker's retriever serves both.
     let asker = match args.answers {
         Some(_) => Some(crate::app::asker(settings).await?),
@@ -132,20 +130,31 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         Some(a) => a.retriever().clone(),
         None => crate::app::retriever(settings).await?,
     };
-    let mut reports: Vec<(SearchMode, ModeReport)> =
-        MODES.iter().map(|m| (*m, ModeReport::default())).collect();
-    for item in &items {
-        for (mode, report) in &mut reports {
-            let request = SearchRequest {
-                query: item.question.clone(),
-                collections: args.collections.clone(),
-                mode: Some(*mode),
-                limit: 10,
-                ..Default::default()
-            };
-            let results = retriever.search(&request).await?;
-            report.add(item, &results);
+    let corpus = crate::app::corpus_of(settings, retriever.meta().clone(), retriever.vectors());
+    let actor = enclave_corpus::Actor::command_line();
+    let (label, items, own) = match &args.set {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let items = parse_set(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            (path.display().to_string(), items, None)
         }
+        None => {
+            let [name] = args.collections.as_slice() else {
+                anyhow::bail!(
+                    "give a question set with --set FILE, or name one collection with \
+                     --collection NAME to run its own evaluation set"
+                );
+            };
+            let items = corpus.eval_items(&actor, name).await?;
+            (format!("collection '{name}'"), items, Some(name.clone()))
+        }
+    };
+    let reports = evaluate(&retriever, &items, &args.collections).await?;
+    if let Some(name) = &own {
+        corpus
+            .record_eval(&actor, &retriever, name, &reports)
+            .await?;
     }
     let answers = match (&asker, args.answers) {
         (Some(a), Some(n)) => Some(evaluate_answers(a, &items, n, &args.collections).await?),
@@ -181,10 +190,10 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     let (answerable, unanswerable) = (reports[0].1.answerable, reports[0].1.unanswerable);
-    println!(
-        "{}: {answerable} answerable, {unanswerable} unanswerable questions",
-        args.set.display()
-    );
+    println!("{label}: {answerable} answerable, {unanswerable} unanswerable questions");
+    if own.is_some() {
+        println!("(this run is kept: the collection's page shows it beside the earlier ones)");
+    }
     println!();
     println!(
         "| mode | recall@1 | recall@5 | recall@10 | MRR | nDCG@10 | refusal accuracy | false refusals | p50 ms | p95 ms | p99 ms |"

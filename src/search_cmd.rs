@@ -57,6 +57,7 @@ pub async fn run(settings: &Settings, args: SearchArgs) -> anyhow::Result<ExitCo
             collections: args.collections,
             mode: args.mode.map(|m| m.to_string()),
             scope: args.scope.scope()?,
+            ..Default::default()
         },
         limit: args.limit,
         expand_neighbours: args.expand,

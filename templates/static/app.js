@@ -1,5 +1,6 @@
-// Progressive enhancement of the ask page: answers stream in as they are written.
-// Without JavaScript the form is submitted and the server renders the finished answer.
+// Progressive enhancement of the ask page: answers stream in as they are written, then the
+// page shows the conversation they were kept in. Without JavaScript the form is submitted
+// and the server answers, keeps the answer and shows the conversation.
 "use strict";
 
 function el(tag, attrs, text) {
@@ -51,7 +52,6 @@ function meta(answer) {
 
 function stream(form) {
   const params = new URLSearchParams(new FormData(form));
-  history.pushState(null, "", "/?" + params.toString());
   document.querySelectorAll(".results, #main > .error").forEach((e) => e.remove());
   const section = document.getElementById("answer");
   const box = document.getElementById("answer-text");
@@ -87,6 +87,8 @@ function stream(form) {
     renderCitations(list, heading, answer);
     metaLine.textContent = meta(answer);
     finish("done");
+    // The answer is kept in its conversation: show the conversation, this answer last.
+    if (answer.conversation_id) showConversation(answer.conversation_id);
   });
   source.addEventListener("failure", (e) => {
     error.textContent = JSON.parse(e.data).message;
@@ -102,7 +104,43 @@ function stream(form) {
   };
 }
 
-document.addEventListener("DOMContentLoaded", () => {
+let swapped = false;
+
+// Replaces the page's content by the conversation's (its turns with their feedback forms and
+// the follow-up form), without reloading the page.
+async function showConversation(id) {
+  const url = "/?c=" + encodeURIComponent(id);
+  let html;
+  try {
+    const res = await fetch(url, { credentials: "same-origin" });
+    if (!res.ok) throw new Error(String(res.status));
+    html = await res.text();
+  } catch {
+    location.assign(url);
+    return;
+  }
+  const doc = new DOMParser().parseFromString(html, "text/html");
+  const fresh = doc.getElementById("main");
+  if (!fresh) {
+    location.assign(url);
+    return;
+  }
+  document.getElementById("main").replaceWith(fresh);
+  swapped = true;
+  document.title = doc.title;
+  history.pushState(null, "", url);
+  bind();
+  showLatest();
+}
+
+// A conversation opens at its latest answer.
+function showLatest() {
+  const turns = document.querySelectorAll("article.turn");
+  if (turns.length > 0) turns[turns.length - 1].scrollIntoView({ block: "start" });
+}
+
+// Wires the page's forms.
+function bind() {
   const form = document.getElementById("ask-form");
   if (form && window.EventSource) {
     form.addEventListener("submit", (e) => {
@@ -112,6 +150,22 @@ document.addEventListener("DOMContentLoaded", () => {
       stream(form);
     });
   }
+  // Forms that destroy something ask first.
+  document.querySelectorAll("form[data-confirm]").forEach((f) => {
+    f.addEventListener("submit", (e) => {
+      if (!window.confirm(f.dataset.confirm)) e.preventDefault();
+    });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  bind();
   const cited = document.getElementById("cited");
   if (cited) cited.scrollIntoView({ block: "center" });
+  if (!location.hash) showLatest();
+});
+
+// Back and forward across a conversation shown without a reload load the page anew.
+window.addEventListener("popstate", () => {
+  if (swapped) location.reload();
 });

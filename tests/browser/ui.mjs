@@ -8,6 +8,7 @@
 //   ENCLAVE_USER       user name to log in with
 //   ENCLAVE_PASSWORD   that user's password
 //   ENCLAVE_QUESTION   a question the indexed corpus can answer (with citations)
+//   ENCLAVE_FOLLOW_UPS two follow-ups to it that do not stand alone, separated by "|"
 //   ENCLAVE_XSS_QUERY  a search query that finds a document whose text contains
 //                      literal HTML/script markup (e.g. "<script>...")
 //   SCREENSHOT_DIR     folder for ask.png, passage.png, search.png and, on
@@ -36,6 +37,7 @@ const REQUIRED = [
   'ENCLAVE_USER',
   'ENCLAVE_PASSWORD',
   'ENCLAVE_QUESTION',
+  'ENCLAVE_FOLLOW_UPS',
   'ENCLAVE_XSS_QUERY',
   'SCREENSHOT_DIR',
 ];
@@ -49,6 +51,7 @@ const BASE = process.env.ENCLAVE_URL.replace(/\/+$/, '');
 const USER = process.env.ENCLAVE_USER;
 const PASSWORD = process.env.ENCLAVE_PASSWORD;
 const QUESTION = process.env.ENCLAVE_QUESTION;
+const FOLLOW_UPS = process.env.ENCLAVE_FOLLOW_UPS.split('|');
 const XSS_QUERY = process.env.ENCLAVE_XSS_QUERY;
 const SHOT_DIR = path.resolve(process.env.SCREENSHOT_DIR);
 const ANSWER_TIMEOUT_MS = Number(process.env.ENCLAVE_ANSWER_TIMEOUT_S || 180) * 1000;
@@ -172,6 +175,30 @@ async function expectPresent(page, selector, what) {
   const n = await countOf(page, selector);
   check(n >= 1, `${what} (${selector}) to be present`, `${n} matching elements on ${page.url()}`);
   return n;
+}
+
+/**
+ * After a question is sent (JS): waits until the answer is kept and the page shows the
+ * conversation with `turns` turns; fails with the error shown if the answer failed.
+ */
+async function answerKept(page, turns) {
+  const deadline = Date.now() + ANSWER_TIMEOUT_MS;
+  for (;;) {
+    const state = await attr(page, '#answer', 'data-state').catch(() => null);
+    if (state === 'error') {
+      const msg = await page.locator('#answer-error').first().textContent().catch(() => null);
+      fail('the answer to be kept', `data-state "error", #answer-error: ${JSON.stringify(trimText(msg, 500))}`, '#answer');
+    }
+    const n = await countOf(page, 'section.thread article.turn').catch(() => 0);
+    if (n >= turns) {
+      check(n === turns, `${turns} turn(s) in the conversation`, `${n} turns`, 'section.thread');
+      return;
+    }
+    if (Date.now() > deadline) {
+      fail(`the conversation to show ${turns} turn(s) within ${ANSWER_TIMEOUT_MS / 1000}s`, `${n} turns, #answer data-state=${JSON.stringify(state)}`, '#answer');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** Installed into every document of the JS context: logs #answer-text growth and #answer state. */
@@ -353,23 +380,7 @@ async function main() {
     await page.selectOption('#collection', '');
     info(`question: ${JSON.stringify(QUESTION)}`);
     await page.click('#ask-button');
-
-    const finished = page.locator('#answer[data-state="done"], #answer[data-state="error"]');
-    try {
-      await finished.first().waitFor({ state: 'attached', timeout: ANSWER_TIMEOUT_MS });
-    } catch {
-      const state = await attr(page, '#answer', 'data-state');
-      fail(
-        `#answer data-state "done" within ${ANSWER_TIMEOUT_MS / 1000}s`,
-        `data-state=${JSON.stringify(state)}, #answer-text=${JSON.stringify(trimText(await page.locator('#answer-text').first().textContent().catch(() => null)))}`,
-        '#answer',
-      );
-    }
-    const state = await attr(page, '#answer', 'data-state');
-    if (state === 'error') {
-      const msg = await page.locator('#answer-error').first().textContent().catch(() => null);
-      fail('#answer data-state "done"', `data-state "error", #answer-error: ${JSON.stringify(trimText(msg, 500))}`, '#answer');
-    }
+    await answerKept(page, 1);
 
     const streamLog = (await page.evaluate(() => window.__enclaveTestStreamLog || null)) || [];
     const doneIdx = streamLog.findIndex((r) => r.state === 'done');
@@ -387,15 +398,18 @@ async function main() {
     );
     info(`incremental: ${lengths.length} distinct non-empty lengths before done`);
 
-    const answerText = ((await page.locator('#answer-text').first().textContent()) || '').trim();
+    // The answer is now the conversation's first turn.
+    const turn = 'article.turn#turn-1';
+    check(new URL(page.url()).searchParams.get('c'), 'the page to show the conversation (/?c=ID)', page.url());
+    const answerText = ((await page.locator(`${turn} .answer-text`).first().textContent()) || '').trim();
     info(`answer: ${JSON.stringify(trimText(answerText, 300))}`);
-    check(answerText.length > 0, 'non-empty #answer-text', 'empty #answer-text', '#answer');
-    check(answerText !== NO_ANSWER_TEXT, 'an answer (the question is answerable from the corpus)', `"${NO_ANSWER_TEXT}"`, '#answer');
+    check(answerText.length > 0, 'non-empty answer text in the first turn', 'empty answer text', turn);
+    check(answerText !== NO_ANSWER_TEXT, 'an answer (the question is answerable from the corpus)', `"${NO_ANSWER_TEXT}"`, turn);
 
-    const nCitations = await countOf(page, 'ol#citations li a.citation');
-    const nItems = await countOf(page, 'ol#citations li');
-    check(nCitations >= 1, 'at least one ol#citations li a.citation', `${nCitations} a.citation in ${nItems} ol#citations li`, '#answer');
-    const citations = await page.locator('ol#citations li a.citation').evaluateAll((as) =>
+    const nCitations = await countOf(page, `${turn} ol.citations li a.citation`);
+    const nItems = await countOf(page, `${turn} ol.citations li`);
+    check(nCitations >= 1, 'at least one ol.citations li a.citation', `${nCitations} a.citation in ${nItems} ol.citations li`, turn);
+    const citations = await page.locator(`${turn} ol.citations li a.citation`).evaluateAll((as) =>
       as.map((a) => ({ href: a.getAttribute('href'), text: (a.textContent || '').trim() })),
     );
     for (const c of citations) {
@@ -404,7 +418,7 @@ async function main() {
     }
     info(`citations: ${citations.map((c) => `${JSON.stringify(c.text)} -> ${c.href}`).join(' | ')}`);
 
-    const markers = await page.locator('#answer-text a.citation-marker').evaluateAll((as) =>
+    const markers = await page.locator(`${turn} .answer-text a.citation-marker`).evaluateAll((as) =>
       as.map((a) => ({ href: a.getAttribute('href'), text: (a.textContent || '').trim() })),
     );
     for (const m of markers) {
@@ -421,7 +435,7 @@ async function main() {
 
   // --------------------------------------------------- passage view --
   await step('open the first citation: passage view', async () => {
-    const link = page.locator('ol#citations li a.citation').first();
+    const link = page.locator('article.turn#turn-1 ol.citations li a.citation').first();
     const target = await link.getAttribute('target');
     let pv = page;
     if (target && target !== '_self') {
@@ -523,6 +537,65 @@ async function main() {
   });
 
   // ------------------------------------------------- search / XSS --
+  // ------------------------------------------------ conversation --
+  let threadUrl;
+  await step('two follow-ups in the conversation (JS): each rewritten and searched as such', async () => {
+    await page.goBack({ waitUntil: 'load' });
+    check(new URL(page.url()).searchParams.get('c'), 'back on the conversation (/?c=ID)', page.url());
+    threadUrl = page.url();
+    for (const [i, followUp] of FOLLOW_UPS.entries()) {
+      const position = i + 2;
+      const placeholder = await attr(page, '#q', 'placeholder');
+      check(/follow-up/i.test(placeholder || ''), '#q to offer a follow-up question', `placeholder=${JSON.stringify(placeholder)}`, '#q');
+      await page.fill('#q', followUp);
+      await page.click('#ask-button');
+      await answerKept(page, position);
+      const turn = `article.turn#turn-${position}`;
+      const asked = ((await page.locator(`${turn} .turn-question`).textContent()) || '').trim();
+      check(asked === followUp, `turn ${position} to show the follow-up`, JSON.stringify(asked), turn);
+      const standalone = ((await page.locator(`${turn} details.how q.standalone`).textContent().catch(() => '')) || '').trim();
+      info(`turn ${position}: ${JSON.stringify(followUp)} searched as ${JSON.stringify(standalone)}`);
+      check(standalone.length > 0 && standalone !== followUp, `turn ${position}: the rewritten question under "How this was found"`, JSON.stringify(standalone), turn);
+      const retrieved = await countOf(page, `${turn} details.how ol.retrieved li a`);
+      check(retrieved >= 1, `turn ${position}: the passages retrieved for it`, `${retrieved}`, turn);
+    }
+    await page.screenshot({ path: path.join(SHOT_DIR, 'conversation.png'), fullPage: true });
+  });
+
+  await step('feedback: thumbs down with a comment on the second answer', async () => {
+    const turn = 'article.turn#turn-2';
+    await page.locator(`${turn} details.more summary`).click();
+    await page.fill(`${turn} textarea[name="comment"]`, 'names no register');
+    await Promise.all([
+      page.waitForURL((u) => u.hash === '#turn-2', { timeout: 30_000, waitUntil: 'load' }),
+      page.click(`${turn} button.thumb[value="no"]`),
+    ]);
+    const pressed = await attr(page, `${turn} button.thumb[value="no"]`, 'aria-pressed');
+    check(pressed === 'true', 'the thumbs-down button pressed after the verdict', `aria-pressed=${JSON.stringify(pressed)}`, turn);
+    const comment = await page.locator(`${turn} textarea[name="comment"]`).inputValue();
+    check(comment === 'names no register', 'the comment kept', JSON.stringify(comment), turn);
+  });
+
+  await step('the conversation is listed, found and exported with every citation', async () => {
+    const id = new URL(threadUrl).searchParams.get('c');
+    await page.goto(`${BASE}/conversations?q=${encodeURIComponent(FOLLOW_UPS[0])}`, { waitUntil: 'load' });
+    const hrefs = await page.locator('a.conversation').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+    check(hrefs.includes(`/?c=${id}`), 'the conversation found by its follow-up on /conversations', JSON.stringify(hrefs), 'table.conversations');
+    await page.goto(threadUrl, { waitUntil: 'load' });
+    const cited = await page.locator('section.thread ol.citations a.citation').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+    check(cited.length >= 1, 'citations in the conversation', `${cited.length}`, 'section.thread');
+    const res = await page.request.get(`${BASE}/conversations/${id}/export`);
+    check(res.status() === 200, 'the Markdown export', `HTTP ${res.status()}`);
+    const markdown = await res.text();
+    for (const href of cited) {
+      check(markdown.includes(href), `the export to link ${href}`, trimText(markdown, 400));
+    }
+    for (const q of [QUESTION, ...FOLLOW_UPS]) {
+      check(markdown.includes(q), `the export to hold ${JSON.stringify(q)}`, trimText(markdown, 400));
+    }
+    info(`export: ${markdown.length} characters, ${cited.length} citation links`);
+  });
+
   await step('search view escapes stored HTML/script (no XSS)', async () => {
     dialogs.length = 0;
     const url = `${BASE}/?q=${encodeURIComponent(XSS_QUERY)}&view=search`;
@@ -590,23 +663,19 @@ async function main() {
     await p2.fill('#q', QUESTION);
     await p2.selectOption('#view', 'answer');
     await Promise.all([
-      p2.waitForURL((u) => u.pathname === '/' && u.searchParams.get('q') === QUESTION, {
+      p2.waitForURL((u) => u.pathname === '/' && u.searchParams.get('c'), {
         timeout: ANSWER_TIMEOUT_MS,
         waitUntil: 'load',
       }),
       p2.click('#ask-button', { noWaitAfter: true }),
     ]);
-    info(`submitted: ${p2.url()}`);
-    const state = await attr(p2, '#answer', 'data-state');
-    if (state === 'error') {
-      const msg = await p2.locator('#answer-error').first().textContent().catch(() => null);
-      fail('#answer[data-state="done"] (no JS)', `data-state "error", #answer-error: ${JSON.stringify(trimText(msg, 500))}`, '#answer');
-    }
-    check(state === 'done', '#answer[data-state="done"] rendered by the server (no JS)', `data-state=${JSON.stringify(state)}`, '#answer');
-    const text = ((await p2.locator('#answer-text').first().textContent().catch(() => '')) || '').trim();
+    info(`submitted, then shown the conversation: ${p2.url()}`);
+    const errors = await countOf(p2, 'p.error[role="alert"]');
+    check(errors === 0, 'no error (no JS)', `${errors} p.error: ${JSON.stringify(trimText(await p2.locator('p.error[role="alert"]').first().textContent().catch(() => ''), 500))}`);
+    const text = ((await p2.locator('article.turn#turn-1 .answer-text').first().textContent().catch(() => '')) || '').trim();
     info(`answer: ${JSON.stringify(trimText(text, 300))}`);
-    const n = await countOf(p2, 'a.citation');
-    check(n >= 1, 'at least one a.citation (no JS)', `${n} a.citation; #answer-text ${JSON.stringify(trimText(text))}`, '#answer');
+    const n = await countOf(p2, 'article.turn#turn-1 a.citation');
+    check(n >= 1, 'at least one a.citation in the kept answer (no JS)', `${n} a.citation; answer ${JSON.stringify(trimText(text))}`, 'section.thread');
     info(`${n} citation(s)`);
     await ctx2.close();
     currentPage = page;

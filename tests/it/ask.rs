@@ -29,16 +29,8 @@ enum Engine {
     MistralRs,
 }
 
-async fn asker(env: &TestEnv, engine: Engine, slots: usize, queue: usize) -> Asker {
-    let embedder = embedder().await;
-    let retriever = Retriever::new(
-        env.meta().await,
-        env.vectors(),
-        embedder,
-        RetrievalOptions::default(),
-    )
-    .unwrap();
-    let generator: Arc<dyn Generator> = match engine {
+async fn generator(engine: Engine, slots: usize, queue: usize) -> Arc<dyn Generator> {
+    match engine {
         Engine::LlamaCpp => {
             let config = LlamaCppConfig {
                 model_path: small_model(),
@@ -64,7 +56,19 @@ async fn asker(env: &TestEnv, engine: Engine, slots: usize, queue: usize) -> Ask
             .await
             .unwrap(),
         ),
-    };
+    }
+}
+
+async fn asker(env: &TestEnv, engine: Engine, slots: usize, queue: usize) -> Asker {
+    let embedder = embedder().await;
+    let retriever = Retriever::new(
+        env.meta().await,
+        env.vectors(),
+        embedder,
+        RetrievalOptions::default(),
+    )
+    .unwrap();
+    let generator = generator(engine, slots, queue).await;
     Asker::new(
         retriever,
         generator,
@@ -380,4 +384,44 @@ async fn a_document_cannot_forge_a_source_of_its_own() {
         }
     }
     assert!(!a.text.contains("[9]"), "{}", a.text);
+}
+
+/// A follow-up is rewritten by the model under both engines' grammars (GBNF and Lark): the
+/// rewrite is a question that resolves the follow-up with the conversation, or, when the
+/// model's rewrite does not, the previous question and the follow-up together.
+async fn follow_up_rewrite(engine: Engine) {
+    let generator = generator(engine, 1, 4).await;
+    let history = vec![enclave_answer::Turn {
+        question: "What is the Debian bug tracking system?".into(),
+        answer: "Debian tracks bugs in its bug tracking system, where anyone may report one [1]."
+            .into(),
+    }];
+    let follow_up = "How do I report one?";
+    assert!(!enclave_answer::stands_alone(follow_up, &history));
+    let r = enclave_answer::rewrite(generator.as_ref(), follow_up, &history)
+        .await
+        .unwrap();
+    println!("{engine:?}: {follow_up:?} -> {r:?}");
+    match r.kind {
+        enclave_answer::RewriteKind::Model => {
+            assert!(r.question.ends_with('?'), "{r:?}");
+            assert!(r.question.to_lowercase().contains("report"), "{r:?}");
+            assert!(r.question.to_lowercase().contains("bug"), "{r:?}");
+        }
+        enclave_answer::RewriteKind::Context => assert_eq!(
+            r.question,
+            "What is the Debian bug tracking system? How do I report one?"
+        ),
+    }
+    assert!(r.took_ms > 0.0);
+}
+
+#[tokio::test]
+async fn follow_ups_are_rewritten_llama_cpp() {
+    follow_up_rewrite(Engine::LlamaCpp).await;
+}
+
+#[tokio::test]
+async fn follow_ups_are_rewritten_mistral_rs() {
+    follow_up_rewrite(Engine::MistralRs).await;
 }

@@ -559,7 +559,7 @@ async fn admin_forms_confirm_deletes_and_refuse_other_sites() {
         .await;
     let id = a["id"].as_str().unwrap().to_string();
     assert_eq!(s.settled(&key, &id).await["status"], "ready");
-    let no_redirects = reqwest::Client::builder()
+    let no_redirects = crate::http::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

@@ -16,9 +16,18 @@ use crate::common::{PgDatabase, TestEnv, corpus_file, models_dir};
 
 const QUESTION: &str = "What does the IOP instruction set do on the HP 2100?";
 const OFF_CORPUS: &str = "What is the recipe for a chocolate souffle with raspberries?";
+/// Follow-ups to [`QUESTION`] that do not stand alone.
+const FOLLOW_UPS: [&str; 2] = ["Which registers does it use?", "And how is it enabled?"];
 
 pub(crate) fn small_model() -> PathBuf {
     models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// A client for the server under test. Pooled connections are dropped after 2 s idle, before
+/// the server's 5 s keep-alive closes them: reusing one the server is closing at that moment
+/// fails the request mid-way (IncompleteMessage) while a test waits between requests.
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(2))
 }
 
 /// A running `enclave serve`, stopped (SIGTERM) when dropped.
@@ -56,7 +65,7 @@ impl Server {
         Self {
             child,
             url,
-            client: reqwest::Client::builder()
+            client: client_builder()
                 .timeout(Duration::from_secs(300))
                 .build()
                 .unwrap(),
@@ -1098,7 +1107,8 @@ async fn openai_client_openapi_document_and_browser() {
         .env("ENCLAVE_API_KEY", &key)
         .env("ENCLAVE_COLLECTION", "ops")
         .env("ENCLAVE_QUESTION", QUESTION)
-        .env("ENCLAVE_OFF_CORPUS_QUESTION", OFF_CORPUS);
+        .env("ENCLAVE_OFF_CORPUS_QUESTION", OFF_CORPUS)
+        .env("ENCLAVE_FOLLOW_UPS", FOLLOW_UPS.join("|"));
     run_tool(client, "the openai Python client");
 
     let password = "correct horse battery";
@@ -1122,6 +1132,7 @@ async fn openai_client_openapi_document_and_browser() {
         .env("ENCLAVE_USER", "alice")
         .env("ENCLAVE_PASSWORD", password)
         .env("ENCLAVE_QUESTION", QUESTION)
+        .env("ENCLAVE_FOLLOW_UPS", FOLLOW_UPS.join("|"))
         .env("ENCLAVE_XSS_QUERY", "lobby door kiosk incident")
         .env("SCREENSHOT_DIR", &shots);
     run_tool(browser, "the web UI in Chromium");

@@ -5,6 +5,7 @@ mod ask;
 mod bad_inputs;
 mod chunks;
 mod common;
+mod conversations;
 mod crash;
 mod curation;
 mod formats;

@@ -290,7 +290,7 @@ fn assert_no_secret(w: &World, user: usize, what: &str, body: &str) {
 
 /// A session cookie for a user, through the sign-in form.
 async fn sign_in(s: &Server, name: &str, password: &str) -> String {
-    let client = reqwest::Client::builder()
+    let client = crate::http::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -336,7 +336,7 @@ async fn random_requests(
     rng: &mut StdRng,
     cases: usize,
 ) -> (usize, usize) {
-    let plain = reqwest::Client::new();
+    let plain = crate::http::client_builder().build().unwrap();
     let mut cookies = BTreeMap::new();
     // Queries made of the documents' own words and titles, so that unreadable ones match.
     let mut queries = content_queries(s, admin, w).await;
@@ -1014,7 +1014,7 @@ async fn sign_in_forms_and_the_trusted_mode_are_hardened() {
     // are refused.
     let admin_cookie = sign_in(&s, "ada", &ada).await;
     let reader_cookie = sign_in(&s, "dora", &password).await;
-    let plain = reqwest::Client::builder()
+    let plain = crate::http::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -1074,7 +1074,7 @@ async fn sign_in_forms_and_the_trusted_mode_are_hardened() {
             .status(),
         StatusCode::FORBIDDEN
     );
-    let client = reqwest::Client::builder()
+    let client = crate::http::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

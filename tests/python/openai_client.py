@@ -7,6 +7,8 @@ Environment:
   ENCLAVE_COLLECTION           a collection name holding the test documents
   ENCLAVE_QUESTION             a question answerable from that collection
   ENCLAVE_OFF_CORPUS_QUESTION  a question the documents cannot answer
+  ENCLAVE_FOLLOW_UPS           two follow-ups to ENCLAVE_QUESTION that do not stand alone,
+                               separated by "|" (a three-turn conversation)
 
 Every check is printed as a step. Exit status 0 when all pass, 1 when any
 fails (each failure says what was expected and what came back), 2 when the
@@ -137,6 +139,7 @@ def main() -> int:
     collection = env("ENCLAVE_COLLECTION")
     question = env("ENCLAVE_QUESTION")
     off_corpus = env("ENCLAVE_OFF_CORPUS_QUESTION")
+    follow_ups = env("ENCLAVE_FOLLOW_UPS").split("|")
     model = "enclave/" + collection
 
     print(f"openai {openai.__version__}, base_url {base}/v1, model {model}")
@@ -213,6 +216,30 @@ def main() -> int:
         check_citations(ext.get("citations"), "streaming")
         check_markers(content, ext["citations"], "streaming")
 
+    def step_conversation() -> None:
+        # Three turns, the client keeping the conversation: each follow-up is made standalone
+        # with the turns before it, and answered with citations.
+        messages = [{"role": "system", "content": "Answer from the documents."},
+                    {"role": "user", "content": question}]
+        resp = client.chat.completions.create(model=model, messages=messages)
+        ext = extension(resp)
+        expect(ext.get("standalone_question") is None, "turn 1 enclave.standalone_question",
+               None, ext.get("standalone_question"))
+        for turn, follow_up in enumerate(follow_ups, start=2):
+            messages += [{"role": "assistant", "content": resp.choices[0].message.content},
+                         {"role": "user", "content": follow_up}]
+            resp = client.chat.completions.create(model=model, messages=messages)
+            ext = extension(resp)
+            content = resp.choices[0].message.content
+            standalone = ext.get("standalone_question")
+            print(f"    turn {turn}: {follow_up!r} searched as {standalone!r}")
+            print(f"    answer: {content!r}")
+            expect(isinstance(standalone, str) and standalone.strip() != "" and standalone != follow_up,
+                   f"turn {turn} enclave.standalone_question", "a rewritten question", standalone)
+            check_citations(ext.get("citations"), f"turn {turn}")
+            if not ext.get("refused"):
+                check_markers(content, ext["citations"], f"turn {turn}")
+
     def step_refusal() -> None:
         resp = client.chat.completions.create(
             model="enclave", messages=[{"role": "user", "content": off_corpus}]
@@ -253,6 +280,7 @@ def main() -> int:
         ("b. chat completion (non-streaming)", step_chat),
         ("c. chat completion (streaming)", step_stream),
         ("d. off-corpus question is refused", step_refusal),
+        ("d2. a three-turn conversation", step_conversation),
         ("e. error responses", step_errors),
     ]
     failures = []

@@ -4,6 +4,13 @@
 //! When retrieval finds nothing above its relevance threshold, the model is not asked at all:
 //! the answer says the documents do not contain it and shows the nearest passages.
 
+mod followup;
+
+pub use followup::{
+    REWRITE_TURNS, Rewrite, RewriteKind, Turn, rewrite, rewrite_grammar, rewrite_lark,
+    rewrite_messages, stands_alone,
+};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,7 +21,7 @@ use enclave_generation::{
     ChatMessage, GenerationError, GenerationEvent, GenerationRequest, Generator,
 };
 use enclave_retrieval::{Passage, RetrievalError, Retriever, Scope, SearchMode, SearchRequest};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 /// Errors of the answer path.
@@ -182,6 +189,9 @@ impl Default for AnswerOptions {
 #[derive(Debug, Clone, Default)]
 pub struct AskRequest {
     pub question: String,
+    /// Earlier turns of the conversation, oldest first: a follow-up that does not stand
+    /// alone is rewritten with them before retrieval (see [`stands_alone`]).
+    pub history: Vec<Turn>,
     pub collections: Vec<String>,
     /// Ranking; `None`: the collections' own setting, else hybrid (see [`SearchRequest::mode`]).
     pub mode: Option<SearchMode>,
@@ -192,7 +202,7 @@ pub struct AskRequest {
 }
 
 /// A citation that stands: a source that was given, with where its passage is.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Citation {
     pub number: usize,
     pub document_id: String,
@@ -208,8 +218,10 @@ pub struct Citation {
 }
 
 /// Timings of one answer.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
+    /// Making a follow-up standalone (0 when it stood alone).
+    pub rewrite_ms: f64,
     pub retrieval_ms: f64,
     pub time_to_first_token_ms: Option<f64>,
     /// Tokens of the prompt (sources, question and instructions).
@@ -220,9 +232,12 @@ pub struct Timings {
 }
 
 /// A finished answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
     pub question: String,
+    /// The follow-up made standalone: what was searched and answered (`None` when the
+    /// question stood alone).
+    pub rewrite: Option<Rewrite>,
     /// The answer text, with only valid citation markers left in it.
     pub text: String,
     /// One entry per distinct source cited, in order of first citation.
@@ -413,10 +428,22 @@ impl Asker {
             },
             None => Arc::clone(&self.generator),
         };
+        // A follow-up that does not stand alone is made standalone first.
+        let rewritten = if stands_alone(&request.question, &request.history) {
+            None
+        } else {
+            Some(rewrite(generator.as_ref(), &request.question, &request.history).await?)
+        };
+        let rewrite_ms = rewritten.as_ref().map_or(0.0, |r| r.took_ms);
+        let searched = rewritten
+            .as_ref()
+            .map_or(request.question.as_str(), |r| r.question.as_str())
+            .to_string();
+        let retrieval_started = Instant::now();
         let results = self
             .retriever
             .search(&SearchRequest {
-                query: request.question.clone(),
+                query: searched.clone(),
                 collections: request.collections.clone(),
                 mode: request.mode,
                 limit: passages_setting.unwrap_or(self.options.passages),
@@ -425,19 +452,21 @@ impl Asker {
                 expand_neighbours: self.options.expand_neighbours,
             })
             .await?;
-        let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let retrieval_ms = retrieval_started.elapsed().as_secs_f64() * 1000.0;
         let model = generator.info().model;
         let (tx, rx) = mpsc::channel(64);
         let passages = results.passages;
         if !results.relevant {
             let answer = Answer {
                 question: request.question.clone(),
+                rewrite: rewritten,
                 text: NOT_IN_CORPUS.to_string(),
                 citations: Vec::new(),
                 removed_citations: Vec::new(),
                 refused: true,
                 passages: passages.clone(),
                 timings: Timings {
+                    rewrite_ms,
                     retrieval_ms,
                     total_ms: started.elapsed().as_secs_f64() * 1000.0,
                     ..Default::default()
@@ -456,7 +485,7 @@ impl Asker {
         let generation = GenerationRequest {
             messages: vec![
                 ChatMessage::system(system),
-                ChatMessage::user(sources_prompt(&request.question, &passages)),
+                ChatMessage::user(sources_prompt(&searched, &passages)),
             ],
             max_tokens: self.options.max_tokens,
             temperature: self.options.temperature,
@@ -510,15 +539,20 @@ impl Asker {
                             .collect();
                         let answer = Answer {
                             question,
+                            rewrite: rewritten,
                             text: clean.trim().to_string(),
                             citations,
                             removed_citations: removed,
                             refused: false,
                             passages,
                             timings: Timings {
+                                rewrite_ms,
                                 retrieval_ms,
                                 time_to_first_token_ms: Some(
-                                    retrieval_ms + stats.queue_ms + stats.time_to_first_token_ms,
+                                    rewrite_ms
+                                        + retrieval_ms
+                                        + stats.queue_ms
+                                        + stats.time_to_first_token_ms,
                                 ),
                                 prompt_tokens: stats.prompt_tokens,
                                 generated_tokens: stats.generated_tokens,

@@ -223,6 +223,17 @@ impl Actor {
         }
     }
 
+    /// Who owns what this actor keeps for itself (its conversations): `user:ID`, `key:ID`,
+    /// `local` (authentication off) or `cli` (the command line).
+    pub fn owner(&self) -> String {
+        match &self.kind {
+            ActorKind::User { id } => format!("user:{id}"),
+            ActorKind::ApiKey { id, .. } => format!("key:{id}"),
+            ActorKind::Trusted => "local".to_string(),
+            ActorKind::CommandLine => "cli".to_string(),
+        }
+    }
+
     /// Whether this is a signed-in person.
     pub fn is_user(&self) -> bool {
         matches!(self.kind, ActorKind::User { .. })

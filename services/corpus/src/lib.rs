@@ -11,9 +11,11 @@ pub mod actor;
 mod asking;
 mod changes;
 mod collection_settings;
+mod conversations;
 pub mod credentials;
 mod documents;
 pub mod error;
+mod eval_sets;
 mod people;
 pub mod questions;
 pub mod queue;
@@ -27,15 +29,21 @@ use enclave_storage::{
 
 pub use actor::{Action, Actor, ActorKind, NOBODY, PUBLIC, Role};
 pub use asking::{
-    Answering, MAX_QUESTION_CHARS, MAX_SEARCH_LIMIT, Query, Question, check_question,
+    Answering, MAX_HISTORY_ANSWER_CHARS, MAX_QUESTION_CHARS, MAX_SEARCH_LIMIT, Query, Question,
+    check_question,
 };
 pub use changes::{DocumentChange, check_collection_name, clean_tags};
 pub use collection_settings::{CollectionChange, SettingsBounds, parse_mode};
+pub use conversations::{
+    Keep, MAX_COMMENT_CHARS, MAX_HISTORY_TURNS, MAX_TITLE_CHARS, Thread, TurnView, Verdict,
+    WITHHELD, title_of,
+};
 pub use documents::{
     BULK_LIMIT, BulkAction, BulkOutcome, BulkTarget, DocumentCriteria, ReceivedFile, UploadFields,
     Uploaded,
 };
 pub use error::{CorpusError, Result};
+pub use eval_sets::{EvalRun, MAX_EVAL_CASES, NewEvalCase};
 pub use people::{GrantView, GroupView, NewKey};
 pub use questions::{Asked, QuestionRecorder};
 pub use queue::IngestQueue;

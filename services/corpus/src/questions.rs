@@ -85,6 +85,17 @@ impl QuestionRecorder {
         Ok(self.meta.questions(filter, limit, offset).await?)
     }
 
+    /// Removes conversations not asked in for longer than their retention; how many.
+    pub async fn purge_expired_conversations(&self) -> Result<u64> {
+        if self.settings.conversation_retention_days == 0 {
+            return Ok(0);
+        }
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::days(self.settings.conversation_retention_days as i64);
+        let cutoff = cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        Ok(self.meta.purge_conversations(&cutoff).await?)
+    }
+
     /// Removes entries older than the retention; how many.
     pub async fn purge_expired(&self) -> Result<u64> {
         if self.settings.question_retention_days == 0 {

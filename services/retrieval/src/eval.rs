@@ -7,7 +7,52 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Passage, SearchResults};
+use crate::{Passage, RetrievalError, Retriever, SearchMode, SearchRequest, SearchResults};
+
+/// The modes an evaluation compares.
+pub const MODES: [SearchMode; 3] = [SearchMode::Dense, SearchMode::Bm25, SearchMode::Hybrid];
+
+/// Searches every item of a set in every mode (top 10, within `collections`, every document
+/// of them) and scores the results.
+pub async fn evaluate(
+    retriever: &Retriever,
+    items: &[EvalItem],
+    collections: &[String],
+) -> Result<Vec<(SearchMode, ModeReport)>, RetrievalError> {
+    let mut reports: Vec<(SearchMode, ModeReport)> =
+        MODES.iter().map(|m| (*m, ModeReport::default())).collect();
+    for item in items {
+        for (mode, report) in &mut reports {
+            let request = SearchRequest {
+                query: item.question.clone(),
+                collections: collections.to_vec(),
+                mode: Some(*mode),
+                limit: 10,
+                ..Default::default()
+            };
+            report.add(item, &retriever.search(&request).await?);
+        }
+    }
+    Ok(reports)
+}
+
+/// One mode's figures, as kept with an evaluation run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModeSummary {
+    pub mode: SearchMode,
+    pub answerable: usize,
+    pub unanswerable: usize,
+    pub recall_at_1: f64,
+    pub recall_at_5: f64,
+    pub recall_at_10: f64,
+    pub mrr: f64,
+    pub ndcg_at_10: f64,
+    /// Unanswerable questions refused, of all unanswerable ones.
+    pub refusal_accuracy: f64,
+    /// Answerable questions retrieval wrongly found nothing relevant for.
+    pub false_refusals: usize,
+    pub latency_p50_ms: f64,
+}
 
 /// One line of an evaluation set (JSON Lines).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -17,6 +62,9 @@ pub struct EvalItem {
     /// File name of the document that answers, matched against the end of its source URI.
     #[serde(default)]
     pub document: Option<String>,
+    /// Or the id of the document that answers (a collection's own eval cases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<String>,
     /// 1-based pages where the answer is.
     #[serde(default)]
     pub pages: Vec<i64>,
@@ -31,10 +79,12 @@ pub struct EvalItem {
 impl EvalItem {
     /// Whether a passage answers this item.
     pub fn is_hit(&self, p: &Passage) -> bool {
-        let Some(doc) = &self.document else {
-            return false;
+        let document = match (&self.document_id, &self.document) {
+            (Some(id), _) => p.chunk.document_id == *id,
+            (None, Some(file)) => p.source_uri.ends_with(file.as_str()),
+            (None, None) => false,
         };
-        p.source_uri.ends_with(doc.as_str())
+        document
             && self
                 .pages
                 .iter()
@@ -59,7 +109,10 @@ pub fn parse_set(text: &str) -> Result<Vec<EvalItem>, String> {
         .map(|(i, l)| {
             let item: EvalItem =
                 serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1))?;
-            if !item.unanswerable && (item.document.is_none() || item.pages.is_empty()) {
+            if !item.unanswerable
+                && ((item.document.is_none() && item.document_id.is_none())
+                    || item.pages.is_empty())
+            {
                 return Err(format!(
                     "line {}: an answerable item needs \"document\" and \"pages\"",
                     i + 1
@@ -188,6 +241,23 @@ impl ModeReport {
             .reduce(|a, b| if right(&b) > right(&a) { b } else { a })
             .unwrap_or_else(|| self.at_threshold(0.0));
         (rows, best)
+    }
+
+    /// The figures of this report for `mode`.
+    pub fn summary(&self, mode: SearchMode) -> ModeSummary {
+        ModeSummary {
+            mode,
+            answerable: self.answerable,
+            unanswerable: self.unanswerable,
+            recall_at_1: self.recall_at_1(),
+            recall_at_5: self.recall_at_5(),
+            recall_at_10: self.recall_at_10(),
+            mrr: self.mrr(),
+            ndcg_at_10: self.ndcg(),
+            refusal_accuracy: self.refusal_accuracy(),
+            false_refusals: self.false_refusals,
+            latency_p50_ms: self.latency_percentile(50.0),
+        }
     }
 
     /// Latency percentile (0..=100) in milliseconds, nearest rank.

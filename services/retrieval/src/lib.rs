@@ -69,7 +69,7 @@ impl std::fmt::Display for SearchMode {
 }
 
 /// Fusion and relevance knobs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RetrievalOptions {
     /// Weight of the dense ranking in the fusion.
     pub dense_weight: f32,
@@ -177,7 +177,7 @@ pub fn parse_date_bound(text: &str, end_of_day: bool) -> Result<i64, RetrievalEr
 }
 
 /// Scores of a passage, per channel.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     /// Cosine similarity to the query, when the dense channel found it.
     pub dense: Option<f32>,
@@ -188,7 +188,7 @@ pub struct Scores {
 }
 
 /// A retrieved passage with everything a citation needs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Passage {
     pub chunk: ChunkRecord,
     pub document_title: String,
@@ -236,6 +236,11 @@ impl Retriever {
             bm25: Bm25Encoder::new()?,
             options,
         })
+    }
+
+    /// Its fusion and relevance knobs.
+    pub fn options(&self) -> &RetrievalOptions {
+        &self.options
     }
 
     /// The metadata store it reads.

@@ -827,6 +827,7 @@ pub async fn collection_page(
 ) -> Result<HttpResponse> {
     let principal = curator(&req).await?;
     let c = api::collection(&state, &principal, &name, Action::Write).await?;
+    let c_name = c.name.clone();
     let stats = state
         .corpus
         .collection_stats(&principal)
@@ -851,7 +852,81 @@ pub async fn collection_page(
         })
     });
     ctx.insert("notice", &query.notice);
+    let cases = state
+        .corpus
+        .eval_cases(&principal, &c_name)
+        .await
+        .map_err(ApiError::from)?;
+    let runs = state
+        .corpus
+        .eval_runs(&principal, &c_name, 20)
+        .await
+        .map_err(ApiError::from)?;
+    let mut titles = std::collections::HashMap::new();
+    for id in cases.iter().filter_map(|k| k.document_id.as_ref()) {
+        if !titles.contains_key(id)
+            && let Some(d) = state.meta.document(id).await.map_err(ApiError::from)?
+        {
+            titles.insert(id.clone(), d.title);
+        }
+    }
+    let case_rows: Vec<_> = cases
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "id": k.id, "question": k.question, "unanswerable": k.unanswerable,
+                "document_id": k.document_id,
+                "document": k.document_id.as_ref().and_then(|d| titles.get(d)),
+                "pages": k.pages.iter().map(i64::to_string).collect::<Vec<_>>().join(", "),
+                "from_feedback": k.feedback_id.is_some(),
+            })
+        })
+        .collect();
+    let run_rows: Vec<_> = runs.iter().map(run_row).collect();
+    ctx.insert("cases", &case_rows);
+    ctx.insert("runs", &run_rows);
     Ok(page(StatusCode::OK, "admin_collection.html", &ctx))
+}
+
+/// An evaluation run as the collection page shows it: when, the settings it ran with, and the
+/// figures of each mode.
+fn run_row(r: &enclave_corpus::EvalRun) -> serde_json::Value {
+    let s = &r.record.settings;
+    let c = &s["collection"];
+    let setting = |key: &str| match &c[key] {
+        serde_json::Value::Null => "default".to_string(),
+        serde_json::Value::String(v) => v.clone(),
+        v => v.to_string(),
+    };
+    let settings = format!(
+        "mode {}, chunks {}/{} tokens, passages {}, model {}, fusion {}:{}, threshold {}",
+        setting("mode"),
+        setting("chunk_tokens"),
+        setting("chunk_overlap"),
+        setting("passages"),
+        setting("model"),
+        s["retrieval"]["dense_weight"],
+        s["retrieval"]["bm25_weight"],
+        s["retrieval"]["min_dense_score"],
+    );
+    let modes: Vec<_> = r
+        .modes
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "mode": m.mode.to_string(),
+                "recall_at_5": format!("{:.3}", m.recall_at_5),
+                "ndcg": format!("{:.3}", m.ndcg_at_10),
+                "mrr": format!("{:.3}", m.mrr),
+                "refusals": format!("{:.2}", m.refusal_accuracy),
+                "false_refusals": m.false_refusals,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "at": short_time(&r.record.at), "actor": r.record.actor, "cases": r.record.cases,
+        "settings": settings, "modes": modes,
+    })
 }
 
 /// Saves a collection's name and settings (an empty field: back to the default).
@@ -1031,6 +1106,7 @@ pub async fn retrieval_page(
                     collections: named.clone(),
                     mode: Some(mode.to_string()),
                     scope: Default::default(),
+                    ..Default::default()
                 },
                 limit: 10,
                 expand_neighbours: false,

@@ -1201,6 +1201,7 @@ pub fn query(body: &SearchBody) -> Result<enclave_corpus::Query> {
             collections: body.collections.clone(),
             mode: body.mode.clone(),
             scope: scope(&body.scope)?,
+            ..Default::default()
         },
         limit: body.limit.unwrap_or(10),
         expand_neighbours: body.expand_neighbours,
@@ -1228,6 +1229,15 @@ pub async fn search(
         mode: results.mode.to_string(),
         took_ms: results.took_ms,
     }))
+}
+
+/// Where an answer is kept: `conversation_id` names a thread of the caller's, or is `new`.
+pub fn keep_of(conversation_id: Option<&str>) -> enclave_corpus::Keep {
+    match conversation_id.map(str::trim) {
+        None | Some("") => enclave_corpus::Keep::Nothing,
+        Some("new") => enclave_corpus::Keep::NewConversation,
+        Some(id) => enclave_corpus::Keep::Conversation(id.to_string()),
+    }
 }
 
 /// Keeps the in-flight gauge right however an answer ends.
@@ -1304,6 +1314,15 @@ pub async fn ask(
         collections: body.collections.clone(),
         mode: body.mode.clone(),
         scope: scope(&body.scope)?,
+        history: body
+            .history
+            .iter()
+            .map(|t| enclave_answer::Turn {
+                question: t.question.clone(),
+                answer: t.answer.clone(),
+            })
+            .collect(),
+        keep: keep_of(body.conversation_id.as_deref()),
     };
     let wants_stream = body.stream
         || req
@@ -1319,7 +1338,7 @@ pub async fn ask(
                 AskEvent::Done(answer) => {
                     state.metrics.answer_done(&answer);
                     drop(guard);
-                    return Ok(HttpResponse::Ok().json(AnswerOut::from(answer.as_ref())));
+                    return Ok(HttpResponse::Ok().json(AnswerOut::kept(&answer, &answering)));
                 }
                 AskEvent::Failed(e) => {
                     state.metrics.answers.with_label_values(&["failed"]).inc();
@@ -1344,7 +1363,10 @@ pub async fn ask(
                 }
                 Some(AskEvent::Done(answer)) => {
                     metrics.answer_done(&answer);
-                    (sse_event("done", &AnswerOut::from(answer.as_ref())), true)
+                    (
+                        sse_event("done", &AnswerOut::kept(&answer, &answering)),
+                        true,
+                    )
                 }
                 Some(AskEvent::Failed(e)) => {
                     metrics.answers.with_label_values(&["failed"]).inc();

@@ -725,6 +725,202 @@ pub struct AskBody {
     /// `error`). Also chosen by `Accept: text/event-stream`.
     #[serde(default)]
     pub stream: bool,
+    /// Keep the answer in a conversation of the caller's: its id (the answer is a follow-up
+    /// to its turns), or `new` for a new one. Left out: the answer is not kept.
+    pub conversation_id: Option<String>,
+    /// Earlier turns, oldest first, for a conversation the caller keeps itself (not with
+    /// `conversation_id`). A follow-up that does not stand alone is rewritten with them.
+    #[serde(default)]
+    pub history: Vec<TurnIn>,
+}
+
+/// An earlier turn of a conversation.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TurnIn {
+    pub question: String,
+    /// The answer given (its `[n]` markers are ignored).
+    #[serde(default)]
+    pub answer: String,
+}
+
+/// How a follow-up was made standalone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RewriteOut {
+    /// What was searched and answered.
+    pub question: String,
+    /// `model` (the local model rewrote it) or `context` (the model's rewrite lost the
+    /// follow-up's words: the previous question and the follow-up were searched together).
+    pub kind: String,
+    pub took_ms: f64,
+}
+
+/// A conversation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationOut {
+    pub id: String,
+    pub title: String,
+    pub created_at: String,
+    /// When the last question was asked.
+    pub updated_at: String,
+    pub turns: i64,
+}
+
+impl From<&enclave_storage::ConversationRecord> for ConversationOut {
+    fn from(c: &enclave_storage::ConversationRecord) -> Self {
+        Self {
+            id: c.id.clone(),
+            title: c.title.clone(),
+            created_at: c.created_at.clone(),
+            updated_at: c.updated_at.clone(),
+            turns: c.turns,
+        }
+    }
+}
+
+/// A new conversation.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ConversationIn {
+    /// Default: the first question.
+    pub title: Option<String>,
+}
+
+/// A conversation's new title.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ConversationPatch {
+    pub title: String,
+}
+
+/// Which conversations.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationQuery {
+    /// Only those whose title, questions or answers contain this text (any case).
+    pub q: Option<String>,
+    /// At most this many (1 to 500, default 50).
+    pub limit: Option<i64>,
+    /// Conversations to skip (default 0).
+    pub offset: Option<i64>,
+}
+
+/// One question of a conversation and its answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TurnOut {
+    /// The answer's id (for feedback).
+    pub id: String,
+    /// 1 for the first question.
+    pub position: i64,
+    pub at: String,
+    pub question: String,
+    /// What was searched and answered, when the question was a follow-up.
+    pub standalone_question: Option<String>,
+    /// True when the answer was made from a document the caller may no longer read: it is
+    /// not shown.
+    pub withheld: bool,
+    pub answer: Option<AnswerOut>,
+    /// The caller's verdict on the answer.
+    pub feedback: Option<FeedbackOut>,
+}
+
+impl From<&enclave_corpus::TurnView> for TurnOut {
+    fn from(t: &enclave_corpus::TurnView) -> Self {
+        Self {
+            id: t.turn.id.clone(),
+            position: t.turn.position,
+            at: t.turn.at.clone(),
+            question: t.turn.question.clone(),
+            standalone_question: t.turn.standalone.clone(),
+            withheld: t.withheld,
+            answer: t.answer.as_ref().map(AnswerOut::from),
+            feedback: t.feedback.as_ref().map(FeedbackOut::from),
+        }
+    }
+}
+
+/// A conversation with its turns.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ThreadOut {
+    #[serde(flatten)]
+    pub conversation: ConversationOut,
+    pub turns: Vec<TurnOut>,
+}
+
+impl From<&enclave_corpus::Thread> for ThreadOut {
+    fn from(t: &enclave_corpus::Thread) -> Self {
+        Self {
+            conversation: ConversationOut::from(&t.conversation),
+            turns: t.turns.iter().map(TurnOut::from).collect(),
+        }
+    }
+}
+
+/// A verdict on an answer.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct FeedbackIn {
+    /// Thumbs up (true) or down (false).
+    pub helpful: bool,
+    pub comment: Option<String>,
+    /// The document (id or external id) that holds the right answer.
+    pub right_document: Option<String>,
+    /// Its page.
+    pub right_page: Option<i64>,
+}
+
+/// A verdict on an answer, with what the answer was made of.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackOut {
+    pub id: String,
+    /// The answer judged.
+    pub turn_id: String,
+    pub at: String,
+    /// Who judged it.
+    pub actor: String,
+    pub helpful: bool,
+    pub comment: Option<String>,
+    pub right_document_id: Option<String>,
+    pub right_page: Option<i64>,
+    pub question: String,
+    pub answer: String,
+    pub refused: bool,
+    pub collections: Vec<String>,
+    /// Chunk ids retrieved, best first, and cited.
+    pub retrieved: Vec<String>,
+    pub cited: Vec<String>,
+    pub model: String,
+}
+
+impl From<&enclave_storage::FeedbackRecord> for FeedbackOut {
+    fn from(f: &enclave_storage::FeedbackRecord) -> Self {
+        Self {
+            id: f.id.clone(),
+            turn_id: f.turn_id.clone(),
+            at: f.at.clone(),
+            actor: f.actor.clone(),
+            helpful: f.helpful,
+            comment: f.comment.clone(),
+            right_document_id: f.right_document_id.clone(),
+            right_page: f.right_page,
+            question: f.question.clone(),
+            answer: f.answer_text.clone(),
+            refused: f.refused,
+            collections: f.collections.clone(),
+            retrieved: f.retrieved.clone(),
+            cited: f.cited.clone(),
+            model: f.model.clone(),
+        }
+    }
+}
+
+/// Which verdicts.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FeedbackQuery {
+    /// Only thumbs down.
+    #[serde(default)]
+    pub unhelpful: bool,
+    /// At most this many (1 to 500, default 100).
+    pub limit: Option<i64>,
+    /// Verdicts to skip (default 0).
+    pub offset: Option<i64>,
 }
 
 /// A citation that stands: a source that was given, with where its passage is.
@@ -748,6 +944,8 @@ pub struct CitationOut {
 /// Timings of an answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TimingsOut {
+    /// Making a follow-up standalone (0 when it stood alone).
+    pub rewrite_ms: f64,
     pub retrieval_ms: f64,
     /// From the question to the first answer token (retrieval and queueing included).
     pub time_to_first_token_ms: Option<f64>,
@@ -772,6 +970,22 @@ pub struct AnswerOut {
     pub passages: Vec<PassageOut>,
     pub timings: TimingsOut,
     pub model: String,
+    /// The follow-up made standalone (`null` when the question stood alone).
+    pub rewrite: Option<RewriteOut>,
+    /// The conversation the answer was kept in.
+    pub conversation_id: Option<String>,
+    /// The answer's id in its conversation (for feedback).
+    pub turn_id: Option<String>,
+}
+
+impl AnswerOut {
+    /// The answer as kept by `answering` (its conversation and turn ids).
+    pub fn kept(a: &Answer, answering: &enclave_corpus::Answering) -> Self {
+        let mut out = Self::from(a);
+        out.conversation_id = answering.conversation_id().map(str::to_string);
+        out.turn_id = answering.kept().map(|t| t.id.clone());
+        out
+    }
 }
 
 impl CitationOut {
@@ -808,6 +1022,7 @@ impl From<&Answer> for AnswerOut {
             removed_citations: a.removed_citations.clone(),
             passages: PassageOut::list(&a.passages),
             timings: TimingsOut {
+                rewrite_ms: a.timings.rewrite_ms,
                 retrieval_ms: a.timings.retrieval_ms,
                 time_to_first_token_ms: a.timings.time_to_first_token_ms,
                 prompt_tokens: a.timings.prompt_tokens,
@@ -816,6 +1031,17 @@ impl From<&Answer> for AnswerOut {
                 total_ms: a.timings.total_ms,
             },
             model: a.model.clone(),
+            rewrite: a.rewrite.as_ref().map(|r| RewriteOut {
+                question: r.question.clone(),
+                kind: match r.kind {
+                    enclave_answer::RewriteKind::Model => "model",
+                    enclave_answer::RewriteKind::Context => "context",
+                }
+                .to_string(),
+                took_ms: r.took_ms,
+            }),
+            conversation_id: None,
+            turn_id: None,
         }
     }
 }
@@ -951,4 +1177,119 @@ pub struct BulkOut {
     pub matched: usize,
     pub succeeded: usize,
     pub failed: Vec<BulkFailure>,
+}
+
+/// A case of a collection's evaluation set, as given.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EvalCaseIn {
+    pub question: String,
+    /// The document (id or external id) that answers it.
+    pub document: Option<String>,
+    /// 1-based pages where the answer is.
+    #[serde(default)]
+    pub pages: Vec<i64>,
+    /// The collection does not answer it (then no document or pages).
+    #[serde(default)]
+    pub unanswerable: bool,
+}
+
+/// A case of a collection's evaluation set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvalCaseOut {
+    pub id: String,
+    pub question: String,
+    pub document_id: Option<String>,
+    pub pages: Vec<i64>,
+    pub unanswerable: bool,
+    /// The reader's verdict it was made from.
+    pub feedback_id: Option<String>,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+impl From<&enclave_storage::EvalCaseRecord> for EvalCaseOut {
+    fn from(c: &enclave_storage::EvalCaseRecord) -> Self {
+        Self {
+            id: c.id.clone(),
+            question: c.question.clone(),
+            document_id: c.document_id.clone(),
+            pages: c.pages.clone(),
+            unanswerable: c.unanswerable,
+            feedback_id: c.feedback_id.clone(),
+            created_at: c.created_at.clone(),
+            created_by: c.created_by.clone(),
+        }
+    }
+}
+
+/// One retrieval mode's figures in an evaluation run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModeFiguresOut {
+    /// `dense`, `bm25` or `hybrid`.
+    pub mode: String,
+    pub answerable: usize,
+    pub unanswerable: usize,
+    pub recall_at_1: f64,
+    pub recall_at_5: f64,
+    pub recall_at_10: f64,
+    pub mrr: f64,
+    pub ndcg_at_10: f64,
+    /// Unanswerable questions refused, of all unanswerable ones.
+    pub refusal_accuracy: f64,
+    /// Answerable questions retrieval found nothing relevant for.
+    pub false_refusals: usize,
+    pub latency_p50_ms: f64,
+}
+
+/// A run of a collection's evaluation set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvalRunOut {
+    pub id: String,
+    pub at: String,
+    pub actor: String,
+    pub cases: i64,
+    /// The collection's settings and the retrieval settings it ran with.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+    pub modes: Vec<ModeFiguresOut>,
+}
+
+impl From<&enclave_corpus::EvalRun> for EvalRunOut {
+    fn from(r: &enclave_corpus::EvalRun) -> Self {
+        Self {
+            id: r.record.id.clone(),
+            at: r.record.at.clone(),
+            actor: r.record.actor.clone(),
+            cases: r.record.cases,
+            settings: r.record.settings.clone(),
+            modes: r
+                .modes
+                .iter()
+                .map(|m| ModeFiguresOut {
+                    mode: m.mode.to_string(),
+                    answerable: m.answerable,
+                    unanswerable: m.unanswerable,
+                    recall_at_1: m.recall_at_1,
+                    recall_at_5: m.recall_at_5,
+                    recall_at_10: m.recall_at_10,
+                    mrr: m.mrr,
+                    ndcg_at_10: m.ndcg_at_10,
+                    refusal_accuracy: m.refusal_accuracy,
+                    false_refusals: m.false_refusals,
+                    latency_p50_ms: m.latency_p50_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A verdict made into an evaluation case.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct FeedbackCaseIn {
+    /// The collection whose set gets the case.
+    pub collection: String,
+    /// The collection does not answer the question (else the reader's pick of the right
+    /// source is the expected one).
+    #[serde(default)]
+    pub unanswerable: bool,
 }

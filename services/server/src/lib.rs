@@ -11,8 +11,11 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod conversations;
 pub mod dto;
 pub mod error;
+pub mod eval;
+pub mod export;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
@@ -205,7 +208,57 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
             web::post().to(api::redeliver),
         )
         .route("/search", web::post().to(api::search))
-        .route("/ask", web::post().to(api::ask));
+        .route("/ask", web::post().to(api::ask))
+        .route(
+            "/conversations",
+            web::get().to(conversations::list_conversations),
+        )
+        .route(
+            "/conversations",
+            web::post().to(conversations::create_conversation),
+        )
+        .route(
+            "/conversations/{id}",
+            web::get().to(conversations::get_conversation),
+        )
+        .route(
+            "/conversations/{id}",
+            web::patch().to(conversations::rename_conversation),
+        )
+        .route(
+            "/conversations/{id}",
+            web::delete().to(conversations::delete_conversation),
+        )
+        .route(
+            "/conversations/{id}/export",
+            web::get().to(conversations::export_conversation),
+        )
+        .route(
+            "/answers/{id}/feedback",
+            web::post().to(conversations::give_feedback),
+        )
+        .route("/feedback", web::get().to(conversations::list_feedback))
+        .route(
+            "/feedback/{id}/eval-case",
+            web::post().to(eval::case_from_feedback),
+        )
+        .route(
+            "/collections/{name}/eval/cases",
+            web::get().to(eval::list_cases),
+        )
+        .route(
+            "/collections/{name}/eval/cases",
+            web::post().to(eval::add_case),
+        )
+        .route(
+            "/collections/{name}/eval/cases/{id}",
+            web::delete().to(eval::delete_case),
+        )
+        .route(
+            "/collections/{name}/eval/runs",
+            web::get().to(eval::list_runs),
+        )
+        .route("/collections/{name}/eval/runs", web::post().to(eval::run));
 }
 
 /// `/v1`, the OpenAI-compatible API.
@@ -223,6 +276,46 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         .route("/login", web::post().to(ui::login))
         .route("/logout", web::post().to(ui::logout))
         .route("/ui/ask/stream", web::get().to(ui::ask_stream))
+        .route(
+            "/conversations",
+            web::get().to(conversations::conversations_page),
+        )
+        .route(
+            "/conversations/{id}/rename",
+            web::post().to(conversations::rename_form),
+        )
+        .route(
+            "/conversations/{id}/delete",
+            web::post().to(conversations::delete_form),
+        )
+        .route(
+            "/conversations/{id}/export",
+            web::get().to(conversations::export_page),
+        )
+        .route(
+            "/answers/{id}/feedback",
+            web::post().to(conversations::feedback_form),
+        )
+        .route(
+            "/admin/feedback",
+            web::get().to(conversations::feedback_page),
+        )
+        .route(
+            "/admin/feedback/{id}/eval-case",
+            web::post().to(eval::case_from_feedback_form),
+        )
+        .route(
+            "/admin/collections/{name}/eval",
+            web::post().to(eval::run_form),
+        )
+        .route(
+            "/admin/collections/{name}/eval/cases",
+            web::post().to(eval::add_case_form),
+        )
+        .route(
+            "/admin/collections/{name}/eval/cases/{id}/delete",
+            web::post().to(eval::delete_case_form),
+        )
         .route("/documents/{id}/passage", web::get().to(ui::passage_page))
         .route("/documents/{id}/file", web::get().to(ui::file_page))
         .route("/admin/documents", web::get().to(admin::documents_page))
@@ -537,6 +630,11 @@ pub async fn run(
                     Err(e) => {
                         tracing::warn!(error = %e, "question audit: cannot remove expired entries")
                     }
+                }
+                match questions.purge_expired_conversations().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(conversations = n, "removed expired conversations"),
+                    Err(e) => tracing::warn!(error = %e, "cannot remove expired conversations"),
                 }
             }
         })

@@ -1,10 +1,12 @@
 //! `/v1`: the OpenAI chat API, so that tools which speak it get grounded answers.
 //!
 //! The model name picks the corpus: `enclave` searches every collection, `enclave/NAME` one
-//! collection. The last user message is the question. The answer's citations travel in the
-//! extension field `enclave` of the response, and of the final chunk of a stream:
-//! `{"refused": bool, "citations": [{number, document_id, title, page_start, page_end,
-//! char_start, char_end, quote, url}]}`.
+//! collection. The last user message is the question; the user and assistant messages before it
+//! are the conversation, so a follow-up that does not stand alone is rewritten with them before
+//! retrieval. The answer's citations travel in the extension field `enclave` of the response,
+//! and of the final chunk of a stream: `{"refused": bool, "standalone_question": string|null,
+//! "citations": [{number, document_id, title, page_start, page_end, char_start, char_end,
+//! quote, url}]}`.
 
 use actix_web::{HttpResponse, web};
 use enclave_answer::{Answer, AskEvent};
@@ -61,6 +63,8 @@ pub struct ChatRequest {
 pub struct Grounding {
     /// True when the corpus holds nothing relevant (the model was not asked).
     pub refused: bool,
+    /// What was searched and answered when the last message was a follow-up.
+    pub standalone_question: Option<String>,
     pub citations: Vec<CitationOut>,
 }
 
@@ -68,6 +72,7 @@ impl Grounding {
     fn of(a: &Answer) -> Self {
         Self {
             refused: a.refused,
+            standalone_question: a.rewrite.as_ref().map(|r| r.question.clone()),
             citations: a
                 .citations
                 .iter()
@@ -112,6 +117,62 @@ async fn collections_of(
         .await
         .map_err(|_| not_found())?;
     Ok(vec![name.to_string()])
+}
+
+/// Cuts `text` to `max` characters.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => text[..i].to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// The last user message, and the turns before it (each user message with the assistant's
+/// reply after it), the most recent [`enclave_answer::REWRITE_TURNS`] of them, cut to the
+/// lengths a history may have.
+fn question_and_history(messages: &[ChatMessageIn]) -> Option<(String, Vec<enclave_answer::Turn>)> {
+    let last = messages.iter().rposition(|m| m.role == "user")?;
+    let mut turns: Vec<enclave_answer::Turn> = Vec::new();
+    let mut pending: Option<String> = None;
+    for m in &messages[..last] {
+        match m.role.as_str() {
+            "user" => {
+                if let Some(q) = pending.take() {
+                    turns.push(enclave_answer::Turn {
+                        question: q,
+                        answer: String::new(),
+                    });
+                }
+                pending = Some(text_of(&m.content));
+            }
+            "assistant" => {
+                if let Some(q) = pending.take() {
+                    turns.push(enclave_answer::Turn {
+                        question: q,
+                        answer: text_of(&m.content),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(q) = pending {
+        turns.push(enclave_answer::Turn {
+            question: q,
+            answer: String::new(),
+        });
+    }
+    let keep = turns.len().saturating_sub(enclave_answer::REWRITE_TURNS);
+    let history = turns
+        .into_iter()
+        .skip(keep)
+        .filter(|t| !t.question.trim().is_empty())
+        .map(|t| enclave_answer::Turn {
+            question: cut(&t.question, enclave_corpus::MAX_QUESTION_CHARS),
+            answer: cut(&t.answer, enclave_corpus::MAX_HISTORY_ANSWER_CHARS),
+        })
+        .collect();
+    Some((text_of(&messages[last].content), history))
 }
 
 fn now_secs() -> i64 {
@@ -163,19 +224,14 @@ pub async fn chat_completions(
     OpenAiCaller(caller): OpenAiCaller,
     body: web::Json<ChatRequest>,
 ) -> Result<HttpResponse> {
-    let question = body
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map(|m| text_of(&m.content))
+    let (question, history) = question_and_history(&body.messages)
         .ok_or_else(|| ApiError::BadRequest("the messages hold no user message".into()))?;
     let collections = collections_of(&state, &caller, &body.model).await?;
     let question = enclave_corpus::Question {
         text: question,
         collections,
-        mode: None,
-        scope: Default::default(),
+        history,
+        ..Default::default()
     };
     let guard = InFlight::start(&state.metrics);
     let mut rx = start_answer(&state, &caller, &question, "openai.chat").await?;
@@ -292,4 +348,42 @@ pub async fn chat_completions(
         },
     );
     Ok(sse_response(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(role: &str, text: &str) -> ChatMessageIn {
+        ChatMessageIn {
+            role: role.into(),
+            content: Some(serde_json::Value::String(text.into())),
+        }
+    }
+
+    #[test]
+    fn earlier_messages_become_the_history() {
+        let messages = vec![
+            m("system", "be brief"),
+            m("user", "q1"),
+            m("assistant", "a1"),
+            m("user", "q2 unanswered"),
+            m("user", "q3"),
+            m("assistant", "a3"),
+            m("user", "q4"),
+            m("assistant", "a4"),
+            m("user", "and then?"),
+        ];
+        let (q, h) = question_and_history(&messages).unwrap();
+        assert_eq!(q, "and then?");
+        // The most recent three turns; a question without a reply keeps an empty answer.
+        let pairs: Vec<(&str, &str)> = h
+            .iter()
+            .map(|t| (t.question.as_str(), t.answer.as_str()))
+            .collect();
+        assert_eq!(pairs, [("q2 unanswered", ""), ("q3", "a3"), ("q4", "a4")]);
+        let (q, h) = question_and_history(&[m("user", "alone")]).unwrap();
+        assert_eq!((q.as_str(), h.len()), ("alone", 0));
+        assert!(question_and_history(&[m("assistant", "x")]).is_none());
+    }
 }

@@ -4,7 +4,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::{api, dto, error, openai};
+use crate::{api, conversations, dto, error, eval, openai};
 
 struct Security;
 
@@ -39,6 +39,12 @@ impl Modify for Security {
         api::delete_document, api::patch_document, api::patch_chunk, api::bulk_documents, api::reindex_document, api::document_pages, api::document_chunks,
         api::document_file, api::audit_log, api::question_audit, api::list_jobs, api::get_job, api::retry_job, api::search, api::ask,
         api::list_deliveries, api::redeliver,
+        conversations::list_conversations, conversations::create_conversation,
+        conversations::get_conversation, conversations::rename_conversation,
+        conversations::delete_conversation, conversations::export_conversation,
+        conversations::give_feedback, conversations::list_feedback,
+        eval::list_cases, eval::add_case, eval::delete_case, eval::list_runs, eval::run,
+        eval::case_from_feedback,
         openai::models, openai::chat_completions,
     ),
     components(schemas(
@@ -50,6 +56,9 @@ impl Modify for Security {
         dto::DeliveryOut, dto::DeliveryList, dto::QuestionOut, dto::QuestionList, dto::ReadersBody,
         openai::ModelOut, openai::ModelList, openai::ChatMessageIn, openai::ChatRequest,
         openai::Grounding,
+        dto::TurnIn, dto::RewriteOut, dto::ConversationOut, dto::ConversationIn,
+        dto::ConversationPatch, dto::TurnOut, dto::ThreadOut, dto::FeedbackIn, dto::FeedbackOut,
+        dto::EvalCaseIn, dto::EvalCaseOut, dto::ModeFiguresOut, dto::EvalRunOut, dto::FeedbackCaseIn,
     )),
     modifiers(&Security),
     tags(
@@ -59,6 +68,8 @@ impl Modify for Security {
         (name = "audit", description = "Who changed what in the corpus, and when"),
         (name = "webhooks", description = "Signed document events and their delivery status"),
         (name = "search", description = "Passages and grounded answers"),
+        (name = "conversations", description = "Threads of questions and answers, and feedback on answers"),
+        (name = "evaluation", description = "Collections' own evaluation sets and their runs"),
         (name = "openai", description = "OpenAI-compatible chat API"),
         (name = "health", description = "Liveness and readiness"),
     )

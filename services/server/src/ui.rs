@@ -76,6 +76,14 @@ static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
             "admin_questions.html",
             include_str!("../../../templates/admin_questions.html"),
         ),
+        (
+            "conversations.html",
+            include_str!("../../../templates/conversations.html"),
+        ),
+        (
+            "admin_feedback.html",
+            include_str!("../../../templates/admin_feedback.html"),
+        ),
     ])
     .expect("the templates compile (checked by a unit test)");
     tera.autoescape_on(vec![".html"]);
@@ -376,6 +384,9 @@ pub struct AskQuery {
     view: String,
     #[serde(default)]
     mode: String,
+    /// The conversation the question follows up (empty: a new one).
+    #[serde(default)]
+    c: String,
 }
 
 impl AskQuery {
@@ -398,6 +409,11 @@ impl AskQuery {
             collections: self.collections(),
             mode: self.mode().map(str::to_string),
             scope: Default::default(),
+            history: Vec::new(),
+            keep: match self.c.trim() {
+                "" => enclave_corpus::Keep::NewConversation,
+                id => enclave_corpus::Keep::Conversation(id.to_string()),
+            },
         }
     }
 }
@@ -513,6 +529,37 @@ fn answer_context(answer: &Answer) -> serde_json::Value {
     })
 }
 
+/// A turn of a thread as the ask page shows it: the question, what it was searched as, the
+/// answer with linked markers and its sources, the passages retrieved (on demand), the
+/// reader's verdict and the sources they may pick as the right one.
+fn turn_context(t: &enclave_corpus::TurnView) -> serde_json::Value {
+    let mut sources: Vec<serde_json::Value> = Vec::new();
+    if let Some(a) = &t.answer {
+        for p in &a.passages {
+            let value = format!("{}@{}", p.chunk.document_id, p.chunk.page_start);
+            if !sources.iter().any(|s| s["value"] == value.as_str()) {
+                sources.push(serde_json::json!({
+                    "value": value,
+                    "label": format!("{}, page {}", p.document_title, p.chunk.page_start),
+                }));
+            }
+        }
+    }
+    serde_json::json!({
+        "id": t.turn.id,
+        "position": t.turn.position,
+        "question": t.turn.question,
+        "standalone": t.turn.standalone,
+        "withheld": t.withheld,
+        "text": t.turn.answer_text,
+        "answer": t.answer.as_ref().map(answer_context),
+        "retrieved": t.answer.as_ref().map(|a| passage_views(&a.passages)).unwrap_or_default(),
+        "helpful": t.feedback.as_ref().map(|f| f.helpful),
+        "comment": t.feedback.as_ref().and_then(|f| f.comment.clone()),
+        "sources": sources,
+    })
+}
+
 /// The ask page: the form, and (without JavaScript, or in search view) the server-rendered
 /// answer or passages.
 pub async fn ask_page(
@@ -539,10 +586,31 @@ pub async fn ask_page(
     ctx.insert("collection", &query.collection);
     ctx.insert("q", &query.q);
     ctx.insert("view", view);
+    let c = query.c.trim();
+    if !c.is_empty() {
+        let thread = state
+            .corpus
+            .conversation(&principal, c)
+            .await
+            .map_err(ApiError::from)?;
+        let title = if thread.conversation.title.is_empty() {
+            "Untitled"
+        } else {
+            &thread.conversation.title
+        };
+        ctx.insert(
+            "thread",
+            &serde_json::json!({
+                "id": thread.conversation.id,
+                "title": title,
+                "turns": thread.turns.iter().map(turn_context).collect::<Vec<_>>(),
+            }),
+        );
+    }
     if query.q.trim().is_empty() {
         return Ok(page(StatusCode::OK, "ask.html", &ctx));
     }
-    let outcome: std::result::Result<(), ApiError> = async {
+    let outcome: std::result::Result<Option<String>, ApiError> = async {
         if view == "search" {
             let search = enclave_corpus::Query {
                 question: query.question(),
@@ -574,6 +642,15 @@ pub async fn ask_page(
                 match event {
                     AskEvent::Done(answer) => {
                         state.metrics.answer_done(&answer);
+                        // Kept in its thread: show the thread, so that reloading the page
+                        // does not ask again.
+                        if let Some(turn) = answering.kept() {
+                            return Ok(Some(format!(
+                                "/?c={}#turn-{}",
+                                encode(&turn.conversation_id),
+                                turn.position
+                            )));
+                        }
                         ctx.insert("answer", &answer_context(&answer));
                         break;
                     }
@@ -584,11 +661,12 @@ pub async fn ask_page(
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
     .await;
     let status = match outcome {
-        Ok(()) => StatusCode::OK,
+        Ok(Some(location)) => return Ok(crate::admin::see_other(&location)),
+        Ok(None) => StatusCode::OK,
         Err(e) => {
             ctx.insert("error", &e.to_string());
             e.status_code()
@@ -620,9 +698,20 @@ pub async fn ask_stream(
         Err(e) => return Ok(failure(e)),
     };
     let metrics = state.metrics.clone();
+    // The thread the answer goes to comes first (an existing one), so that the page can
+    // follow it; a new thread's id comes with the answer.
+    let first = answering
+        .conversation_id()
+        .map(|id| sse_event("conversation", &serde_json::json!({ "id": id })));
     let stream = futures::stream::unfold(
-        (answering, guard, metrics, false),
-        |(mut answering, guard, metrics, finished)| async move {
+        (answering, guard, metrics, first, false),
+        |(mut answering, guard, metrics, first, finished)| async move {
+            if let Some(bytes) = first {
+                return Some((
+                    Ok::<_, actix_web::Error>(bytes),
+                    (answering, guard, metrics, None, false),
+                ));
+            }
             if finished {
                 return None;
             }
@@ -631,7 +720,10 @@ pub async fn ask_stream(
                 AskEvent::Token(t) => (sse_event("token", &serde_json::json!({"text": t})), false),
                 AskEvent::Done(answer) => {
                     metrics.answer_done(&answer);
-                    (sse_event("done", &AnswerOut::from(answer.as_ref())), true)
+                    (
+                        sse_event("done", &AnswerOut::kept(&answer, &answering)),
+                        true,
+                    )
                 }
                 AskEvent::Failed(e) => (
                     sse_event(
@@ -643,7 +735,7 @@ pub async fn ask_stream(
             };
             Some((
                 Ok::<_, actix_web::Error>(bytes),
-                (answering, guard, metrics, finished),
+                (answering, guard, metrics, None, finished),
             ))
         },
     );

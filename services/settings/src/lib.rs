@@ -86,6 +86,10 @@ pub struct AuditSettings {
     /// Days a question audit entry is kept; older ones are removed by `enclave serve` once a
     /// day (0: kept for ever).
     pub question_retention_days: u64,
+    /// Days a conversation is kept after its last question; older ones (with their answers)
+    /// are removed by `enclave serve` once a day (0: kept until their owner deletes them).
+    /// Feedback on their answers stays.
+    pub conversation_retention_days: u64,
 }
 
 impl Default for AuditSettings {
@@ -93,6 +97,7 @@ impl Default for AuditSettings {
         Self {
             questions: QuestionRecord::Text,
             question_retention_days: 90,
+            conversation_retention_days: 0,
         }
     }
 }

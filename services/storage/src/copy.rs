@@ -12,7 +12,7 @@ use crate::meta::{Backend, MetaStore};
 use crate::{Result, StorageError};
 
 /// Every table of the schema, parents before children, with its primary key.
-pub const TABLES: [(&str, &[&str]); 17] = [
+pub const TABLES: [(&str, &[&str]); 22] = [
     ("collections", &["id"]),
     ("documents", &["id"]),
     ("document_versions", &["document_id", "version"]),
@@ -30,6 +30,11 @@ pub const TABLES: [(&str, &[&str]); 17] = [
     ("grants", &["subject_kind", "subject_id", "collection_id"]),
     ("question_audit", &["id"]),
     ("login_failures", &["key"]),
+    ("conversations", &["id"]),
+    ("conversation_turns", &["id"]),
+    ("answer_feedback", &["id"]),
+    ("eval_cases", &["id"]),
+    ("eval_runs", &["id"]),
 ];
 
 /// Rows per insert statement (PostgreSQL takes at most 65,535 parameters in one).

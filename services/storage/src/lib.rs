@@ -6,6 +6,8 @@
 //! - The durable job queue (leases, heartbeats, retries, dead letters) in the same database.
 //! - Groups and grants (roles per collection), the audit log of corpus changes, the question
 //!   audit and sign-in failures, in the same database.
+//! - Conversations (threads of questions and answers per owner), readers' feedback on
+//!   answers, and each collection's own evaluation set with its runs, in the same database.
 //! - The webhook outbox: document events and their delivery status, in the same database.
 //! - [`VectorStore`]: the seam for dense + BM25 vectors with filterable payloads;
 //!   [`EdgeVectorStore`] is the in-process qdrant-edge backend, [`QdrantServerStore`] the
@@ -19,9 +21,11 @@
 
 mod access;
 mod audit;
+mod conversations;
 mod copy;
 mod curation;
 mod error;
+mod eval_sets;
 mod jobs;
 pub mod local_qdrant;
 mod meta;
@@ -32,8 +36,10 @@ mod webhooks;
 
 pub use access::{ApiKeyRecord, UserRecord};
 pub use audit::AuditEntry;
+pub use conversations::{ConversationRecord, FeedbackRecord, TurnRecord};
 pub use copy::TABLES;
 pub use error::StorageError;
+pub use eval_sets::{EvalCaseRecord, EvalRunRecord};
 pub use jobs::{JobCounts, JobRecord, JobStatus, NewJob, backoff};
 pub use meta::{
     ChunkRecord, Collection, CollectionStats, ConnectOptions, Document, DocumentFailure,

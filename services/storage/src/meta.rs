@@ -149,7 +149,7 @@ pub struct PageRecord {
 
 /// One chunk of one version. `char_start..char_end` are char offsets into the document text
 /// (pages joined by a blank line) and give back `text` exactly.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkRecord {
     /// Also the id of the chunk's point in the vector store.
     pub id: String,
