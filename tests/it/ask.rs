@@ -395,6 +395,7 @@ async fn follow_up_rewrite(engine: Engine) {
         question: "What is the Debian bug tracking system?".into(),
         answer: "Debian tracks bugs in its bug tracking system, where anyone may report one [1]."
             .into(),
+        searched: None,
     }];
     let follow_up = "How do I report one?";
     assert!(!enclave_answer::stands_alone(follow_up, &history));

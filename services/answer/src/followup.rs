@@ -11,6 +11,8 @@ use crate::AnswerError;
 pub struct Turn {
     pub question: String,
     pub answer: String,
+    /// What the question was searched as, when it was itself a rewritten follow-up.
+    pub searched: Option<String>,
 }
 
 /// Turns of the history the rewrite sees (the most recent ones).
@@ -34,6 +36,74 @@ const REFERRING: &[&str] = &[
     "it", "its", "they", "them", "their", "theirs", "this", "that", "these", "those", "he", "him",
     "his", "she", "her", "hers", "same", "such", "above", "former", "latter", "previous", "else",
     "too", "either", "neither", "instead", "one", "ones",
+];
+
+/// Words of four letters or more that say nothing of a question's subject.
+const FUNCTION_WORDS: &[&str] = &[
+    "what",
+    "which",
+    "where",
+    "when",
+    "whose",
+    "about",
+    "with",
+    "from",
+    "into",
+    "onto",
+    "there",
+    "here",
+    "does",
+    "have",
+    "been",
+    "were",
+    "would",
+    "could",
+    "should",
+    "shall",
+    "will",
+    "also",
+    "more",
+    "most",
+    "some",
+    "other",
+    "than",
+    "then",
+    "your",
+    "mine",
+    "many",
+    "much",
+    "very",
+    "just",
+    "like",
+    "only",
+    "over",
+    "after",
+    "before",
+    "being",
+    "each",
+    "because",
+    "while",
+    "make",
+    "made",
+    "want",
+    "need",
+    "know",
+    "tell",
+    "explain",
+    "describe",
+    "give",
+    "show",
+    "please",
+    "anything",
+    "something",
+    "thing",
+    "things",
+    "case",
+    "cases",
+    "kind",
+    "kinds",
+    "ways",
+    "possible",
 ];
 
 /// Openings of a question that continues the previous one.
@@ -179,7 +249,7 @@ pub struct Rewrite {
 fn content_words(text: &str) -> Vec<String> {
     text.to_lowercase()
         .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.chars().count() >= 4 && !REFERRING.contains(w))
+        .filter(|w| w.chars().count() >= 4 && !REFERRING.contains(w) && !FUNCTION_WORDS.contains(w))
         .map(str::to_string)
         .collect()
 }
@@ -206,7 +276,7 @@ fn usable(rewrite: &str, question: &str, history: &[Turn]) -> bool {
 }
 
 /// Makes `question` standalone with the model (greedy, a few dozen tokens), or, when the
-/// model's rewrite is unusable, with the previous question as context.
+/// model's rewrite is unusable, with the previous question (as it was searched) as context.
 pub async fn rewrite(
     generator: &dyn Generator,
     question: &str,
@@ -233,7 +303,10 @@ pub async fn rewrite(
     let (question, kind) = if usable(&text, question, history) {
         (text, RewriteKind::Model)
     } else {
-        let previous = history.last().map_or("", |t| t.question.as_str());
+        tracing::debug!(follow_up = question, rewrite = %text, "the model's rewrite is not used");
+        let previous = history
+            .last()
+            .map_or("", |t| t.searched.as_deref().unwrap_or(&t.question));
         (
             format!("{} {}", previous.trim(), question.trim()),
             RewriteKind::Context,
@@ -254,6 +327,7 @@ mod tests {
         vec![Turn {
             question: q.into(),
             answer: "Debian is a free operating system [1].".into(),
+            searched: None,
         }]
     }
 
@@ -291,6 +365,7 @@ mod tests {
             h.push(Turn {
                 question: format!("question {i}?"),
                 answer: format!("answer {i} [1][2] with [x] text"),
+                searched: None,
             });
         }
         let m = rewrite_messages("and the next one?", &h);

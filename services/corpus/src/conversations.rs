@@ -67,6 +67,7 @@ impl Thread {
             .map(|t| Turn {
                 question: t.turn.question.clone(),
                 answer: t.turn.answer_text.clone(),
+                searched: t.turn.standalone.clone(),
             })
             .collect()
     }

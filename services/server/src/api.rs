@@ -1320,6 +1320,7 @@ pub async fn ask(
             .map(|t| enclave_answer::Turn {
                 question: t.question.clone(),
                 answer: t.answer.clone(),
+                searched: None,
             })
             .collect(),
         keep: keep_of(body.conversation_id.as_deref()),

@@ -141,6 +141,7 @@ fn question_and_history(messages: &[ChatMessageIn]) -> Option<(String, Vec<encla
                     turns.push(enclave_answer::Turn {
                         question: q,
                         answer: String::new(),
+                        searched: None,
                     });
                 }
                 pending = Some(text_of(&m.content));
@@ -150,6 +151,7 @@ fn question_and_history(messages: &[ChatMessageIn]) -> Option<(String, Vec<encla
                     turns.push(enclave_answer::Turn {
                         question: q,
                         answer: text_of(&m.content),
+                        searched: None,
                     });
                 }
             }
@@ -160,6 +162,7 @@ fn question_and_history(messages: &[ChatMessageIn]) -> Option<(String, Vec<encla
         turns.push(enclave_answer::Turn {
             question: q,
             answer: String::new(),
+            searched: None,
         });
     }
     let keep = turns.len().saturating_sub(enclave_answer::REWRITE_TURNS);
@@ -170,6 +173,7 @@ fn question_and_history(messages: &[ChatMessageIn]) -> Option<(String, Vec<encla
         .map(|t| enclave_answer::Turn {
             question: cut(&t.question, enclave_corpus::MAX_QUESTION_CHARS),
             answer: cut(&t.answer, enclave_corpus::MAX_HISTORY_ANSWER_CHARS),
+            searched: None,
         })
         .collect();
     Some((text_of(&messages[last].content), history))
