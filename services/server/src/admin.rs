@@ -862,12 +862,15 @@ pub async fn collection_page(
         .eval_runs(&principal, &c_name, 20)
         .await
         .map_err(ApiError::from)?;
+    // A case's document is named only to those who may read it.
     let mut titles = std::collections::HashMap::new();
     for id in cases.iter().filter_map(|k| k.document_id.as_ref()) {
-        if !titles.contains_key(id)
-            && let Some(d) = state.meta.document(id).await.map_err(ApiError::from)?
-        {
-            titles.insert(id.clone(), d.title);
+        if !titles.contains_key(id) {
+            let title = match state.corpus.document(&principal, id, Action::Read).await {
+                Ok(d) => d.title,
+                Err(_) => "a document you may not read".to_string(),
+            };
+            titles.insert(id.clone(), title);
         }
     }
     let case_rows: Vec<_> = cases
@@ -898,6 +901,10 @@ fn run_row(r: &enclave_corpus::EvalRun) -> serde_json::Value {
         serde_json::Value::String(v) => v.clone(),
         v => v.to_string(),
     };
+    let number = |v: &serde_json::Value| {
+        v.as_f64()
+            .map_or_else(|| "?".to_string(), |n| format!("{n:.2}"))
+    };
     let settings = format!(
         "mode {}, chunks {}/{} tokens, passages {}, model {}, fusion {}:{}, threshold {}",
         setting("mode"),
@@ -905,9 +912,9 @@ fn run_row(r: &enclave_corpus::EvalRun) -> serde_json::Value {
         setting("chunk_overlap"),
         setting("passages"),
         setting("model"),
-        s["retrieval"]["dense_weight"],
-        s["retrieval"]["bm25_weight"],
-        s["retrieval"]["min_dense_score"],
+        number(&s["retrieval"]["dense_weight"]),
+        number(&s["retrieval"]["bm25_weight"]),
+        number(&s["retrieval"]["min_dense_score"]),
     );
     let modes: Vec<_> = r
         .modes
