@@ -118,26 +118,14 @@ async fn a_conversation_over_the_api() {
     }
 
     // The thread is its owner's: listed, readable and searchable by alice only.
-    let list: Value = s
-        .get(&alice, "/api/v1/conversations")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = s.get_json(&alice, "/api/v1/conversations").await;
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["id"], conversation.as_str());
     assert_eq!(list[0]["turns"], 3);
     assert_eq!(list[0]["title"], QUESTION, "titled by its first question");
-    let thread: Value = s
-        .get(&alice, &format!("/api/v1/conversations/{conversation}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let thread = s
+        .get_json(&alice, &format!("/api/v1/conversations/{conversation}"))
+        .await;
     let turns = thread["turns"].as_array().unwrap();
     assert_eq!(turns.len(), 3, "{thread}");
     for (i, t) in turns.iter().enumerate() {
@@ -309,26 +297,14 @@ async fn a_conversation_over_the_api() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let r = s.get(&alice, "/api/v1/feedback").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let poor: Value = s
-        .get(&admin, "/api/v1/feedback?unhelpful=true")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let poor = s.get_json(&admin, "/api/v1/feedback?unhelpful=true").await;
     assert_eq!(poor.as_array().unwrap().len(), 1, "{poor}");
     assert_eq!(poor[0]["comment"], "names no register");
     assert_eq!(poor[0]["right_document_id"], doc_id.as_str());
     assert_eq!(poor[0]["right_page"], 2);
-    let thread: Value = s
-        .get(&alice, &format!("/api/v1/conversations/{conversation}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let thread = s
+        .get_json(&alice, &format!("/api/v1/conversations/{conversation}"))
+        .await;
     assert_eq!(thread["turns"][1]["feedback"]["helpful"], false);
 
     // The source is withdrawn from alice: her saved answers made from it are withheld, in the
@@ -342,14 +318,9 @@ async fn a_conversation_over_the_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let thread: Value = s
-        .get(&alice, &format!("/api/v1/conversations/{conversation}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let thread = s
+        .get_json(&alice, &format!("/api/v1/conversations/{conversation}"))
+        .await;
     for t in thread["turns"].as_array().unwrap() {
         assert_eq!(t["withheld"], true, "{t}");
         assert!(t["answer"].is_null(), "{t}");
@@ -406,14 +377,7 @@ async fn a_conversation_over_the_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let all: Value = s
-        .get(&admin, "/api/v1/feedback")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all = s.get_json(&admin, "/api/v1/feedback").await;
     assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
 
     // The verdict becomes a case of the collection's own evaluation set (the reader's pick is
@@ -480,14 +444,9 @@ async fn a_conversation_over_the_api() {
         "{out}"
     );
     let s = Server::start(&env, &[]);
-    let runs: Value = s
-        .get(&admin, "/api/v1/collections/ops/eval/runs")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runs = s
+        .get_json(&admin, "/api/v1/collections/ops/eval/runs")
+        .await;
     assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
     assert_eq!(runs[0]["actor"], "command line");
 }

@@ -103,6 +103,17 @@ impl Server {
         self.client.get(self.url(path)).bearer_auth(key)
     }
 
+    /// `GET path` with a key; the JSON body (whatever the status).
+    pub(crate) async fn get_json(&self, key: &str, path: &str) -> Value {
+        self.get(key, path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub(crate) fn post(&self, key: &str, path: &str) -> reqwest::RequestBuilder {
         self.client.post(self.url(path)).bearer_auth(key)
     }
