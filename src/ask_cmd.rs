@@ -49,11 +49,7 @@ pub async fn run(settings: &Settings, args: AskArgs) -> anyhow::Result<ExitCode>
         mode: args.mode.map(|m| m.to_string()),
         scope: args.scope.scope()?,
         history: Vec::new(),
-        keep: match args.conversation.as_deref() {
-            None => Keep::Nothing,
-            Some("new") => Keep::NewConversation,
-            Some(id) => Keep::Conversation(id.to_string()),
-        },
+        keep: Keep::named(args.conversation.as_deref()),
     };
     let mut events = corpus.ask(&actor, &asker, &question, "cli.ask").await?;
     if args.json {

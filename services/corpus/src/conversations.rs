@@ -39,6 +39,18 @@ pub enum Keep {
     Conversation(String),
 }
 
+impl Keep {
+    /// Where a front end's `conversation` value keeps the answer: nothing when absent or
+    /// empty, a new thread for `new`, else the thread with that id.
+    pub fn named(conversation: Option<&str>) -> Self {
+        match conversation.map(str::trim) {
+            None | Some("") => Self::Nothing,
+            Some("new") => Self::NewConversation,
+            Some(id) => Self::Conversation(id.to_string()),
+        }
+    }
+}
+
 /// One turn as its owner sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TurnView {
@@ -277,13 +289,9 @@ impl Corpus {
                 &json,
             )
             .await?;
-        if let Some(c) = self.meta.conversation(conversation_id).await?
-            && c.title.is_empty()
-        {
-            self.meta
-                .rename_conversation(conversation_id, &title_of(&answer.question))
-                .await?;
-        }
+        self.meta
+            .title_untitled_conversation(conversation_id, &title_of(&answer.question))
+            .await?;
         Ok(turn)
     }
 

@@ -498,7 +498,12 @@ pub async fn put_document(
 }
 
 /// A listing's paging: `limit` from 1 to `max` (`default` when absent), `offset` at least 0.
-fn paging(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> Result<(i64, i64)> {
+pub(crate) fn paging(
+    limit: Option<i64>,
+    offset: Option<i64>,
+    default: i64,
+    max: i64,
+) -> Result<(i64, i64)> {
     let (limit, offset) = (limit.unwrap_or(default), offset.unwrap_or(0));
     if !(1..=max).contains(&limit) || offset < 0 {
         return Err(ApiError::Invalid(format!(
@@ -1231,15 +1236,6 @@ pub async fn search(
     }))
 }
 
-/// Where an answer is kept: `conversation_id` names a thread of the caller's, or is `new`.
-pub fn keep_of(conversation_id: Option<&str>) -> enclave_corpus::Keep {
-    match conversation_id.map(str::trim) {
-        None | Some("") => enclave_corpus::Keep::Nothing,
-        Some("new") => enclave_corpus::Keep::NewConversation,
-        Some(id) => enclave_corpus::Keep::Conversation(id.to_string()),
-    }
-}
-
 /// Keeps the in-flight gauge right however an answer ends.
 pub struct InFlight(crate::metrics::Metrics);
 
@@ -1323,7 +1319,7 @@ pub async fn ask(
                 searched: None,
             })
             .collect(),
-        keep: keep_of(body.conversation_id.as_deref()),
+        keep: enclave_corpus::Keep::named(body.conversation_id.as_deref()),
     };
     let wants_stream = body.stream
         || req

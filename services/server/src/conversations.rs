@@ -8,6 +8,7 @@ use enclave_corpus::{Thread, Verdict};
 use serde::Deserialize;
 
 use crate::admin::{Fields, same_origin, see_other, with_notice};
+use crate::api::paging;
 use crate::auth::{Action, ApiCaller};
 use crate::dto::*;
 use crate::error::{ApiError, ErrorBody};
@@ -16,16 +17,6 @@ use crate::state::AppState;
 use crate::ui::{base_context, caller, encode, page, short_time};
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
-
-fn paging(limit: Option<i64>, offset: Option<i64>, default: i64) -> Result<(i64, i64)> {
-    let (limit, offset) = (limit.unwrap_or(default), offset.unwrap_or(0));
-    if !(1..=500).contains(&limit) || offset < 0 {
-        return Err(ApiError::Invalid(
-            "limit must be between 1 and 500 and offset at least 0".into(),
-        ));
-    }
-    Ok((limit, offset))
-}
 
 /// Where the links of an export point: `server.public_url`, else the address the request
 /// came to.
@@ -86,7 +77,7 @@ pub async fn list_conversations(
     ApiCaller(caller): ApiCaller,
     query: web::Query<ConversationQuery>,
 ) -> Result<HttpResponse> {
-    let (limit, offset) = paging(query.limit, query.offset, 50)?;
+    let (limit, offset) = paging(query.limit, query.offset, 50, 500)?;
     let list = state
         .corpus
         .conversations(&caller, query.q.as_deref(), limit, offset)
@@ -218,7 +209,7 @@ pub async fn list_feedback(
     ApiCaller(caller): ApiCaller,
     query: web::Query<FeedbackQuery>,
 ) -> Result<HttpResponse> {
-    let (limit, offset) = paging(query.limit, query.offset, 100)?;
+    let (limit, offset) = paging(query.limit, query.offset, 100, 500)?;
     let list = state
         .corpus
         .feedback(&caller, query.unhelpful, limit, offset)

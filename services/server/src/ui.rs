@@ -410,10 +410,12 @@ impl AskQuery {
             mode: self.mode().map(str::to_string),
             scope: Default::default(),
             history: Vec::new(),
-            keep: match self.c.trim() {
-                "" => enclave_corpus::Keep::NewConversation,
-                id => enclave_corpus::Keep::Conversation(id.to_string()),
-            },
+            // The page keeps every answer: in the thread it follows up, else in a new one.
+            keep: enclave_corpus::Keep::named(
+                Some(self.c.trim())
+                    .filter(|c| !c.is_empty())
+                    .or(Some("new")),
+            ),
         }
     }
 }

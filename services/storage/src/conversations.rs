@@ -219,6 +219,16 @@ impl MetaStore {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Titles a thread that has no title yet (one started without one).
+    pub async fn title_untitled_conversation(&self, id: &str, title: &str) -> Result<()> {
+        sqlx::query("UPDATE conversations SET title = $1 WHERE id = $2 AND title = ''")
+            .bind(title)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Deletes a thread and its turns (feedback given on them stays); false when it did not
     /// exist.
     pub async fn delete_conversation(&self, id: &str) -> Result<bool> {
