@@ -100,7 +100,8 @@ pub fn ingestor_with(
         embedder.tokenizer(),
         settings.chunking.max_tokens,
         settings.chunking.overlap_tokens,
-    )?;
+    )?
+    .with_headings(settings.chunking.headings);
     let program = std::env::current_exe().context("locating the enclave executable")?;
     let options = IngestOptions {
         pdf: PdfIsolation {
@@ -234,6 +235,7 @@ pub fn answer_options(settings: &Settings) -> enclave_answer::AnswerOptions {
         system_prompt: g.system_prompt.clone(),
         expand_neighbours: false,
         max_chars_between_citations: g.max_chars_between_citations,
+        model_refusal: g.model_refusal,
     }
 }
 

@@ -50,7 +50,11 @@ struct AnswerReport {
     removed_citations: usize,
     unanswerable: usize,
     refused: usize,
+    /// Of `refused`: refusals the model gave after reading the passages.
+    refused_by_model: usize,
     false_refusals: usize,
+    /// Of `false_refusals`: the model's.
+    false_refusals_by_model: usize,
     ttft_ms: Vec<f64>,
     tokens_per_s: Vec<f64>,
 }
@@ -83,13 +87,16 @@ async fn evaluate_answers(
         if let Some(t) = answer.timings.tokens_per_s {
             r.tokens_per_s.push(t);
         }
+        let by_model = usize::from(answer.refusal == Some(enclave_answer::Refusal::Model));
         if item.unanswerable {
             r.unanswerable += 1;
             r.refused += usize::from(answer.refused);
+            r.refused_by_model += by_model;
             continue;
         }
         r.answerable += 1;
         r.false_refusals += usize::from(answer.refused);
+        r.false_refusals_by_model += by_model;
         r.with_citation += usize::from(!answer.citations.is_empty());
         let expected = item.answer.clone().unwrap_or_default();
         if answer
@@ -218,8 +225,13 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
     }
     println!();
     println!(
-        "Refusal is decided by retrieval (best dense similarity below retrieval.min_dense_score = {}).",
-        settings.retrieval.min_dense_score
+        "Retrieval refuses when the best dense similarity is below retrieval.min_dense_score = {}{}.",
+        settings.retrieval.min_dense_score,
+        if settings.generation.model_refusal {
+            "; an answer may also be refused by the model (--answers N measures it)"
+        } else {
+            ""
+        }
     );
     print_threshold_sweep(&reports[0].1, settings.retrieval.min_dense_score);
     if let Some(a) = answers {
@@ -244,12 +256,14 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
             pct(a.cited_passage_holds_answer, a.answerable)
         );
         println!(
-            "| refusals on unanswerable questions | {} |",
-            pct(a.refused, a.unanswerable)
+            "| refusals on unanswerable questions | {} (by the model: {}) |",
+            pct(a.refused, a.unanswerable),
+            a.refused_by_model
         );
         println!(
-            "| wrong refusals on answerable questions | {} |",
-            pct(a.false_refusals, a.answerable)
+            "| wrong refusals on answerable questions | {} (by the model: {}) |",
+            pct(a.false_refusals, a.answerable),
+            a.false_refusals_by_model
         );
         println!(
             "| time to first token p50 / p95 | {:.1} s / {:.1} s |",

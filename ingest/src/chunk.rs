@@ -8,7 +8,10 @@ use std::sync::Arc;
 use text_splitter::{ChunkConfig, MarkdownSplitter, TextSplitter};
 
 use crate::IngestError;
-use crate::parse::ParsedDocument;
+use crate::parse::{Heading, ParsedDocument};
+
+/// Joins the headings of a heading path.
+pub const PATH_SEPARATOR: &str = " › ";
 
 /// One chunk of a document. `char_start..char_end` are char offsets into
 /// [`ParsedDocument::text`] and give back `text` exactly; pages are 1-based.
@@ -21,8 +24,52 @@ pub struct Chunk {
     pub page_start: usize,
     pub page_end: usize,
     pub token_count: usize,
-    /// The nearest heading above the chunk, when the document has headings.
+    /// The heading path above the chunk (top level first, joined by [`PATH_SEPARATOR`]), when
+    /// the document has headings (a PDF: its outline).
     pub section: Option<String>,
+}
+
+/// Where plain text is cut at headings: (char offset, byte offset) of each heading after the
+/// start of the text, in order, once each.
+fn heading_cuts(text: &str, headings: &[Heading]) -> Vec<(usize, usize)> {
+    let mut wanted: Vec<usize> = headings
+        .iter()
+        .map(|h| h.offset)
+        .filter(|&o| o > 0)
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut wanted = wanted.into_iter().peekable();
+    let mut cuts = Vec::new();
+    for (char_index, (byte_index, _)) in text.char_indices().enumerate() {
+        match wanted.peek() {
+            Some(&w) if w == char_index => {
+                cuts.push((char_index, byte_index));
+                wanted.next();
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    cuts
+}
+
+/// The heading path at `offset`: for each level, the last heading before it whose parents are
+/// still open, top level first. `None` before the first heading.
+pub fn heading_path(headings: &[Heading], offset: usize) -> Option<String> {
+    let mut open: Vec<&Heading> = Vec::new();
+    for h in headings.iter().take_while(|h| h.offset <= offset) {
+        while open.last().is_some_and(|o| o.level >= h.level) {
+            open.pop();
+        }
+        open.push(h);
+    }
+    (!open.is_empty()).then(|| {
+        open.iter()
+            .map(|h| h.title.trim())
+            .collect::<Vec<_>>()
+            .join(PATH_SEPARATOR)
+    })
 }
 
 /// Cuts documents into chunks sized in the embedding model's tokens.
@@ -31,6 +78,7 @@ pub struct Chunker {
     tokenizer: Arc<tokenizers::Tokenizer>,
     max_tokens: usize,
     overlap_tokens: usize,
+    headings: bool,
 }
 
 impl std::fmt::Debug for Chunker {
@@ -38,6 +86,7 @@ impl std::fmt::Debug for Chunker {
         f.debug_struct("Chunker")
             .field("max_tokens", &self.max_tokens)
             .field("overlap_tokens", &self.overlap_tokens)
+            .field("headings", &self.headings)
             .finish()
     }
 }
@@ -57,7 +106,29 @@ impl Chunker {
             tokenizer,
             max_tokens,
             overlap_tokens,
+            headings: true,
         })
+    }
+
+    /// Whether the document's headings shape the chunks (default: yes): plain text (a PDF
+    /// with an outline) is cut at every heading before it is cut by size, and a chunk's
+    /// heading path is embedded and indexed with its text. Off: only Markdown's own headings
+    /// cut, and only the title is added.
+    pub fn with_headings(mut self, on: bool) -> Self {
+        self.headings = on;
+        self
+    }
+
+    /// The text that is embedded and indexed for a chunk: the document title, the heading path
+    /// (unless it is off, or only repeats the title), then the chunk's text. They give a chunk
+    /// the context its own words may lack ("Compiling › Ethernet support").
+    pub fn indexed_text(&self, title: &str, chunk: &Chunk) -> String {
+        match &chunk.section {
+            Some(s) if self.headings && s != title => {
+                format!("{title}\n{s}\n{}", chunk.text)
+            }
+            _ => format!("{title}\n{}", chunk.text),
+        }
     }
 
     /// The same tokenizer with other sizes (a collection's own chunking settings).
@@ -66,7 +137,10 @@ impl Chunker {
         max_tokens: usize,
         overlap_tokens: usize,
     ) -> Result<Self, IngestError> {
-        Self::new(Arc::clone(&self.tokenizer), max_tokens, overlap_tokens)
+        Ok(
+            Self::new(Arc::clone(&self.tokenizer), max_tokens, overlap_tokens)?
+                .with_headings(self.headings),
+        )
     }
 
     /// The largest chunk, in tokens.
@@ -99,9 +173,24 @@ impl Chunker {
                 .map(|c| (c.char_offset, c.chunk))
                 .collect()
         } else {
-            TextSplitter::new(config)
-                .chunk_char_indices(&text)
-                .map(|c| (c.char_offset, c.chunk))
+            let splitter = TextSplitter::new(config);
+            let cuts = if self.headings {
+                heading_cuts(&text, &doc.headings)
+            } else {
+                Vec::new()
+            };
+            let mut bounds = vec![(0, 0)];
+            bounds.extend(cuts);
+            bounds.push((text.chars().count(), text.len()));
+            bounds
+                .windows(2)
+                .flat_map(|w| {
+                    let ((char_start, from), (_, to)) = (w[0], w[1]);
+                    splitter
+                        .chunk_char_indices(&text[from..to])
+                        .map(move |c| (char_start + c.char_offset, c.chunk))
+                        .collect::<Vec<_>>()
+                })
                 .collect()
         };
         let page_starts = doc.page_starts();
@@ -112,12 +201,7 @@ impl Chunker {
             .enumerate()
             .map(|(ordinal, (char_start, piece))| {
                 let char_end = char_start + piece.chars().count();
-                let section = doc
-                    .headings
-                    .iter()
-                    .take_while(|h| h.offset <= char_start)
-                    .last()
-                    .map(|h| h.title.clone());
+                let section = heading_path(&doc.headings, char_start);
                 Chunk {
                     ordinal,
                     text: piece.to_string(),
@@ -130,5 +214,56 @@ impl Chunker {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(offset: usize, level: u8, title: &str) -> Heading {
+        Heading {
+            offset,
+            level,
+            title: title.into(),
+        }
+    }
+
+    #[test]
+    fn heading_paths_follow_the_levels() {
+        let hs = [
+            h(0, 1, "Compiling"),
+            h(10, 2, "UNIX"),
+            h(20, 3, "Ethernet"),
+            h(30, 2, "Windows"),
+            h(40, 1, "Running"),
+        ];
+        assert_eq!(heading_path(&hs, 5).as_deref(), Some("Compiling"));
+        assert_eq!(
+            heading_path(&hs, 25).as_deref(),
+            Some("Compiling › UNIX › Ethernet")
+        );
+        // A sibling closes the deeper levels; a new top level closes everything.
+        assert_eq!(
+            heading_path(&hs, 30).as_deref(),
+            Some("Compiling › Windows")
+        );
+        assert_eq!(heading_path(&hs, 99).as_deref(), Some("Running"));
+        assert_eq!(heading_path(&hs[1..], 5), None);
+    }
+
+    #[test]
+    fn plain_text_is_cut_at_headings() {
+        let text = "Intro ü.\n\n1 Compiling\nText.\n\n1.1 Ethernet\nMore.";
+        let at = |s: &str| text[..text.find(s).unwrap()].chars().count();
+        let hs = [
+            h(0, 1, "Intro"),
+            h(at("1 Compiling"), 1, "1 Compiling"),
+            h(at("1.1 Ethernet"), 2, "1.1 Ethernet"),
+        ];
+        let cuts = heading_cuts(text, &hs);
+        assert_eq!(cuts.len(), 2);
+        assert_eq!(&text[cuts[0].1..cuts[1].1], "1 Compiling\nText.\n\n");
+        assert_eq!(cuts[0].0, at("1 Compiling"));
     }
 }

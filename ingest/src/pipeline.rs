@@ -683,7 +683,7 @@ impl Ingestor {
             .clone()
             .or_else(|| parsed.title.clone().filter(|t| !t.trim().is_empty()))
             .unwrap_or_else(|| new.title.clone());
-        let (parsed, chunks) = {
+        let (parsed, chunks, chunker) = {
             let chunker = self
                 .collection_chunker(&new.collection_id)
                 .await
@@ -693,7 +693,7 @@ impl Ingestor {
                 })?;
             tokio::task::spawn_blocking(move || {
                 let chunks = chunker.chunk(&parsed);
-                (parsed, chunks)
+                (parsed, chunks, chunker)
             })
             .await
             .map_err(|e| Stop::Failed {
@@ -705,13 +705,10 @@ impl Ingestor {
             return Err(parse_failure(ParseError::NoText));
         }
 
-        // Embed: the title (and section) give each chunk the context its text may lack.
+        // Embed: the title and heading path give each chunk the context its text may lack.
         let inputs: Vec<String> = chunks
             .iter()
-            .map(|c| match &c.section {
-                Some(s) if s != &title => format!("{title}\n{s}\n{}", c.text),
-                _ => format!("{title}\n{}", c.text),
-            })
+            .map(|c| chunker.indexed_text(&title, c))
             .collect();
         let mut dense = Vec::with_capacity(inputs.len());
         let page_count = parsed.pages.len();

@@ -191,6 +191,7 @@ async fn grounded_answers(engine: Engine) {
     }
     let refused = refused.unwrap();
     assert!(refused.refused);
+    assert_eq!(refused.refusal, Some(enclave_answer::Refusal::Retrieval));
     assert_eq!((refused.text.as_str(), pieces), (NOT_IN_CORPUS, 0));
     assert_eq!(refused.timings.generated_tokens, 0);
 
@@ -425,4 +426,61 @@ async fn follow_ups_are_rewritten_llama_cpp() {
 #[tokio::test]
 async fn follow_ups_are_rewritten_mistral_rs() {
     follow_up_rewrite(Engine::MistralRs).await;
+}
+
+/// The model's own refusal under both engines' grammars: told to refuse, the model gives the
+/// refusal sentence (no citation, `refusal: model`, the passages it read kept); with
+/// `model_refusal` off the grammar has no such answer, and the same instruction still ends in
+/// a cited answer.
+async fn model_refusal(engine: Engine) {
+    let env = setup();
+    let embedder = embedder().await;
+    let retriever = Retriever::new(
+        env.meta().await,
+        env.vectors(),
+        embedder,
+        RetrievalOptions::default(),
+    )
+    .unwrap();
+    let generator = generator(engine, 1, 4).await;
+    let options = |model_refusal| AnswerOptions {
+        passages: 3,
+        max_tokens: 48,
+        max_chars_between_citations: 120,
+        model_refusal,
+        system_prompt: Some(format!(
+            "Whatever the question, reply with exactly this sentence: {NOT_IN_CORPUS}"
+        )),
+        ..Default::default()
+    };
+    let question = ask("How long are client files kept?");
+
+    let on = Asker::new(retriever.clone(), Arc::clone(&generator), options(true));
+    let a = on.answer(&question).await.unwrap();
+    println!("{engine:?}, model refusal on: {:?}", a.text);
+    assert!(a.refused, "{}", a.text);
+    assert_eq!(a.refusal, Some(enclave_answer::Refusal::Model));
+    assert_eq!(a.text, NOT_IN_CORPUS);
+    assert!(a.citations.is_empty());
+    assert!(
+        !a.passages.is_empty(),
+        "the passages the model read are kept"
+    );
+    assert!(a.timings.generated_tokens > 0, "the model was asked");
+
+    let off = Asker::new(retriever, generator, options(false));
+    let a = off.answer(&question).await.unwrap();
+    println!("{engine:?}, model refusal off: {:?}", a.text);
+    assert!(!a.refused && a.refusal.is_none(), "{}", a.text);
+    assert!(!a.citations.is_empty(), "{}", a.text);
+}
+
+#[tokio::test]
+async fn the_model_may_refuse_llama_cpp() {
+    model_refusal(Engine::LlamaCpp).await;
+}
+
+#[tokio::test]
+async fn the_model_may_refuse_mistral_rs() {
+    model_refusal(Engine::MistralRs).await;
 }

@@ -302,6 +302,50 @@ async fn a_conversation_over_the_api() {
     assert_eq!(poor[0]["comment"], "names no register");
     assert_eq!(poor[0]["right_document_id"], doc_id.as_str());
     assert_eq!(poor[0]["right_page"], 2);
+    // Curators: an editor of ops sees the verdict on an answer from ops; an editor of another
+    // collection sees none and cannot make it an evaluation case.
+    let r = s
+        .post(&admin, "/api/v1/collections")
+        .json(&json!({"name": "hr"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut curators = Vec::new();
+    for (user, collection) in [("carol", "ops"), ("dave", "hr")] {
+        env.run(&["users", "add", user, "--role", "none"]);
+        env.run(&[
+            "grants",
+            "add",
+            "--user",
+            user,
+            "--collection",
+            collection,
+            "--role",
+            "editor",
+        ]);
+        let key = env.run(&["keys", "create", &format!("k-{user}"), "--user", user]);
+        curators.push(key.trim().to_string());
+    }
+    let (carol, dave) = (&curators[0], &curators[1]);
+    let seen = s.get_json(carol, "/api/v1/feedback?unhelpful=true").await;
+    assert_eq!(seen.as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(seen[0]["id"], poor[0]["id"]);
+    let unseen = s.get_json(dave, "/api/v1/feedback").await;
+    assert_eq!(unseen, json!([]), "{unseen}");
+    let r = s
+        .post(
+            dave,
+            &format!(
+                "/api/v1/feedback/{}/eval-case",
+                poor[0]["id"].as_str().unwrap()
+            ),
+        )
+        .json(&json!({"collection": "hr", "unanswerable": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let thread = s
         .get_json(&alice, &format!("/api/v1/conversations/{conversation}"))
         .await;

@@ -348,3 +348,97 @@ async fn office_documents_made_by_libreoffice() {
         assert!(found.iter().any(|u| u.ends_with(name)), "{name}: {out}");
     }
 }
+
+/// PDF headings: the Debian FAQ's outline (bookmarks) and the SIMH guide's numbered section
+/// headings (it has no outline) cut the chunks and give each its heading path; with
+/// `chunking.headings` off, neither happens.
+#[tokio::test]
+async fn pdf_headings_cut_chunks_and_name_their_sections() {
+    const FAQ: &str = "debian-faq__FAQ__debian-faq.en.pdf";
+    const SIMH: &str = "simh__simh_doc.pdf";
+    let env = TestEnv::embedded();
+    let docs = env.docs();
+    for f in [FAQ, SIMH] {
+        std::fs::copy(corpus_file(f), docs.join(f)).unwrap();
+    }
+    let summary = env.ingest(&[&docs]);
+    assert_eq!(summary["ingested"], serde_json::json!(2), "{summary}");
+    let meta = env.meta().await;
+    let all = meta.documents(None).await.unwrap();
+    let chunks_of = |name: &str| {
+        let id = all
+            .iter()
+            .find(|d| d.source_uri.ends_with(name))
+            .unwrap()
+            .id
+            .clone();
+        let meta = meta.clone();
+        async move { meta.active_chunks(&id).await.unwrap() }
+    };
+
+    // The outline: a question of the FAQ starts its own chunk, under its chapter.
+    let faq = chunks_of(FAQ).await;
+    let latest = "Getting and installing Debian GNU/Linux › What is the latest version of Debian?";
+    let first = faq
+        .iter()
+        .find(|c| c.section.as_deref() == Some(latest))
+        .unwrap_or_else(|| {
+            let sections: Vec<_> = faq.iter().filter_map(|c| c.section.as_deref()).collect();
+            panic!("no chunk under {latest:?}: {sections:#?}")
+        });
+    assert!(
+        first
+            .text
+            .starts_with("What is the latest version of Debian?"),
+        "a chunk starts at its heading: {:?}",
+        first.text
+    );
+    // No chunk runs across a heading: the next question's heading starts a chunk.
+    assert!(
+        !faq.iter()
+            .any(|c| c.text.contains("latest version of Debian?")
+                && c.text.contains("Are there package upgrades in")),
+        "a chunk spans two sections"
+    );
+
+    // Numbered headings, found in the text of a PDF without an outline.
+    let simh = chunks_of(SIMH).await;
+    let sections: Vec<&str> = simh.iter().filter_map(|c| c.section.as_deref()).collect();
+    assert!(
+        sections
+            .iter()
+            .any(|s| s.starts_with("1 Compiling And Running A Simulator › 1.")),
+        "{sections:#?}"
+    );
+    assert!(
+        simh.iter().any(|c| c
+            .section
+            .as_deref()
+            .is_some_and(|s| s.starts_with("2 ") || s.starts_with("3 "))),
+        "{sections:#?}"
+    );
+
+    // Off: no cut at headings, so fewer and longer chunks across the FAQ's questions.
+    let off = TestEnv::embedded();
+    std::fs::copy(corpus_file(FAQ), off.docs().join(FAQ)).unwrap();
+    let out = off
+        .command()
+        .args(["ingest", off.docs().to_str().unwrap()])
+        .env("ENCLAVE_CHUNKING__HEADINGS", "false")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta_off = off.meta().await;
+    let doc = &meta_off.documents(None).await.unwrap()[0];
+    let chunks_off = meta_off.active_chunks(&doc.id).await.unwrap();
+    assert!(
+        chunks_off.len() < faq.len(),
+        "{} chunks without headings, {} with",
+        chunks_off.len(),
+        faq.len()
+    );
+}

@@ -8,6 +8,7 @@
 pub mod email;
 pub mod html;
 pub mod office;
+mod outline;
 pub mod pdf;
 pub mod text;
 

@@ -1,4 +1,5 @@
-//! PDF files: text per page with `pdf-extract`, document info with `lopdf`.
+//! PDF files: text per page with `pdf-extract`, document info and the outline (headings) with
+//! `lopdf`.
 //!
 //! pdf-extract can panic, abort (stack overflow on hostile fonts) or loop forever, so the
 //! pipeline runs it in a child process: [`extract_isolated`] starts the program described by a
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::{ParseError, ParsedDocument};
+use super::{Heading, ParseError, ParsedDocument, outline};
 
 /// The line that precedes the child's JSON result on its stdout. Anything a library prints to
 /// stdout comes before it; the parent reads what follows the last occurrence.
@@ -87,6 +88,8 @@ struct ChildDocument {
     pages: Vec<String>,
     #[serde(default)]
     metadata: serde_json::Map<String, Value>,
+    #[serde(default)]
+    headings: Vec<Heading>,
 }
 
 impl From<ChildDocument> for ParsedDocument {
@@ -95,6 +98,7 @@ impl From<ChildDocument> for ParsedDocument {
             title: doc.title,
             pages: doc.pages,
             metadata: doc.metadata,
+            headings: doc.headings,
             ..ParsedDocument::default()
         }
     }
@@ -153,12 +157,25 @@ fn extract_unguarded(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
         let numbers = failures.iter().map(|(n, _)| Value::from(*n)).collect();
         metadata.insert("failed_pages".into(), Value::Array(numbers));
     }
-    Ok(ParsedDocument {
+    let mut parsed = ParsedDocument {
         title,
         pages,
         metadata,
         ..ParsedDocument::default()
-    })
+    };
+    // Headings: the outline where there is one, else numbered section headings in the text.
+    // They are a bonus: an outline that cannot be read leaves the text as it is.
+    let starts = parsed.page_starts();
+    let entries = catch_unwind(AssertUnwindSafe(|| {
+        outline::outline_entries(&doc, decode_pdf_string)
+    }))
+    .unwrap_or_default();
+    parsed.headings = if entries.is_empty() {
+        outline::numbered_headings(&parsed.pages, &starts)
+    } else {
+        outline::place(&entries, &parsed.pages, &starts)
+    };
+    Ok(parsed)
 }
 
 /// The raw text of every page, with the pages that failed (number and error; their text is
@@ -563,6 +580,7 @@ pub fn child_main() -> i32 {
             title: doc.title,
             pages: doc.pages,
             metadata: doc.metadata,
+            headings: doc.headings,
         }),
         Err(e) => ChildReply::Err(e),
     };

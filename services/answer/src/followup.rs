@@ -275,6 +275,24 @@ fn usable(rewrite: &str, question: &str, history: &[Turn]) -> bool {
     have.iter().any(|w| !own.contains(w) && context.contains(w))
 }
 
+/// Longest context search, in words: a chain of follow-ups each searched with the one before
+/// keeps only its most recent words.
+const MAX_CONTEXT_WORDS: usize = 40;
+
+/// The previous turn's search and the follow-up together, at most [`MAX_CONTEXT_WORDS`] words
+/// (the oldest dropped first; the follow-up's own words are always kept).
+fn context_question(previous: &str, question: &str) -> String {
+    let own: Vec<&str> = question.split_whitespace().collect();
+    let room = MAX_CONTEXT_WORDS.saturating_sub(own.len());
+    let before: Vec<&str> = previous.split_whitespace().collect();
+    let kept = &before[before.len().saturating_sub(room)..];
+    kept.iter()
+        .chain(&own)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Makes `question` standalone with the model (greedy, a few dozen tokens), or, when the
 /// model's rewrite is unusable, with the previous question (as it was searched) as context.
 pub async fn rewrite(
@@ -307,10 +325,7 @@ pub async fn rewrite(
         let previous = history
             .last()
             .map_or("", |t| t.searched.as_deref().unwrap_or(&t.question));
-        (
-            format!("{} {}", previous.trim(), question.trim()),
-            RewriteKind::Context,
-        )
+        (context_question(previous, question), RewriteKind::Context)
     };
     Ok(Rewrite {
         question,
@@ -329,6 +344,20 @@ mod tests {
             answer: "Debian is a free operating system [1].".into(),
             searched: None,
         }]
+    }
+
+    #[test]
+    fn context_searches_do_not_grow_without_end() {
+        assert_eq!(
+            context_question(" What is Debian? ", "and its  license?"),
+            "What is Debian? and its license?"
+        );
+        let mut searched = "What is the notice period for a contract?".to_string();
+        for i in 0..50 {
+            searched = context_question(&searched, &format!("and case {i}?"));
+        }
+        assert_eq!(searched.split_whitespace().count(), MAX_CONTEXT_WORDS);
+        assert!(searched.ends_with("and case 49?"), "{searched}");
     }
 
     #[test]

@@ -23,6 +23,13 @@ pub const MAX_COMMENT_CHARS: usize = 4000;
 /// Turns one history given by a caller may hold.
 pub const MAX_HISTORY_TURNS: usize = 50;
 
+/// What [`Corpus::curates`] found out so far: collections the actor edits, documents it reads.
+#[derive(Debug, Default)]
+pub(crate) struct Curation {
+    collections: HashMap<String, bool>,
+    documents: HashMap<String, bool>,
+}
+
 /// What a withheld answer says instead of itself.
 pub const WITHHELD: &str =
     "This answer was made from a document you may no longer read, so it is not shown.";
@@ -379,8 +386,10 @@ impl Corpus {
         Ok(record)
     }
 
-    /// Verdicts for the curators, newest first (all, or only the unhelpful ones):
-    /// administrators of every collection only, as answers may quote any document.
+    /// Verdicts for the curators, newest first (all, or only the unhelpful ones).
+    /// Administrators of every collection see every verdict; an editor sees the verdicts on
+    /// answers asked in collections they edit, and only those whose every retrieved and cited
+    /// passage and picked source they may read (an answer quotes its passages).
     pub async fn feedback(
         &self,
         actor: &Actor,
@@ -388,11 +397,87 @@ impl Corpus {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<FeedbackRecord>> {
-        actor.require_everywhere(Action::Administer)?;
-        Ok(self
-            .meta
-            .feedback(unhelpful_only, limit.clamp(1, 500), offset.max(0))
-            .await?)
+        let (limit, offset) = (limit.clamp(1, 500) as usize, offset.max(0) as usize);
+        if actor.require_everywhere(Action::Administer).is_ok() {
+            return Ok(self
+                .meta
+                .feedback(unhelpful_only, limit as i64, offset as i64)
+                .await?);
+        }
+        actor.require_somewhere(Action::Write)?;
+        let mut checks = Curation::default();
+        let (mut shown, mut skipped, mut read) = (Vec::new(), 0, 0);
+        loop {
+            let batch = self.meta.feedback(unhelpful_only, 500, read as i64).await?;
+            if batch.is_empty() {
+                return Ok(shown);
+            }
+            read += batch.len();
+            for f in batch {
+                if !self.curates(actor, &f, &mut checks).await? {
+                    continue;
+                }
+                if skipped < offset {
+                    skipped += 1;
+                    continue;
+                }
+                shown.push(f);
+                if shown.len() == limit {
+                    return Ok(shown);
+                }
+            }
+        }
+    }
+
+    /// Whether `actor` may see verdict `f` as one of its curators (see [`Corpus::feedback`]).
+    pub(crate) async fn curates(
+        &self,
+        actor: &Actor,
+        f: &FeedbackRecord,
+        checks: &mut Curation,
+    ) -> Result<bool> {
+        if actor.require_everywhere(Action::Administer).is_ok() {
+            return Ok(true);
+        }
+        // A question over every collection may have drawn from any of them.
+        if f.collections.is_empty() {
+            return Ok(false);
+        }
+        for name in &f.collections {
+            let ok = match checks.collections.get(name) {
+                Some(ok) => *ok,
+                None => {
+                    let ok = self.collection(actor, name, Action::Write).await.is_ok();
+                    checks.collections.insert(name.clone(), ok);
+                    ok
+                }
+            };
+            if !ok {
+                return Ok(false);
+            }
+        }
+        let mut documents: Vec<String> = f.right_document_id.iter().cloned().collect();
+        for chunk in f.retrieved.iter().chain(&f.cited) {
+            match self.meta.chunk(chunk).await? {
+                Some(c) => documents.push(c.document_id),
+                // A passage since deleted: what it said cannot be checked.
+                None => return Ok(false),
+            }
+        }
+        for doc in documents {
+            let ok = match checks.documents.get(&doc) {
+                Some(ok) => *ok,
+                None => {
+                    let ok = self.document(actor, &doc, Action::Read).await.is_ok();
+                    checks.documents.insert(doc.clone(), ok);
+                    ok
+                }
+            };
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -115,8 +115,8 @@ impl Corpus {
     }
 
     /// Turns a reader's verdict into a case of `collection`'s set: its question, with the
-    /// source the reader picked as the expected one, or unanswerable (administrators of every
-    /// collection, who read the verdicts).
+    /// source the reader picked as the expected one, or unanswerable (those who may see the
+    /// verdict, see [`Corpus::feedback`], and edit `collection`).
     pub async fn eval_case_from_feedback(
         &self,
         actor: &Actor,
@@ -124,14 +124,21 @@ impl Corpus {
         collection: &str,
         unanswerable: bool,
     ) -> Result<EvalCaseRecord> {
-        actor.require_everywhere(Action::Administer)?;
+        actor.require_somewhere(Action::Write)?;
+        let not_found =
+            || CorpusError::NotFound(format!("feedback '{feedback_id}' does not exist"));
         let f = self
             .meta
             .feedback_entry(feedback_id)
             .await?
-            .ok_or_else(|| {
-                CorpusError::NotFound(format!("feedback '{feedback_id}' does not exist"))
-            })?;
+            .ok_or_else(not_found)?;
+        // Only a verdict its curators may see (an administrator of every collection sees all).
+        if !self
+            .curates(actor, &f, &mut crate::conversations::Curation::default())
+            .await?
+        {
+            return Err(not_found());
+        }
         let c = self.collection(actor, collection, Action::Write).await?;
         let case = if unanswerable {
             NewEvalCase {

@@ -200,7 +200,8 @@ pub async fn give_feedback(
     Ok(HttpResponse::Created().json(FeedbackOut::from(&f)))
 }
 
-/// Verdicts on answers, newest first (administrators of every collection).
+/// Verdicts on answers, newest first: every one for administrators of every collection; for
+/// an editor, those on answers from the collections they edit that quote only what they read.
 #[utoipa::path(get, path = "/api/v1/feedback", tag = "conversations", params(FeedbackQuery),
     responses((status = 200, body = [FeedbackOut]), (status = 403, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -373,7 +374,7 @@ pub async fn feedback_page(
 ) -> crate::ui::Result<HttpResponse> {
     let principal = caller(&req).await?;
     principal
-        .require_everywhere(Action::Administer)
+        .require_somewhere(Action::Write)
         .map_err(ApiError::from)?;
     let all = query.all.as_deref() == Some("1");
     let list = state
@@ -385,10 +386,10 @@ pub async fn feedback_page(
     for f in &list {
         let right = match &f.right_document_id {
             Some(id) => state
-                .meta
-                .document(id)
+                .corpus
+                .document(&principal, id, Action::Read)
                 .await
-                .map_err(ApiError::from)?
+                .ok()
                 .map(|d| {
                     let page = f
                         .right_page

@@ -961,8 +961,12 @@ pub struct AnswerOut {
     pub question: String,
     /// The answer, with `[n]` markers naming its sources.
     pub text: String,
-    /// True when the corpus holds nothing relevant: the model was not asked.
+    /// True when the answer is a refusal: the documents do not contain the answer.
     pub refused: bool,
+    /// Who refused: `retrieval` (nothing relevant found; the model was not asked) or `model`
+    /// (the model read the passages and found no answer in them); `null` when answered.
+    #[schema(value_type = Option<String>, example = "model")]
+    pub refusal: Option<enclave_answer::Refusal>,
     pub citations: Vec<CitationOut>,
     /// Markers the model wrote that named no given source (removed from the text).
     pub removed_citations: Vec<String>,
@@ -1014,6 +1018,7 @@ impl From<&Answer> for AnswerOut {
             question: a.question.clone(),
             text: a.text.clone(),
             refused: a.refused,
+            refusal: a.refusal,
             citations: a
                 .citations
                 .iter()

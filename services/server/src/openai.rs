@@ -4,7 +4,8 @@
 //! collection. The last user message is the question; the user and assistant messages before it
 //! are the conversation, so a follow-up that does not stand alone is rewritten with them before
 //! retrieval. The answer's citations travel in the extension field `enclave` of the response,
-//! and of the final chunk of a stream: `{"refused": bool, "standalone_question": string|null,
+//! and of the final chunk of a stream: `{"refused": bool, "refusal": "retrieval"|"model"|null,
+//! "standalone_question": string|null,
 //! "citations": [{number, document_id, title, page_start, page_end, char_start, char_end,
 //! quote, url}]}`.
 
@@ -61,8 +62,11 @@ pub struct ChatRequest {
 /// The extension field with the answer's grounding.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Grounding {
-    /// True when the corpus holds nothing relevant (the model was not asked).
+    /// True when the answer is a refusal: the documents do not contain the answer.
     pub refused: bool,
+    /// Who refused: `retrieval` (the model was not asked) or `model`; `null` when answered.
+    #[schema(value_type = Option<String>, example = "retrieval")]
+    pub refusal: Option<enclave_answer::Refusal>,
     /// What was searched and answered when the last message was a follow-up.
     pub standalone_question: Option<String>,
     pub citations: Vec<CitationOut>,
@@ -72,6 +76,7 @@ impl Grounding {
     fn of(a: &Answer) -> Self {
         Self {
             refused: a.refused,
+            refusal: a.refusal,
             standalone_question: a.rewrite.as_ref().map(|r| r.question.clone()),
             citations: a
                 .citations

@@ -524,6 +524,7 @@ fn answer_context(answer: &Answer) -> serde_json::Value {
     }
     serde_json::json!({
         "refused": answer.refused,
+        "refused_by_model": answer.refusal == Some(enclave_answer::Refusal::Model),
         "segments": segments(&answer.text, &out.citations),
         "citations": citations,
         "nearest": if answer.refused { passage_views(&answer.passages) } else { Vec::new() },

@@ -355,6 +355,11 @@ pub struct GenerationSettings {
     /// Longest run of answer text without a citation marker, in characters: the answer
     /// grammar makes the model cite at least this often.
     pub max_chars_between_citations: usize,
+    /// Lets the model answer "The documents do not contain an answer to this question." (the
+    /// answer grammar's one alternative to a cited answer) when the passages it was given do
+    /// not hold the answer; false: only retrieval's threshold (`retrieval.min_dense_score`)
+    /// refuses.
+    pub model_refusal: bool,
     /// Replaces the built-in system prompt (which asks for answers from the sources only,
     /// cited like [2]).
     pub system_prompt: Option<String>,
@@ -380,6 +385,7 @@ impl Default for GenerationSettings {
             temperature: 0.0,
             passages: 5,
             max_chars_between_citations: 300,
+            model_refusal: true,
             system_prompt: None,
             models: Default::default(),
         }
@@ -493,6 +499,11 @@ pub struct ChunkingSettings {
     pub max_tokens: usize,
     /// Tokens shared by consecutive chunks.
     pub overlap_tokens: usize,
+    /// Use the document's headings (for a PDF: its outline, the bookmarks a reader sees):
+    /// plain text is cut at every heading before it is cut by size, and each chunk's heading
+    /// path ("Compiling › Ethernet support") is embedded and indexed with its text. False:
+    /// only Markdown headings cut, and only the document title is added.
+    pub headings: bool,
 }
 
 /// Ingestion settings.
@@ -691,6 +702,7 @@ impl Default for ChunkingSettings {
         Self {
             max_tokens: 200,
             overlap_tokens: 32,
+            headings: true,
         }
     }
 }

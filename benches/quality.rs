@@ -1,0 +1,286 @@
+//! Answer-quality benchmark: the committed evaluation sets side by side, with each lever of
+//! retrieval and answering on and off, printed as Markdown tables.
+//!
+//! The documents of every set (the Debian FAQ, the R FAQ, the two SIMH guides) are ingested
+//! together into one collection of a fresh embedded store by the `enclave` binary built with
+//! this bench, so each set's questions meet the other sets' documents as distractors. This
+//! is done once per ingest-time configuration:
+//!
+//! - `headings on` (the default): chunks are cut at the document's headings (a PDF's outline,
+//!   else its numbered section headings) and carry their heading path in the embedded and
+//!   indexed text;
+//! - `headings off` (`chunking.headings = false`): only the title is added, cuts by size only.
+//!
+//! Each set then runs through `enclave eval --json`: recall@5 and nDCG@10 per ranking (dense,
+//! BM25, hybrid), and the refusals retrieval's relevance threshold gives. With `--answers N`
+//! (default 10), the first N answerable questions and every unanswerable one are also asked to
+//! the default model (Qwen2.5-Coder-0.5B Q4_K_M on the CPU, one slot with every core) under the
+//! default configuration: the answer table shows refusals by retrieval alone (what answering
+//! gives with `generation.model_refusal = false`: retrieval does not depend on the model) and
+//! with the model's own refusal added, whether a cited passage holds the answer, whether every
+//! citation resolves to a given passage, and the time to first token.
+//!
+//! ```text
+//! export CARGO_TARGET_DIR=$HOME/.cache/enclave/target
+//! scripts/fetch-models embed llm
+//! cargo bench --bench quality                     # about 30 min on 2 cores
+//! cargo bench --bench quality -- --answers 0      # retrieval only: about 3 min
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+mod common;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde::Deserialize;
+
+/// The Enclave binary built with this bench.
+const ENCLAVE: &str = env!("CARGO_BIN_EXE_enclave");
+
+/// The sets: name, file, and whether retrieval's settings were tuned on it.
+const SETS: [(&str, &str, bool); 3] = [
+    ("debian-faq", "eval/debian-faq.jsonl", true),
+    ("r-faq", "eval/r-faq.jsonl", false),
+    ("simh", "eval/simh.jsonl", false),
+];
+
+#[derive(Debug, Parser)]
+#[command(name = "quality-bench")]
+struct Args {
+    /// Answerable questions of each set asked to the model (every unanswerable one is asked
+    /// too); 0: retrieval only.
+    #[arg(long, env = "ENCLAVE_BENCH_ANSWERS", default_value_t = 10)]
+    answers: usize,
+    /// Folder of the corpus (default: $ENCLAVE_CORPUS_DIR, else ~/.cache/enclave/corpus).
+    #[arg(long, env = "ENCLAVE_BENCH_CORPUS", value_name = "DIR")]
+    corpus: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct Report {
+    retrieval: Vec<ModeRow>,
+    answers: Option<Answers>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ModeRow {
+    mode: String,
+    answerable: usize,
+    recall_at_5: f64,
+    ndcg_at_10: f64,
+    unanswerable: usize,
+    refusal_accuracy: f64,
+    false_refusals: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct Answers {
+    answerable: usize,
+    cited_passage_holds_answer: usize,
+    citations: usize,
+    removed_citations: usize,
+    unanswerable: usize,
+    refused: usize,
+    refused_by_model: usize,
+    false_refusals: usize,
+    false_refusals_by_model: usize,
+    ttft_ms: Vec<f64>,
+}
+
+struct Run {
+    config: &'static str,
+    ingest_s: f64,
+    chunks: usize,
+    reports: Vec<(&'static str, bool, Report)>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let corpus = args.corpus.clone().unwrap_or_else(common::corpus_dir);
+    let mut documents = BTreeSet::new();
+    for (_, file, _) in SETS {
+        let text = std::fs::read_to_string(root.join(file))?;
+        for item in enclave_retrieval::eval::parse_set(&text).map_err(anyhow::Error::msg)? {
+            documents.extend(item.document);
+        }
+    }
+    let files: Vec<PathBuf> = documents.iter().map(|d| corpus.join(d)).collect();
+    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+        bail!(
+            "{} is missing: build the corpus first (scripts/test does, or \
+             ../shared/corpus/fetch-debian-pdfs DIR)",
+            missing.display()
+        );
+    }
+    eprintln!("documents: {documents:?}");
+
+    let mut runs = Vec::new();
+    for (config, headings) in [("headings on", true), ("headings off", false)] {
+        let dir = tempfile::tempdir()?;
+        let enclave = |extra: &[&str]| {
+            let mut c = Command::new(ENCLAVE);
+            c.args(extra)
+                .env("ENCLAVE_DATA_DIR", dir.path())
+                .env("ENCLAVE_CHUNKING__HEADINGS", headings.to_string())
+                .env_remove("ENCLAVE_CONFIG");
+            c
+        };
+        let started = Instant::now();
+        let mut ingest = enclave(&["ingest", "--collection", "eval"]);
+        ingest.args(&files);
+        let out = ingest.output().context("running enclave ingest")?;
+        if !out.status.success() {
+            bail!("ingest failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let ingest_s = started.elapsed().as_secs_f64();
+        let status = enclave(&["status", "--json"]).output()?;
+        let chunks = serde_json::from_slice::<serde_json::Value>(&status.stdout)
+            .ok()
+            .and_then(|v| total_chunks(&v))
+            .unwrap_or(0);
+        let mut reports = Vec::new();
+        for (name, file, tuned) in SETS {
+            let path = root.join(file);
+            let mut eval = enclave(&["eval", "--json", "--collection", "eval", "--set"]);
+            eval.arg(&path);
+            if headings && args.answers > 0 {
+                eval.args(["--answers", &args.answers.to_string()]);
+            }
+            eprintln!("{config}: {name}");
+            let out = eval.output().context("running enclave eval")?;
+            if !out.status.success() {
+                bail!("eval failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let report: Report = serde_json::from_slice(&out.stdout)
+                .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())?;
+            reports.push((name, tuned, report));
+        }
+        runs.push(Run {
+            config,
+            ingest_s,
+            chunks,
+            reports,
+        });
+    }
+    print_retrieval(&runs);
+    print_answers(&runs);
+    Ok(())
+}
+
+/// The sum of `chunk_count` over the collections `enclave status --json` lists.
+fn total_chunks(status: &serde_json::Value) -> Option<usize> {
+    let collections = status.get("collections")?.as_array()?;
+    Some(
+        collections
+            .iter()
+            .filter_map(|c| c.get("chunks").or_else(|| c.get("chunk_count")))
+            .filter_map(serde_json::Value::as_u64)
+            .sum::<u64>() as usize,
+    )
+}
+
+fn print_retrieval(runs: &[Run]) {
+    println!("### Retrieval (top 10 of the one collection holding every set's documents)");
+    println!();
+    println!(
+        "| set | tuned on | configuration | dense R@5 · nDCG@10 | BM25 R@5 · nDCG@10 | hybrid R@5 · nDCG@10 | unanswerable refused by retrieval | answerable wrongly refused |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, _, tuned) in SETS {
+        for run in runs {
+            let Some((_, _, report)) = run.reports.iter().find(|(n, _, _)| *n == name) else {
+                continue;
+            };
+            let cell = |mode: &str| {
+                report
+                    .retrieval
+                    .iter()
+                    .find(|r| r.mode == mode)
+                    .map_or("-".into(), |r| {
+                        format!("{:.3} · {:.3}", r.recall_at_5, r.ndcg_at_10)
+                    })
+            };
+            let hybrid = report.retrieval.iter().find(|r| r.mode == "hybrid");
+            println!(
+                "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+                if tuned { "yes" } else { "no (held out)" },
+                run.config,
+                cell("dense"),
+                cell("bm25"),
+                cell("hybrid"),
+                hybrid.map_or("-".into(), |h| format!(
+                    "{:.2} of {}",
+                    h.refusal_accuracy, h.unanswerable
+                )),
+                hybrid.map_or("-".into(), |h| format!(
+                    "{} of {}",
+                    h.false_refusals, h.answerable
+                )),
+            );
+        }
+    }
+    println!();
+    for run in runs {
+        println!(
+            "Ingest, {}: {:.0} s for {} chunks.",
+            run.config, run.ingest_s, run.chunks
+        );
+    }
+    println!();
+}
+
+fn print_answers(runs: &[Run]) {
+    let rows: Vec<(&str, bool, &Answers)> = runs
+        .iter()
+        .flat_map(|r| r.reports.iter())
+        .filter_map(|(n, t, r)| r.answers.as_ref().map(|a| (*n, *t, a)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!("### Answers (default model, headings on, hybrid retrieval)");
+    println!();
+    println!(
+        "| set | tuned on | unanswerable refused: retrieval only · with the model's refusal | answerable wrongly refused: retrieval only · with the model's | cited passage holds the answer | citations resolving to a given passage | first token p50 · p95 |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, tuned, a) in rows {
+        let frac = |n: usize, d: usize| {
+            if d == 0 {
+                "n/a".to_string()
+            } else {
+                format!("{:.2} ({n}/{d})", n as f64 / d as f64)
+            }
+        };
+        println!(
+            "| {name} | {} | {} · {} | {} · {} | {} | {} | {:.1} s · {:.1} s |",
+            if tuned { "yes" } else { "no (held out)" },
+            frac(a.refused - a.refused_by_model, a.unanswerable),
+            frac(a.refused, a.unanswerable),
+            frac(a.false_refusals - a.false_refusals_by_model, a.answerable),
+            frac(a.false_refusals, a.answerable),
+            frac(a.cited_passage_holds_answer, a.answerable),
+            frac(a.citations, a.citations + a.removed_citations),
+            percentile(&a.ttft_ms, 50.0) / 1000.0,
+            percentile(&a.ttft_ms, 95.0) / 1000.0,
+        );
+    }
+    println!();
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize - 1]
+}
