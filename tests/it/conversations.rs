@@ -324,12 +324,13 @@ async fn a_conversation_over_the_api() {
             "--role",
             "editor",
         ]);
-        let key = env.run(&["keys", "create", &format!("k-{user}"), "--user", user]);
+        let name = format!("k-{user}");
+        let key = env.run(&["keys", "create", &name, "--user", user, "--role", "editor"]);
         curators.push(key.trim().to_string());
     }
     let (carol, dave) = (&curators[0], &curators[1]);
     let seen = s.get_json(carol, "/api/v1/feedback?unhelpful=true").await;
-    assert_eq!(seen.as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(seen.as_array().map(Vec::len), Some(1), "{seen}");
     assert_eq!(seen[0]["id"], poor[0]["id"]);
     let unseen = s.get_json(dave, "/api/v1/feedback").await;
     assert_eq!(unseen, json!([]), "{unseen}");

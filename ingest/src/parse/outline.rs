@@ -79,9 +79,11 @@ pub fn outline_entries(doc: &Document, decode: fn(&[u8]) -> String) -> Vec<(u8, 
 }
 
 /// Headings at char offsets into the document text (`page_starts`: where each page starts): each
-/// entry is placed where its title first occurs on its page, after the previous heading of the
-/// same page (compared without case and with runs of whitespace as one space), or at the top
-/// of its page when the title is not in the page's text. Offsets never go backwards.
+/// entry is placed where its title first occurs on its page, after the previous heading
+/// (compared by letters and digits only, without case: quotes, dashes and line breaks differ
+/// between an outline and the text), or at the top of its page when the title is not in the
+/// page's text and no heading was placed on that page yet. A title found nowhere on a page
+/// already headed is left out: placing it would name the wrong passage.
 pub fn place(
     entries: &[(u8, String, usize)],
     pages: &[String],
@@ -99,7 +101,8 @@ pub fn place(
         let loose = normalized[index].get_or_insert_with(|| Loose::new(&pages[index]));
         let offset = match loose.find(title, from) {
             Some(at) => page_start + at,
-            None => page_start,
+            None if out.is_empty() || page_start > previous => page_start,
+            None => continue,
         };
         out.push(Heading {
             offset: offset.max(previous),
@@ -190,8 +193,8 @@ fn follows(previous: Option<&[u32]>, n: &[u32]) -> bool {
     (1..=p.len()).any(|k| n.len() == k && n[..k - 1] == p[..k - 1] && n[k - 1] == p[k - 1] + 1)
 }
 
-/// A page's text lower-cased with whitespace runs as one space, with the char offset in the
-/// original text of every char kept.
+/// A page's letters and digits, lower-cased, with the char offset in the original text of
+/// every char kept.
 #[derive(Clone)]
 struct Loose {
     chars: Vec<char>,
@@ -202,17 +205,10 @@ impl Loose {
     fn new(text: &str) -> Self {
         let mut chars = Vec::with_capacity(text.len());
         let mut at = Vec::with_capacity(text.len());
-        let mut space = true;
         for (i, c) in text.chars().enumerate() {
-            if c.is_whitespace() {
-                if !space {
-                    chars.push(' ');
-                    at.push(i);
-                    space = true;
-                }
+            if !c.is_alphanumeric() {
                 continue;
             }
-            space = false;
             for l in c.to_lowercase() {
                 chars.push(l);
                 at.push(i);
@@ -375,18 +371,23 @@ mod tests {
         let entries = vec![
             (1, "1 Compiling the simulators".to_string(), 1),
             (2, "1.1 Not in the text".to_string(), 1),
-            (2, "1.2 ETHERNET support".to_string(), 2),
+            (2, "1.2 ‘ETHERNET’ support".to_string(), 2),
+            (2, "1.3 Also not in the text".to_string(), 2),
             (1, "Appendix".to_string(), 9),
         ];
         let hs = place(&entries, &pages, &starts);
-        assert_eq!(hs.len(), 3, "{hs:?}");
-        assert_eq!(hs[0].offset, pages[0].find("1  Compiling").unwrap());
-        // Not found: the top of its page, but never before the heading above it.
-        assert_eq!(hs[1].offset, hs[0].offset);
-        assert_eq!(hs[2].offset, starts[1] + "more text\n".len());
+        let titles: Vec<&str> = hs.iter().map(|h| h.title.as_str()).collect();
+        // Not found on a page already headed: left out; a page that is not: its top.
         assert_eq!(
-            (hs[2].level, hs[2].title.as_str()),
-            (2, "1.2 ETHERNET support")
+            titles,
+            ["1 Compiling the simulators", "1.2 ‘ETHERNET’ support"],
+            "{hs:?}"
         );
+        assert_eq!(hs[0].offset, pages[0].find("1  Compiling").unwrap());
+        // Quotes and case differ between the outline and the text.
+        assert_eq!(hs[1].offset, starts[1] + "more text\n".len());
+        assert_eq!(hs[1].level, 2);
+        let lone = place(&entries[1..2], &pages, &starts);
+        assert_eq!(lone[0].offset, 0, "the top of its page");
     }
 }

@@ -539,19 +539,56 @@ impl Asker {
             )),
             seed: 0,
         };
+        let generation_started = Instant::now();
         let mut events = generator.generate(generation)?;
         let question = request.question.clone();
+        let model_refusal = self.options.model_refusal;
         tokio::spawn(async move {
             if tx.send(AskEvent::Sources(passages.clone())).await.is_err() {
                 return;
             }
             let mut text = String::new();
+            let (mut first_token, mut pieces) = (None, 0);
             while let Some(event) = events.recv().await {
                 match event {
                     GenerationEvent::Token(piece) => {
                         text.push_str(&piece);
+                        first_token.get_or_insert_with(Instant::now);
+                        pieces += 1;
                         if tx.send(AskEvent::Token(piece)).await.is_err() {
                             return; // the caller left: dropping `events` frees the slot
+                        }
+                        // The model refused. Small models often go on after the sentence (the
+                        // grammar lets a cited answer start with the same words): what follows
+                        // a refusal is filler, so the generation stops here.
+                        if model_refusal && text.trim_start().starts_with(NOT_IN_CORPUS) {
+                            drop(events);
+                            let after_generate = first_token.map_or(0.0, |t: Instant| {
+                                (t - generation_started).as_secs_f64() * 1000.0
+                            });
+                            let answer = Answer {
+                                question,
+                                rewrite: rewritten,
+                                text: NOT_IN_CORPUS.to_string(),
+                                citations: Vec::new(),
+                                removed_citations: Vec::new(),
+                                refused: true,
+                                refusal: Some(Refusal::Model),
+                                passages,
+                                timings: Timings {
+                                    rewrite_ms,
+                                    retrieval_ms,
+                                    time_to_first_token_ms: Some(
+                                        rewrite_ms + retrieval_ms + after_generate,
+                                    ),
+                                    generated_tokens: pieces,
+                                    total_ms: started.elapsed().as_secs_f64() * 1000.0,
+                                    ..Default::default()
+                                },
+                                model,
+                            };
+                            let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
+                            return;
                         }
                     }
                     GenerationEvent::Error(e) => {
