@@ -14,16 +14,16 @@
 //! Each set then runs through `enclave eval --json`: recall@5 and nDCG@10 per ranking (dense,
 //! BM25, hybrid), and the refusals retrieval's relevance threshold gives. With `--answers N`
 //! (default 10), the first N answerable questions and every unanswerable one are also asked to
-//! the default model (Qwen2.5-Coder-0.5B Q4_K_M on the CPU, one slot with every core) under the
-//! default configuration: the answer table shows refusals by retrieval alone (what answering
-//! gives with `generation.model_refusal = false`: retrieval does not depend on the model) and
-//! with the model's own refusal added, whether a cited passage holds the answer, whether every
-//! citation resolves to a given passage, and the time to first token.
+//! the default model (Qwen2.5-Coder-0.5B Q4_K_M on the CPU, one slot with every core), twice:
+//! under the defaults (only retrieval's threshold refuses) and with
+//! `generation.model_refusal = true` (the model may refuse too). The answer table shows the
+//! refusals on unanswerable and answerable questions, whether a cited passage holds the answer,
+//! whether every citation resolves to a given passage, and the time to first token.
 //!
 //! ```text
 //! export CARGO_TARGET_DIR=$HOME/.cache/enclave/target
 //! scripts/fetch-models embed llm
-//! cargo bench --bench quality                     # about 30 min on 2 cores
+//! cargo bench --bench quality                     # about 40 min on 2 cores
 //! cargo bench --bench quality -- --answers 0      # retrieval only: about 3 min
 //! ```
 
@@ -98,7 +98,10 @@ struct Run {
     config: &'static str,
     ingest_s: f64,
     chunks: usize,
+    /// Retrieval, and answers under the default settings.
     reports: Vec<(&'static str, bool, Report)>,
+    /// Answers with `generation.model_refusal = true`.
+    refusing: Vec<(&'static str, Answers)>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -147,27 +150,48 @@ fn main() -> anyhow::Result<()> {
             .and_then(|v| total_chunks(&v))
             .unwrap_or(0);
         let mut reports = Vec::new();
+        let mut refusing = Vec::new();
         for (name, file, tuned) in SETS {
             let path = root.join(file);
-            let mut eval = enclave(&["eval", "--json", "--collection", "eval", "--set"]);
-            eval.arg(&path);
-            if headings && args.answers > 0 {
-                eval.args(["--answers", &args.answers.to_string()]);
+            // Answers under the default (the model may not refuse), then with its refusal on.
+            let answers = if headings && args.answers > 0 {
+                vec![false, true]
+            } else {
+                vec![false]
+            };
+            for model_refusal in answers {
+                let mut eval = enclave(&["eval", "--json", "--collection", "eval", "--set"]);
+                eval.arg(&path).env(
+                    "ENCLAVE_GENERATION__MODEL_REFUSAL",
+                    model_refusal.to_string(),
+                );
+                if headings && args.answers > 0 {
+                    eval.args(["--answers", &args.answers.to_string()]);
+                }
+                eprintln!("{config}: {name}, model refusal {model_refusal}");
+                let out = eval.output().context("running enclave eval")?;
+                if !out.status.success() {
+                    bail!(
+                        "eval failed ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                let report: Report = serde_json::from_slice(&out.stdout)
+                    .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())?;
+                if model_refusal {
+                    refusing.extend(report.answers.map(|a| (name, a)));
+                } else {
+                    reports.push((name, tuned, report));
+                }
             }
-            eprintln!("{config}: {name}");
-            let out = eval.output().context("running enclave eval")?;
-            if !out.status.success() {
-                bail!("eval failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
-            let report: Report = serde_json::from_slice(&out.stdout)
-                .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())?;
-            reports.push((name, tuned, report));
         }
         runs.push(Run {
             config,
             ingest_s,
             chunks,
             reports,
+            refusing,
         });
     }
     print_retrieval(&runs);
@@ -238,10 +262,14 @@ fn print_retrieval(runs: &[Run]) {
 }
 
 fn print_answers(runs: &[Run]) {
-    let rows: Vec<(&str, bool, &Answers)> = runs
+    let rows: Vec<(&str, bool, &Answers, Option<&Answers>)> = runs
         .iter()
-        .flat_map(|r| r.reports.iter())
-        .filter_map(|(n, t, r)| r.answers.as_ref().map(|a| (*n, *t, a)))
+        .flat_map(|run| {
+            run.reports.iter().filter_map(|(n, t, r)| {
+                let refusing = run.refusing.iter().find(|(m, _)| m == n).map(|(_, a)| a);
+                r.answers.as_ref().map(|a| (*n, *t, a, refusing))
+            })
+        })
         .collect();
     if rows.is_empty() {
         return;
@@ -249,29 +277,32 @@ fn print_answers(runs: &[Run]) {
     println!("### Answers (default model, headings on, hybrid retrieval)");
     println!();
     println!(
-        "| set | tuned on | unanswerable refused: retrieval only · with the model's refusal | answerable wrongly refused: retrieval only · with the model's | cited passage holds the answer | citations resolving to a given passage | first token p50 · p95 |"
+        "| set | tuned on | model refusal | unanswerable refused (of which by the model) | answerable wrongly refused (by the model) | cited passage holds the answer | citations resolving to a given passage | first token p50 · p95 |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for (name, tuned, a) in rows {
-        let frac = |n: usize, d: usize| {
-            if d == 0 {
-                "n/a".to_string()
-            } else {
-                format!("{:.2} ({n}/{d})", n as f64 / d as f64)
-            }
-        };
-        println!(
-            "| {name} | {} | {} · {} | {} · {} | {} | {} | {:.1} s · {:.1} s |",
-            if tuned { "yes" } else { "no (held out)" },
-            frac(a.refused - a.refused_by_model, a.unanswerable),
-            frac(a.refused, a.unanswerable),
-            frac(a.false_refusals - a.false_refusals_by_model, a.answerable),
-            frac(a.false_refusals, a.answerable),
-            frac(a.cited_passage_holds_answer, a.answerable),
-            frac(a.citations, a.citations + a.removed_citations),
-            percentile(&a.ttft_ms, 50.0) / 1000.0,
-            percentile(&a.ttft_ms, 95.0) / 1000.0,
-        );
+    println!("|---|---|---|---|---|---|---|---|");
+    let frac = |n: usize, d: usize| {
+        if d == 0 {
+            "n/a".to_string()
+        } else {
+            format!("{:.2} ({n}/{d})", n as f64 / d as f64)
+        }
+    };
+    for (name, tuned, default, refusing) in rows {
+        for (label, a) in [("off (default)", Some(default)), ("on", refusing)] {
+            let Some(a) = a else { continue };
+            println!(
+                "| {name} | {} | {label} | {} ({}) | {} ({}) | {} | {} | {:.1} s · {:.1} s |",
+                if tuned { "yes" } else { "no (held out)" },
+                frac(a.refused, a.unanswerable),
+                a.refused_by_model,
+                frac(a.false_refusals, a.answerable),
+                a.false_refusals_by_model,
+                frac(a.cited_passage_holds_answer, a.answerable),
+                frac(a.citations, a.citations + a.removed_citations),
+                percentile(&a.ttft_ms, 50.0) / 1000.0,
+                percentile(&a.ttft_ms, 95.0) / 1000.0,
+            );
+        }
     }
     println!();
 }

@@ -102,8 +102,13 @@ pub const NOT_IN_CORPUS: &str = "The documents do not contain an answer to this 
 const SYSTEM_PROMPT: &str = "You answer questions for the staff of an organisation, using only \
 the numbered sources given with the question. Every sentence of your answer must cite the \
 source it comes from with the source number in square brackets, like [2]. If the sources do \
-not answer the question, reply with exactly this sentence and nothing else: The documents do \
-not contain an answer to this question. Answer in a few sentences.";
+not answer the question, say that the documents do not contain the answer. Answer in a few \
+sentences.";
+
+/// What the model is told when it may refuse ([`AnswerOptions::model_refusal`]), after the
+/// system prompt, a collection's own included.
+pub const REFUSAL_RULE: &str = "If the sources do not answer the question, reply with exactly \
+this sentence and nothing else: The documents do not contain an answer to this question.";
 
 /// Who refused an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,7 +188,8 @@ pub struct AnswerOptions {
     pub expand_neighbours: bool,
     /// Longest run of text without a citation marker, in characters.
     pub max_chars_between_citations: usize,
-    /// Let the model answer that the passages do not hold the answer (see [`Refusal::Model`]).
+    /// Let the model answer that the passages do not hold the answer (see [`Refusal::Model`];
+    /// default off).
     pub model_refusal: bool,
 }
 
@@ -196,7 +202,7 @@ impl Default for AnswerOptions {
             system_prompt: None,
             expand_neighbours: false,
             max_chars_between_citations: 300,
-            model_refusal: true,
+            model_refusal: false,
         }
     }
 }
@@ -515,11 +521,14 @@ impl Asker {
             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
             return Ok(rx);
         }
-        let system = system_prompt(
+        let mut system = system_prompt(
             system_setting
                 .or_else(|| self.options.system_prompt.clone())
                 .as_deref(),
         );
+        if self.options.model_refusal {
+            system = format!("{system} {REFUSAL_RULE}");
+        }
         let generation = GenerationRequest {
             messages: vec![
                 ChatMessage::system(system),
@@ -748,8 +757,9 @@ mod tests {
             "{l}"
         );
         assert!(l.contains(&format!("REFUSAL: \"{NOT_IN_CORPUS}\"")), "{l}");
-        // The sentence needs no quoting in either grammar.
+        // The sentence needs no quoting in either grammar, and the rule names it exactly.
         assert!(!NOT_IN_CORPUS.contains(['"', '\\', '[', ']']));
+        assert!(REFUSAL_RULE.ends_with(NOT_IN_CORPUS));
         assert!(is_model_refusal(&format!(" {NOT_IN_CORPUS}\n")));
         assert!(!is_model_refusal("The documents do not say [1]."));
     }
