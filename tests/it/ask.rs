@@ -59,18 +59,20 @@ async fn generator(engine: Engine, slots: usize, queue: usize) -> Arc<dyn Genera
     }
 }
 
-async fn asker(env: &TestEnv, engine: Engine, slots: usize, queue: usize) -> Asker {
-    let embedder = embedder().await;
-    let retriever = Retriever::new(
+async fn retriever(env: &TestEnv) -> Retriever {
+    Retriever::new(
         env.meta().await,
         env.vectors(),
-        embedder,
+        embedder().await,
         RetrievalOptions::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+async fn asker(env: &TestEnv, engine: Engine, slots: usize, queue: usize) -> Asker {
     let generator = generator(engine, slots, queue).await;
     Asker::new(
-        retriever,
+        retriever(env).await,
         generator,
         AnswerOptions {
             passages: 3,
@@ -434,14 +436,7 @@ async fn follow_ups_are_rewritten_mistral_rs() {
 /// a cited answer.
 async fn model_refusal(engine: Engine) {
     let env = setup();
-    let embedder = embedder().await;
-    let retriever = Retriever::new(
-        env.meta().await,
-        env.vectors(),
-        embedder,
-        RetrievalOptions::default(),
-    )
-    .unwrap();
+    let retriever = retriever(&env).await;
     let generator = generator(engine, 1, 4).await;
     let options = |model_refusal| AnswerOptions {
         passages: 3,
