@@ -199,13 +199,13 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sum of `chunk_count` over the collections `enclave status --json` lists.
+/// The sum of `chunks` over the collections `enclave status --json` lists.
 fn total_chunks(status: &serde_json::Value) -> Option<usize> {
     let collections = status.get("collections")?.as_array()?;
     Some(
         collections
             .iter()
-            .filter_map(|c| c.get("chunks").or_else(|| c.get("chunk_count")))
+            .filter_map(|c| c.get("chunks"))
             .filter_map(serde_json::Value::as_u64)
             .sum::<u64>() as usize,
     )

@@ -278,6 +278,32 @@ pub struct Answer {
     pub model: String,
 }
 
+impl Answer {
+    /// A refusal: the fixed sentence, no citation, and the passages retrieval found (the
+    /// nearest ones) or the model read.
+    fn refused(
+        by: Refusal,
+        question: String,
+        rewrite: Option<Rewrite>,
+        passages: Vec<Passage>,
+        timings: Timings,
+        model: String,
+    ) -> Self {
+        Self {
+            question,
+            rewrite,
+            text: NOT_IN_CORPUS.to_string(),
+            citations: Vec::new(),
+            removed_citations: Vec::new(),
+            refused: true,
+            refusal: Some(by),
+            passages,
+            timings,
+            model,
+        }
+    }
+}
+
 /// What an ask streams: the sources first, then text pieces, then the checked answer.
 #[derive(Debug, Clone)]
 pub enum AskEvent {
@@ -336,10 +362,10 @@ pub fn citation_grammar(n: usize, max_run: usize, refusal: bool) -> String {
     )
 }
 
-/// Whether a generated answer is the model's refusal (the grammar's one alternative to a
-/// cited answer).
+/// Whether generated text is the model's refusal (the grammar's one alternative to a cited
+/// answer): it starts with the refusal sentence, whatever a small model adds after it.
 pub fn is_model_refusal(text: &str) -> bool {
-    text.trim() == NOT_IN_CORPUS
+    text.trim_start().starts_with(NOT_IN_CORPUS)
 }
 
 /// The user message: numbered, delimited sources, then the question.
@@ -500,23 +526,19 @@ impl Asker {
         let (tx, rx) = mpsc::channel(64);
         let passages = results.passages;
         if !results.relevant {
-            let answer = Answer {
-                question: request.question.clone(),
-                rewrite: rewritten,
-                text: NOT_IN_CORPUS.to_string(),
-                citations: Vec::new(),
-                removed_citations: Vec::new(),
-                refused: true,
-                refusal: Some(Refusal::Retrieval),
-                passages: passages.clone(),
-                timings: Timings {
+            let answer = Answer::refused(
+                Refusal::Retrieval,
+                request.question.clone(),
+                rewritten,
+                passages.clone(),
+                Timings {
                     rewrite_ms,
                     retrieval_ms,
                     total_ms: started.elapsed().as_secs_f64() * 1000.0,
                     ..Default::default()
                 },
                 model,
-            };
+            );
             let _ = tx.send(AskEvent::Sources(passages)).await;
             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
             return Ok(rx);
@@ -570,21 +592,17 @@ impl Asker {
                         // The model refused. Small models often go on after the sentence (the
                         // grammar lets a cited answer start with the same words): what follows
                         // a refusal is filler, so the generation stops here.
-                        if model_refusal && text.trim_start().starts_with(NOT_IN_CORPUS) {
+                        if model_refusal && is_model_refusal(&text) {
                             drop(events);
                             let after_generate = first_token.map_or(0.0, |t: Instant| {
                                 (t - generation_started).as_secs_f64() * 1000.0
                             });
-                            let answer = Answer {
+                            let answer = Answer::refused(
+                                Refusal::Model,
                                 question,
-                                rewrite: rewritten,
-                                text: NOT_IN_CORPUS.to_string(),
-                                citations: Vec::new(),
-                                removed_citations: Vec::new(),
-                                refused: true,
-                                refusal: Some(Refusal::Model),
+                                rewritten,
                                 passages,
-                                timings: Timings {
+                                Timings {
                                     rewrite_ms,
                                     retrieval_ms,
                                     time_to_first_token_ms: Some(
@@ -595,7 +613,7 @@ impl Asker {
                                     ..Default::default()
                                 },
                                 model,
-                            };
+                            );
                             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
                             return;
                         }
@@ -606,7 +624,7 @@ impl Asker {
                     }
                     GenerationEvent::Done(stats) => {
                         let (clean, cited, removed) = check_citations(&text, passages.len());
-                        let citations: Vec<Citation> = cited
+                        let citations = cited
                             .into_iter()
                             .map(|k| {
                                 let p = &passages[k - 1];
@@ -623,15 +641,14 @@ impl Asker {
                                 }
                             })
                             .collect();
-                        let refused = citations.is_empty() && is_model_refusal(&clean);
                         let answer = Answer {
                             question,
                             rewrite: rewritten,
                             text: clean.trim().to_string(),
                             citations,
                             removed_citations: removed,
-                            refused,
-                            refusal: refused.then_some(Refusal::Model),
+                            refused: false,
+                            refusal: None,
                             passages,
                             timings: Timings {
                                 rewrite_ms,

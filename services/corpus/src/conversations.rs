@@ -4,7 +4,7 @@
 //! was withdrawn since is withheld, in the thread, in its export and in the history a
 //! follow-up is rewritten with.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use enclave_answer::{Answer, Turn};
 use enclave_storage::{ConversationRecord, FeedbackRecord, TurnRecord, now};
@@ -28,6 +28,20 @@ pub const MAX_HISTORY_TURNS: usize = 50;
 pub(crate) struct Curation {
     collections: HashMap<String, bool>,
     documents: HashMap<String, bool>,
+}
+
+/// `check()` run once per key: the verdict kept in `seen`, else the check's, then kept.
+async fn once<F: std::future::Future<Output = bool>>(
+    seen: &mut HashMap<String, bool>,
+    key: &str,
+    check: impl FnOnce() -> F,
+) -> bool {
+    if let Some(ok) = seen.get(key) {
+        return *ok;
+    }
+    let ok = check().await;
+    seen.insert(key.to_string(), ok);
+    ok
 }
 
 /// What a withheld answer says instead of itself.
@@ -203,14 +217,10 @@ impl Corpus {
             let mut withheld = answer.is_none();
             if let Some(a) = &answer {
                 for doc in documents_of(a) {
-                    let ok = match readable.get(doc) {
-                        Some(ok) => *ok,
-                        None => {
-                            let ok = self.document(actor, doc, Action::Read).await.is_ok();
-                            readable.insert(doc.to_string(), ok);
-                            ok
-                        }
-                    };
+                    let ok = once(&mut readable, doc, || async {
+                        self.document(actor, doc, Action::Read).await.is_ok()
+                    })
+                    .await;
                     withheld |= !ok;
                 }
             }
@@ -444,36 +454,30 @@ impl Corpus {
             return Ok(false);
         }
         for name in &f.collections {
-            let ok = match checks.collections.get(name) {
-                Some(ok) => *ok,
-                None => {
-                    let ok = self.collection(actor, name, Action::Write).await.is_ok();
-                    checks.collections.insert(name.clone(), ok);
-                    ok
-                }
-            };
-            if !ok {
+            let edits = once(&mut checks.collections, name, || async {
+                self.collection(actor, name, Action::Write).await.is_ok()
+            })
+            .await;
+            if !edits {
                 return Ok(false);
             }
         }
-        let mut documents: Vec<String> = f.right_document_id.iter().cloned().collect();
-        for chunk in f.retrieved.iter().chain(&f.cited) {
+        // Cited passages are among the retrieved ones: each chunk is read once.
+        let chunks: BTreeSet<&String> = f.retrieved.iter().chain(&f.cited).collect();
+        let mut documents: BTreeSet<String> = f.right_document_id.iter().cloned().collect();
+        for chunk in chunks {
             match self.meta.chunk(chunk).await? {
-                Some(c) => documents.push(c.document_id),
+                Some(c) => documents.insert(c.document_id),
                 // A passage since deleted: what it said cannot be checked.
                 None => return Ok(false),
-            }
-        }
-        for doc in documents {
-            let ok = match checks.documents.get(&doc) {
-                Some(ok) => *ok,
-                None => {
-                    let ok = self.document(actor, &doc, Action::Read).await.is_ok();
-                    checks.documents.insert(doc.clone(), ok);
-                    ok
-                }
             };
-            if !ok {
+        }
+        for doc in &documents {
+            let reads = once(&mut checks.documents, doc, || async {
+                self.document(actor, doc, Action::Read).await.is_ok()
+            })
+            .await;
+            if !reads {
                 return Ok(false);
             }
         }
