@@ -26,9 +26,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # ---------------------------------------------------------------- runtime
 FROM debian:bookworm-slim
 # libgomp1: llama.cpp's OpenMP threads. ONNX Runtime is loaded at run time from /models
-# (ORT_DYLIB_PATH); it needs only glibc and libstdc++, both already here.
+# (ORT_DYLIB_PATH); it needs only glibc and libstdc++, both already here. tesseract-ocr (with
+# its English pack; add tesseract-ocr-LANG for ocr.languages) reads scans and images;
+# poppler-utils renders scanned pages for it and recovers damaged PDFs.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libgomp1 \
+      tesseract-ocr tesseract-ocr-eng poppler-utils \
  && rm -rf /var/lib/apt/lists/*
 # A fixed uid, so that volumes and bind mounts can be owned by it on the host. The data dir and
 # its uploads/ are created here, owned by that user: a named volume mounted on either starts as

@@ -398,6 +398,7 @@ async fn run_once(
             timeout: Duration::from_secs(settings.ingest.pdf_timeout_secs),
             memory_mb: 0,
         },
+        ocr: enclave_ingest::parse::ocr::OcrOptions::default(),
         max_file_bytes: settings.ingest.max_file_bytes,
         max_text_chars: settings.ingest.max_text_chars,
         parallel_documents: 1,

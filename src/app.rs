@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use enclave_embed::{OnnxEmbedder, OnnxEmbedderConfig};
+use enclave_ingest::parse::ocr::OcrOptions;
 use enclave_ingest::parse::pdf::PdfIsolation;
 use enclave_ingest::{Chunker, IngestOptions, Ingestor};
 use enclave_settings::{Settings, VectorBackend};
@@ -110,6 +111,7 @@ pub fn ingestor_with(
             timeout: Duration::from_secs(settings.ingest.pdf_timeout_secs),
             memory_mb: settings.ingest.pdf_memory_mb,
         },
+        ocr: ocr_options(settings),
         max_file_bytes: settings.ingest.max_file_bytes,
         max_text_chars: settings.ingest.max_text_chars,
         parallel_documents: settings.parallel_documents(),
@@ -117,6 +119,19 @@ pub fn ingestor_with(
         writer_lease: writer_lease(settings),
     };
     Ok(Ingestor::new(meta, vectors, embedder, chunker, options)?)
+}
+
+/// OCR and PDF recovery as the settings say.
+pub fn ocr_options(settings: &Settings) -> OcrOptions {
+    let o = &settings.ocr;
+    OcrOptions {
+        enabled: o.enabled,
+        languages: o.languages.clone(),
+        dpi: o.dpi,
+        page_timeout: Duration::from_secs(o.page_timeout_secs),
+        recover_pdfs: o.recover_pdfs,
+        tools_dir: o.tools_dir.clone(),
+    }
 }
 
 /// The retriever over the configured stores and embedding model.

@@ -8,7 +8,7 @@ use enclave_corpus::{Keep, Question};
 use enclave_retrieval::SearchMode;
 use enclave_settings::Settings;
 
-use crate::display::pages;
+use crate::display::place;
 use crate::scope_args::ScopeArgs;
 
 #[derive(Debug, clap::Args)]
@@ -95,7 +95,7 @@ pub async fn run(settings: &Settings, args: AskArgs) -> anyhow::Result<ExitCode>
                                 "  [{}] {}, {}",
                                 i + 1,
                                 p.document_title,
-                                pages(p.chunk.page_start, p.chunk.page_end)
+                                place(&p.locator, p.chunk.page_start, p.chunk.page_end)
                             );
                         }
                     }
@@ -111,7 +111,7 @@ pub async fn run(settings: &Settings, args: AskArgs) -> anyhow::Result<ExitCode>
                             "  [{}] {}, {} ({}, chars {}..{})",
                             c.number,
                             c.title,
-                            pages(c.page_start, c.page_end),
+                            place(&c.locator, c.page_start, c.page_end),
                             c.source_uri,
                             c.char_start,
                             c.char_end

@@ -6,7 +6,7 @@ use enclave_corpus::{Query, Question};
 use enclave_retrieval::{Retriever, SearchMode};
 use enclave_settings::Settings;
 
-use crate::display::pages;
+use crate::display::place;
 use crate::scope_args::ScopeArgs;
 
 #[derive(Debug, clap::Args)]
@@ -89,7 +89,7 @@ pub async fn run(settings: &Settings, args: SearchArgs) -> anyhow::Result<ExitCo
             "[{}] {}, {} ({scores})",
             i + 1,
             p.document_title,
-            pages(p.chunk.page_start, p.chunk.page_end)
+            place(&p.locator, p.chunk.page_start, p.chunk.page_end)
         );
         if let Some(section) = &p.chunk.section {
             println!("    section: {section}");

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use enclave_ingest::parse::DocumentKind;
 use enclave_settings::Settings;
 
 #[derive(Debug, clap::Args)]
@@ -60,9 +61,13 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
     } else {
         "missing: run scripts/fetch-models llm"
     };
-    let (stats, failures) = match (&meta, &database) {
-        (Ok(m), Ok(_)) => (m.collection_stats(&[]).await?, m.failures().await?),
-        _ => (Vec::new(), Vec::new()),
+    let (stats, formats, failures) = match (&meta, &database) {
+        (Ok(m), Ok(_)) => (
+            m.collection_stats(&[]).await?,
+            m.format_stats().await?,
+            m.failures().await?,
+        ),
+        _ => (Vec::new(), Vec::new(), Vec::new()),
     };
     let code = if ready {
         ExitCode::SUCCESS
@@ -84,6 +89,14 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
                 "threads_per_slot": settings.generation_threads(),
                 "slots": settings.generation.slots,
                 "collections": stats,
+                "formats": formats
+                    .iter()
+                    .map(|f| {
+                        let mut v = serde_json::to_value(f).unwrap_or_default();
+                        v["format"] = format_label(f.mime_type.as_deref()).into();
+                        v
+                    })
+                    .collect::<Vec<_>>(),
                 "failures": failures,
             })
         );
@@ -119,6 +132,23 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
             s.collection, s.ready, s.failed, s.no_text, s.other, s.pages, s.chunks
         );
     }
+    println!();
+    println!(
+        "{:<24} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "format", "documents", "ready", "failed", "no text", "pages", "chunks"
+    );
+    for f in &formats {
+        println!(
+            "{:<24} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
+            format_label(f.mime_type.as_deref()),
+            f.documents,
+            f.ready,
+            f.failed,
+            f.no_text,
+            f.pages,
+            f.chunks
+        );
+    }
     if !failures.is_empty() {
         println!();
         println!("Failures ({}):", failures.len());
@@ -130,6 +160,16 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
         }
     }
     Ok(code)
+}
+
+/// What a person calls a format: "PDF", "Excel", or the MIME type Enclave does not read.
+fn format_label(mime: Option<&str>) -> String {
+    match mime {
+        Some(m) => {
+            DocumentKind::of_mime_type(m).map_or_else(|| m.to_string(), |k| k.label().into())
+        }
+        None => "unrecognised".into(),
+    }
 }
 
 fn store_json(result: &Result<String, String>) -> serde_json::Value {

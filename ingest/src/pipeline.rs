@@ -28,7 +28,9 @@ use sha2::{Digest, Sha256};
 
 use crate::IngestError;
 use crate::chunk::Chunker;
+use crate::parse::ocr::OcrOptions;
 use crate::parse::pdf::PdfIsolation;
+use crate::parse::sheet::WorkbookFormat;
 use crate::parse::{self, DocumentKind, ParseError, ParsedDocument};
 use crate::provenance::Provenance;
 use crate::source::{Found, discover, file_uri};
@@ -38,6 +40,8 @@ use crate::source::{Found, discover, file_uri};
 pub struct IngestOptions {
     /// How PDF extraction is isolated (child process command and time-out).
     pub pdf: PdfIsolation,
+    /// OCR of images and scanned PDF pages, and recovery of PDFs the first extractor cannot read.
+    pub ocr: OcrOptions,
     /// Files larger than this fail with "file too large".
     pub max_file_bytes: u64,
     /// Documents with more extracted characters than this fail with "text too long".
@@ -166,6 +170,9 @@ struct Blob {
 /// Attachments nested deeper than this (a message in a message in a message...) are not
 /// ingested; their parent records how many were left out (`skipped_deeper_attachments`).
 pub const MAX_ATTACHMENT_DEPTH: usize = 3;
+
+/// The document metadata key naming what a citation calls one of its pages.
+pub const PAGE_NOUN: &str = "page_noun";
 
 /// A progress callback: (pages done, pages in all).
 pub type ProgressFn = dyn Fn(usize, usize) + Send + Sync;
@@ -611,12 +618,26 @@ impl Ingestor {
         if blob.bytes.is_empty() {
             return Err(parse_failure(ParseError::Empty));
         }
-        if kind == DocumentKind::Pdf {
-            return parse::pdf::extract_isolated(&blob.bytes, &self.options.pdf)
-                .await
-                .map_err(parse_failure);
-        }
         let bytes = blob.bytes.clone();
+        let ocr = self.options.ocr.clone();
+        let progress = blob.progress.clone();
+        let report = move |done: usize, total: usize| {
+            if let Some(p) = &progress {
+                p(done, total);
+            }
+        };
+        if kind == DocumentKind::Pdf {
+            let extracted = parse::pdf::extract_isolated(&blob.bytes, &self.options.pdf).await;
+            return tokio::task::spawn_blocking(move || {
+                parse::ocr::complete_pdf(&bytes, extracted, &ocr, &report)
+            })
+            .await
+            .map_err(|e| Stop::Failed {
+                status: "failed",
+                reason: format!("OCR crashed: {e}"),
+            })?
+            .map_err(parse_failure);
+        }
         let parsed = tokio::task::spawn_blocking(move || match kind {
             DocumentKind::Text => parse::text::parse_text(&bytes),
             DocumentKind::Markdown => parse::text::parse_markdown(&bytes),
@@ -626,6 +647,14 @@ impl Ingestor {
             DocumentKind::Odt => parse::office::parse(&bytes, parse::office::OfficeFormat::Odt),
             DocumentKind::Pptx => parse::office::parse(&bytes, parse::office::OfficeFormat::Pptx),
             DocumentKind::Odp => parse::office::parse(&bytes, parse::office::OfficeFormat::Odp),
+            DocumentKind::Xlsx => parse::sheet::parse_workbook(&bytes, WorkbookFormat::Xlsx),
+            DocumentKind::Xls => parse::sheet::parse_workbook(&bytes, WorkbookFormat::Xls),
+            DocumentKind::Ods => parse::sheet::parse_workbook(&bytes, WorkbookFormat::Ods),
+            DocumentKind::Csv => parse::sheet::parse_csv(&bytes),
+            DocumentKind::Png | DocumentKind::Jpeg | DocumentKind::Tiff => {
+                report(0, 1);
+                parse::ocr::parse_image(&bytes, &ocr)
+            }
             DocumentKind::Pdf => unreachable!("PDFs are parsed in a child process"),
         })
         .await
@@ -795,7 +824,12 @@ impl Ingestor {
             self.vectors.upsert(batch.to_vec()).await?;
         }
         self.vectors.flush().await?;
-        let metadata = serde_json::Value::Object(parsed.metadata.clone());
+        let mut metadata = parsed.metadata.clone();
+        // What a citation calls a page of this document (a slide, a sheet, a section).
+        if let Some(noun) = kind.map(DocumentKind::page_noun).filter(|n| *n != "page") {
+            metadata.insert(PAGE_NOUN.into(), noun.into());
+        }
+        let metadata = serde_json::Value::Object(metadata);
         let superseded = self
             .meta
             .activate_version(

@@ -11,6 +11,7 @@ function el(tag, attrs, text) {
 }
 
 function pagesLabel(c) {
+  if (c.locator) return c.locator;
   return c.page_start === c.page_end ? `page ${c.page_start}` : `pages ${c.page_start}–${c.page_end}`;
 }
 

@@ -455,3 +455,238 @@ async fn pdf_headings_cut_chunks_and_name_their_sections() {
         faq.len()
     );
 }
+
+/// Installed packages from this machine's own dpkg database (real data with a header row):
+/// (package, version, section, installed size, maintainer, short description), sorted.
+fn installed_packages(n: usize) -> Vec<[String; 6]> {
+    let status = std::fs::read_to_string("/var/lib/dpkg/status").unwrap();
+    let mut rows: Vec<[String; 6]> = status
+        .split("\n\n")
+        .filter_map(|stanza| {
+            let field = |name: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .map(str::to_string)
+            };
+            Some([
+                field("Package")?,
+                field("Version")?,
+                field("Section").unwrap_or_else(|| "misc".into()),
+                field("Installed-Size").unwrap_or_else(|| "0".into()),
+                field("Maintainer")?,
+                field("Description")?,
+            ])
+        })
+        .collect();
+    rows.sort();
+    rows.dedup_by(|a, b| a[0] == b[0]);
+    assert!(rows.len() >= n, "only {} packages installed", rows.len());
+    rows.truncate(n);
+    rows
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A two-sheet workbook of installed packages, as LibreOffice Calc writes it in .xlsx, .ods
+/// and .xls (from a flat OpenDocument spreadsheet), the same rows as .csv, and a truncated
+/// copy of the .xlsx. Returns the rows.
+fn write_workbooks(dir: &std::path::Path) -> Vec<[String; 6]> {
+    let work = dir.join("..").join("sheet-sources");
+    std::fs::create_dir_all(&work).unwrap();
+    let rows = installed_packages(150);
+    let header = [
+        "Package",
+        "Version",
+        "Section",
+        "Installed-Size",
+        "Maintainer",
+        "Description",
+    ];
+    let cell = |v: &str| {
+        if v.parse::<i64>().is_ok() {
+            format!(
+                r#"<table:table-cell office:value-type="float" office:value="{v}"><text:p>{v}</text:p></table:table-cell>"#
+            )
+        } else {
+            format!(
+                r#"<table:table-cell office:value-type="string"><text:p>{}</text:p></table:table-cell>"#,
+                xml_escape(v)
+            )
+        }
+    };
+    let row = |cells: &[String]| {
+        format!(
+            "<table:table-row>{}</table:table-row>",
+            cells.iter().map(|c| cell(c)).collect::<String>()
+        )
+    };
+    let mut packages = row(&header.map(String::from));
+    for r in &rows {
+        packages.push_str(&row(r));
+    }
+    let mut sections: Vec<(String, usize)> = Vec::new();
+    for r in &rows {
+        match sections.iter_mut().find(|(s, _)| *s == r[2]) {
+            Some((_, n)) => *n += 1,
+            None => sections.push((r[2].clone(), 1)),
+        }
+    }
+    let mut counts = row(&["Section".into(), "Packages".into()]);
+    for (s, n) in &sections {
+        counts.push_str(&row(&[s.clone(), n.to_string()]));
+    }
+    std::fs::write(
+        work.join("inventory.fods"),
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<office:document xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:meta="urn:oasis:names:tc:opendocument:xmlns:meta:1.0" office:version="1.3" office:mimetype="application/vnd.oasis.opendocument.spreadsheet">
+<office:meta><dc:title>Installed packages</dc:title><meta:initial-creator>Package Audit</meta:initial-creator></office:meta>
+<office:body><office:spreadsheet>
+<table:table table:name="Packages">{packages}</table:table>
+<table:table table:name="Sections">{counts}</table:table>
+</office:spreadsheet></office:body></office:document>"#
+        ),
+    )
+    .unwrap();
+    for format in ["xlsx:Calc MS Excel 2007 XML", "ods", "xls:MS Excel 97"] {
+        soffice(&work, &["--convert-to", format], "inventory.fods");
+    }
+    for ext in ["xlsx", "ods", "xls"] {
+        let name = format!("inventory.{ext}");
+        std::fs::copy(work.join(&name), dir.join(&name)).unwrap();
+    }
+    let quote = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+    let mut csv = header.map(quote).join(",");
+    for r in &rows {
+        csv.push('\n');
+        csv.push_str(&r.iter().map(|v| quote(v)).collect::<Vec<_>>().join(","));
+    }
+    std::fs::write(dir.join("inventory.csv"), csv).unwrap();
+    let xlsx = std::fs::read(work.join("inventory.xlsx")).unwrap();
+    std::fs::write(dir.join("truncated.xlsx"), &xlsx[..xlsx.len() / 2]).unwrap();
+    rows
+}
+
+/// Workbooks made by LibreOffice Calc and a CSV file: a sheet is a page, every block of rows
+/// repeats the header row, and a citation names the sheet and the rows.
+#[tokio::test]
+async fn spreadsheets_made_by_libreoffice() {
+    let env = TestEnv::embedded();
+    let docs = env.docs();
+    let rows = write_workbooks(&docs);
+    let summary = env.ingest(&[&docs]);
+    assert_eq!(
+        (&summary["ingested"], &summary["failed"]),
+        (&serde_json::json!(4), &serde_json::json!(1)),
+        "{summary}"
+    );
+    let failure = &summary["failures"][0];
+    assert!(
+        failure["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("truncated.xlsx")
+            && failure["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("malformed Excel workbook"),
+        "{summary}"
+    );
+
+    // The 40th package: sheet row 41 (the header is row 1).
+    let target = &rows[39];
+    let meta = env.meta().await;
+    let all = meta.documents(None).await.unwrap();
+    for (ext, sheets) in [("xlsx", 2), ("ods", 2), ("xls", 2), ("csv", 1)] {
+        let d = all
+            .iter()
+            .find(|d| d.source_uri.ends_with(&format!("inventory.{ext}")))
+            .unwrap_or_else(|| panic!("no inventory.{ext}: {all:#?}"));
+        assert_eq!(
+            (d.status.as_str(), d.page_count),
+            ("ready", sheets),
+            "{d:#?}"
+        );
+        if ext != "csv" {
+            assert_eq!(
+                d.metadata["sheets"],
+                serde_json::json!(["Packages", "Sections"])
+            );
+        }
+        // The package properties of .xlsx and .ods (a legacy .xls keeps them elsewhere).
+        if ext == "xlsx" || ext == "ods" {
+            assert_eq!(d.title, "Installed packages", "{ext}");
+            assert_eq!(d.metadata["author"], "Package Audit", "{ext}");
+        }
+        let pages = meta.active_pages(&d.id).await.unwrap();
+        let header = "| Package | Version | Section | Installed-Size | Maintainer | Description |";
+        // The header row heads every block of rows, and every row is there.
+        let blocks = pages[0].text.matches("## Row").count();
+        assert!(blocks > 5, "{ext}: {} blocks", blocks);
+        assert_eq!(pages[0].text.matches(header).count(), blocks, "{ext}");
+        for r in &rows {
+            assert!(
+                pages[0].text.contains(&format!("| {} | {} |", r[0], r[1])),
+                "{ext}: {r:?}"
+            );
+        }
+        if ext != "csv" {
+            assert!(pages[0].text.starts_with("# Packages"), "{ext}");
+            assert!(pages[1].text.starts_with("# Sections"), "{ext}");
+        }
+        // The chunk holding the 40th package names the rows around row 41.
+        let chunks = meta.active_chunks(&d.id).await.unwrap();
+        let chunk = chunks
+            .iter()
+            .find(|c| {
+                c.text
+                    .contains(&format!("| {} | {} |", target[0], target[1]))
+            })
+            .unwrap_or_else(|| panic!("{ext}: no chunk holds {target:?}"));
+        assert!(chunk.text.contains(header), "{ext}: {}", chunk.text);
+        let section = chunk.section.clone().unwrap_or_default();
+        let range = section.rsplit("Rows ").next().unwrap();
+        let (a, b) = range.split_once('–').unwrap_or((range, range));
+        let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+        assert!(a <= 41 && 41 <= b, "{ext}: {section}");
+    }
+    meta.close().await;
+    assert_consistent(&env).await;
+
+    // A search finds the row; its passage names the sheet and the rows.
+    let out = env.run(&[
+        "search",
+        &format!("{} {}", target[0], target[5]),
+        "-k",
+        "10",
+        "--json",
+    ]);
+    let results: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for ext in ["xlsx", "ods", "xls", "csv"] {
+        let p = results["passages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| {
+                p["source_uri"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("inventory.{ext}"))
+                    && p["chunk"]["text"].as_str().unwrap().contains(&target[0])
+            })
+            .unwrap_or_else(|| panic!("{ext}: {out}"));
+        let locator = p["locator"].as_str().unwrap();
+        let expected = if ext == "csv" {
+            "rows "
+        } else {
+            "sheet Packages, rows "
+        };
+        assert!(locator.starts_with(expected), "{ext}: {locator}");
+    }
+}

@@ -14,5 +14,6 @@ mod lifecycle;
 mod permissions;
 mod queue;
 mod scale;
+mod scans;
 mod search;
 mod webhooks;

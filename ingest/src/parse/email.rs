@@ -85,6 +85,10 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
             .unwrap_or_else(|| format!("attachment-{}", i + 1));
         let mime = part_mime_type(part);
         match DocumentKind::from_mime(&mime, Path::new(&file_name)) {
+            // Small images are logos and signatures, not scans worth reading by OCR.
+            Some(kind) if kind.is_image() && part.contents().len() < MIN_IMAGE_ATTACHMENT_BYTES => {
+                skipped.push(Value::String(file_name))
+            }
             Some(kind) => attachments.push(Attachment {
                 file_name,
                 mime_type: kind.mime_type().to_string(),
@@ -108,6 +112,10 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
         ..ParsedDocument::default()
     })
 }
+
+/// Image attachments smaller than this are left out (listed in `skipped_attachments`): a
+/// scanned page is larger, a logo or a signature image smaller.
+pub const MIN_IMAGE_ATTACHMENT_BYTES: usize = 16 * 1024;
 
 fn malformed(reason: &str) -> ParseError {
     ParseError::Malformed {

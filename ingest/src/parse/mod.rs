@@ -7,9 +7,11 @@
 
 pub mod email;
 pub mod html;
+pub mod ocr;
 pub mod office;
 mod outline;
 pub mod pdf;
+pub mod sheet;
 pub mod text;
 
 use std::path::Path;
@@ -32,6 +34,18 @@ pub enum DocumentKind {
     Pptx,
     /// OpenDocument presentation (.odp).
     Odp,
+    /// Excel workbook (.xlsx, .xlsm).
+    Xlsx,
+    /// Excel 97-2003 workbook (.xls).
+    Xls,
+    /// OpenDocument spreadsheet (.ods).
+    Ods,
+    /// Delimited text (.csv, .tsv).
+    Csv,
+    /// Images, read by OCR.
+    Png,
+    Jpeg,
+    Tiff,
 }
 
 impl DocumentKind {
@@ -49,11 +63,18 @@ impl DocumentKind {
                 "application/vnd.openxmlformats-officedocument.presentationml.presentation"
             }
             Self::Odp => "application/vnd.oasis.opendocument.presentation",
+            Self::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Self::Xls => "application/vnd.ms-excel",
+            Self::Ods => "application/vnd.oasis.opendocument.spreadsheet",
+            Self::Csv => "text/csv",
+            Self::Png => "image/png",
+            Self::Jpeg => "image/jpeg",
+            Self::Tiff => "image/tiff",
         }
     }
 
     /// Every kind Enclave reads.
-    pub const ALL: [DocumentKind; 9] = [
+    pub const ALL: [DocumentKind; 16] = [
         Self::Pdf,
         Self::Text,
         Self::Markdown,
@@ -63,6 +84,13 @@ impl DocumentKind {
         Self::Odt,
         Self::Pptx,
         Self::Odp,
+        Self::Xlsx,
+        Self::Xls,
+        Self::Ods,
+        Self::Csv,
+        Self::Png,
+        Self::Jpeg,
+        Self::Tiff,
     ];
 
     /// What a person calls this kind.
@@ -77,6 +105,13 @@ impl DocumentKind {
             Self::Odt => "OpenDocument text",
             Self::Pptx => "PowerPoint",
             Self::Odp => "OpenDocument presentation",
+            Self::Xlsx => "Excel",
+            Self::Xls => "Excel 97-2003",
+            Self::Ods => "OpenDocument spreadsheet",
+            Self::Csv => "CSV",
+            Self::Png => "PNG image",
+            Self::Jpeg => "JPEG image",
+            Self::Tiff => "TIFF image",
         }
     }
 
@@ -92,7 +127,31 @@ impl DocumentKind {
             Self::Odt => "odt",
             Self::Pptx => "pptx",
             Self::Odp => "odp",
+            Self::Xlsx => "xlsx",
+            Self::Xls => "xls",
+            Self::Ods => "ods",
+            Self::Csv => "csv",
+            Self::Png => "png",
+            Self::Jpeg => "jpg",
+            Self::Tiff => "tiff",
         }
+    }
+
+    /// What a citation calls one of this kind's pages: a slide, a sheet (named by its section:
+    /// the sheet and its rows), a section (a word-processor document has no pages: its
+    /// heading), or a page.
+    pub fn page_noun(self) -> &'static str {
+        match self {
+            Self::Pptx | Self::Odp => "slide",
+            Self::Xlsx | Self::Xls | Self::Ods | Self::Csv => "sheet",
+            Self::Docx | Self::Odt => "section",
+            _ => "page",
+        }
+    }
+
+    /// True for kinds whose text comes from OCR alone.
+    pub fn is_image(self) -> bool {
+        matches!(self, Self::Png | Self::Jpeg | Self::Tiff)
     }
 
     /// The kind recorded with this MIME type.
@@ -126,7 +185,17 @@ impl DocumentKind {
             Some("odt") => Some(Self::Odt),
             Some("pptx") => Some(Self::Pptx),
             Some("odp") => Some(Self::Odp),
+            Some("xlsx" | "xlsm") => Some(Self::Xlsx),
+            Some("xls") => Some(Self::Xls),
+            Some("ods") => Some(Self::Ods),
+            Some("csv" | "tsv") => Some(Self::Csv),
+            Some("png") => Some(Self::Png),
+            Some("jpg" | "jpeg") => Some(Self::Jpeg),
+            Some("tif" | "tiff") => Some(Self::Tiff),
             _ if head.starts_with(b"%PDF-") => Some(Self::Pdf),
+            _ if head.starts_with(b"\x89PNG\r\n\x1a\n") => Some(Self::Png),
+            _ if head.starts_with(&[0xFF, 0xD8, 0xFF]) => Some(Self::Jpeg),
+            _ if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") => Some(Self::Tiff),
             _ => None,
         }
     }
@@ -177,6 +246,9 @@ pub struct ParsedDocument {
     pub attachments: Vec<Attachment>,
     /// True when the text is Markdown (headings as `#` lines): chunked with a Markdown-aware splitter.
     pub markdown: bool,
+    /// Pages (1-based) that hold an image but (almost) no text: a scan, for OCR
+    /// ([`ocr::complete_pdf`]).
+    pub scanned_pages: Vec<usize>,
 }
 
 /// Pages are joined by this separator to form the document text that chunk offsets point into.
@@ -213,8 +285,11 @@ pub enum ParseError {
     Unsupported(String),
     #[error("empty file")]
     Empty,
-    #[error("no extractable text (for a PDF: scanned or image-only pages; OCR is not available)")]
+    #[error("no extractable text (no text layer, and OCR found none or is off)")]
     NoText,
+    /// OCR or PDF recovery could not run: a tool is missing, failed or ran out of time.
+    #[error("OCR failed: {0}")]
+    Ocr(String),
     #[error("email has no body text and no attachment that can be indexed")]
     EmptyEmail,
     #[error("encrypted PDF: cannot be read without its password")]

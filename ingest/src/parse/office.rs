@@ -34,6 +34,10 @@ pub enum OfficeFormat {
     Odt,
     Pptx,
     Odp,
+    /// Excel workbooks (.xlsx, .xlsm): the cells are read by [`super::sheet`].
+    Xlsx,
+    /// OpenDocument spreadsheets (.ods): the cells are read by [`super::sheet`].
+    Ods,
 }
 
 impl OfficeFormat {
@@ -43,7 +47,33 @@ impl OfficeFormat {
             Self::Odt => "OpenDocument text",
             Self::Pptx => "PowerPoint presentation",
             Self::Odp => "OpenDocument presentation",
+            Self::Xlsx => "Excel workbook",
+            Self::Ods => "OpenDocument spreadsheet",
         }
+    }
+}
+
+/// Checks a workbook's package before its cells are read: a readable zip within the entry
+/// limit, every part within the size limits once expanded (a zip bomb fails here, named), no
+/// encrypted parts. Returns its properties (title, author, created, modified).
+pub fn workbook_properties(
+    bytes: &[u8],
+    format: OfficeFormat,
+) -> Result<Map<String, Value>, ParseError> {
+    if bytes.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let mut package = Package::open(bytes, format)?;
+    let names: Vec<String> = package.zip.file_names().map(str::to_string).collect();
+    for name in names {
+        package.part(&name)?;
+    }
+    package.read = 0;
+    if format == OfficeFormat::Ods {
+        package.refuse_odf_encryption()?;
+        package.odf_properties()
+    } else {
+        package.ooxml_properties()
     }
 }
 
@@ -66,6 +96,9 @@ pub fn parse(bytes: &[u8], format: OfficeFormat) -> Result<ParsedDocument, Parse
                 pages.push(pptx_slide_markdown(&xml).map_err(|e| package.malformed(e))?);
             }
             (pages, package.ooxml_properties()?)
+        }
+        OfficeFormat::Xlsx | OfficeFormat::Ods => {
+            return Err(package.malformed("a workbook is read by the spreadsheet parser"));
         }
         OfficeFormat::Odt | OfficeFormat::Odp => {
             package.refuse_odf_encryption()?;
@@ -391,7 +424,12 @@ fn find_attr(e: &BytesStart<'_>, name: &[u8], prefix: Prefix) -> Option<String> 
                     Prefix::Any => true,
                 }
         })
-        .and_then(|a| a.unescape_value().ok().map(Cow::into_owned))
+        .and_then(|a| {
+            // Office parts are UTF-8 (`unescape_value` is not there when quick-xml decodes
+            // other encodings, which calamine asks of it).
+            let raw = String::from_utf8_lossy(&a.value);
+            quick_xml::escape::unescape(&raw).ok().map(Cow::into_owned)
+        })
 }
 
 fn attr(e: &BytesStart<'_>, name: &[u8]) -> Option<String> {

@@ -90,6 +90,8 @@ struct ChildDocument {
     metadata: serde_json::Map<String, Value>,
     #[serde(default)]
     headings: Vec<Heading>,
+    #[serde(default)]
+    scanned_pages: Vec<usize>,
 }
 
 impl From<ChildDocument> for ParsedDocument {
@@ -99,6 +101,7 @@ impl From<ChildDocument> for ParsedDocument {
             pages: doc.pages,
             metadata: doc.metadata,
             headings: doc.headings,
+            scanned_pages: doc.scanned_pages,
             ..ParsedDocument::default()
         }
     }
@@ -147,7 +150,16 @@ fn extract_unguarded(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
     let (pages, failures) = extract_pages(&doc, page_count);
     let pages: Vec<String> = pages.iter().map(|p| clean_page(p)).collect();
 
-    if pages.iter().all(|p| p.is_empty()) {
+    // Pages with an image and (almost) no text: scans, for OCR.
+    let page_ids: Vec<_> = doc.get_pages().into_values().collect();
+    let scanned_pages: Vec<usize> = pages
+        .iter()
+        .enumerate()
+        .filter(|(_, text)| text.chars().filter(|c| c.is_alphanumeric()).count() < SCAN_MAX_CHARS)
+        .filter(|(i, _)| page_ids.get(*i).is_some_and(|&id| has_xobjects(&doc, id)))
+        .map(|(i, _)| i + 1)
+        .collect();
+    if pages.iter().all(|p| p.is_empty()) && scanned_pages.is_empty() {
         return Err(failures
             .into_iter()
             .next()
@@ -161,6 +173,7 @@ fn extract_unguarded(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
         title,
         pages,
         metadata,
+        scanned_pages,
         ..ParsedDocument::default()
     };
     // Headings: the outline where there is one, else numbered section headings in the text.
@@ -335,6 +348,31 @@ fn extract_page(doc: &Document, number: u32) -> Result<String, ParseError> {
     }
 }
 
+/// Pages with fewer letters and digits than this, and an image, are candidates for OCR.
+pub const SCAN_MAX_CHARS: usize = 16;
+
+/// True when the page's resources (its own or inherited) name any XObject: an image, or a form
+/// that may hold one.
+fn has_xobjects(doc: &Document, page: lopdf::ObjectId) -> bool {
+    let Ok((own, inherited)) = doc.get_page_resources(page) else {
+        return false;
+    };
+    let mut dicts = own.into_iter().chain(
+        inherited
+            .iter()
+            .filter_map(|id| doc.get_dictionary(*id).ok()),
+    );
+    dicts.any(|resources| {
+        let Ok(x) = resources.get(b"XObject") else {
+            return false;
+        };
+        match doc.dereference(x) {
+            Ok((_, Object::Dictionary(d))) => !d.is_empty(),
+            _ => false,
+        }
+    })
+}
+
 fn malformed(reason: String) -> ParseError {
     ParseError::Malformed {
         kind: "PDF".to_string(),
@@ -478,7 +516,7 @@ fn pdf_date_to_rfc3339(date: &str) -> Option<String> {
 /// Cleans the text of one page: line endings normalised, NULs and control characters other
 /// than `\n` and `\t` dropped, typographic ligatures expanded, trailing spaces of each line
 /// trimmed, runs of 3+ newlines collapsed to 2, the page trimmed.
-fn clean_page(raw: &str) -> String {
+pub(super) fn clean_page(raw: &str) -> String {
     let normalized = super::text::normalize_newlines(raw);
     let mut chars = String::with_capacity(normalized.len());
     for c in normalized.chars() {
@@ -581,6 +619,7 @@ pub fn child_main() -> i32 {
             pages: doc.pages,
             metadata: doc.metadata,
             headings: doc.headings,
+            scanned_pages: doc.scanned_pages,
         }),
         Err(e) => ChildReply::Err(e),
     };

@@ -237,6 +237,10 @@ pub struct Citation {
     pub char_end: i64,
     /// The passage itself.
     pub quote: String,
+    /// Where the passage is, as a citation names it ("page 4", "slide 3", "sheet Budget,
+    /// rows 2–40"); empty in answers kept before it was recorded.
+    #[serde(default)]
+    pub locator: String,
 }
 
 /// Timings of one answer.
@@ -638,6 +642,7 @@ impl Asker {
                                     char_start: p.chunk.char_start,
                                     char_end: p.chunk.char_end,
                                     quote: p.chunk.text.clone(),
+                                    locator: p.locator.clone(),
                                 }
                             })
                             .collect();

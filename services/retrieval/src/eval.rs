@@ -280,6 +280,7 @@ mod tests {
 
     fn passage(source: &str, p0: i64, p1: i64) -> Passage {
         Passage {
+            locator: String::new(),
             chunk: ChunkRecord {
                 id: String::new(),
                 document_id: String::new(),

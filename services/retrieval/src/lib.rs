@@ -196,6 +196,44 @@ pub struct Passage {
     pub scores: Scores,
     /// The text handed to a reader: the chunk, or the chunk with its neighbours.
     pub context: String,
+    /// Where the passage is, as a citation names it ([`locator`]).
+    #[serde(default)]
+    pub locator: String,
+}
+
+/// Where a passage is, as a citation names it. `noun` is what the document calls a page
+/// (its metadata's `page_noun`; `page` when it has none): "page 4", "pages 4–5", "slide 3";
+/// a sheet by its name and rows and a word-processor document by its section, from the
+/// chunk's heading path ("sheet Budget, rows 2–40", "section Security").
+pub fn locator(noun: &str, page_start: i64, page_end: i64, section: Option<&str>) -> String {
+    let section = section.map(str::trim).filter(|s| !s.is_empty());
+    match (noun, section) {
+        ("sheet", Some(s)) => {
+            let mut parts: Vec<String> = s.split(" › ").map(str::to_string).collect();
+            if let Some(rows) = parts.last_mut().filter(|p| p.starts_with("Row")) {
+                *rows = rows.replacen("Row", "row", 1);
+            }
+            if parts.len() > 1 {
+                format!("sheet {}", parts.join(", "))
+            } else {
+                parts.join(", ")
+            }
+        }
+        ("section", Some(s)) => format!("section {s}"),
+        ("section", None) => "the document's start".to_string(),
+        _ => {
+            let noun = if noun == "sheet" || noun.is_empty() {
+                "page"
+            } else {
+                noun
+            };
+            if page_start == page_end {
+                format!("{noun} {page_start}")
+            } else {
+                format!("{noun}s {page_start}–{page_end}")
+            }
+        }
+    }
 }
 
 /// The result of a search.
@@ -429,6 +467,15 @@ impl Retriever {
                 source_uri: doc.source_uri.clone(),
                 scores: s,
                 context: chunk.text.clone(),
+                locator: locator(
+                    doc.metadata
+                        .get("page_noun")
+                        .and_then(|n| n.as_str())
+                        .unwrap_or("page"),
+                    chunk.page_start,
+                    chunk.page_end,
+                    chunk.section.as_deref(),
+                ),
             });
             if passages.len() == request.limit {
                 break;

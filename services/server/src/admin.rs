@@ -545,6 +545,11 @@ pub async fn document_page(
     );
     ctx.insert("page_numbers", &(1..=page_count).collect::<Vec<_>>());
     ctx.insert("shown", &shown);
+    ctx.insert(
+        "shown_ocr",
+        &crate::ui::ocr_pages(&d.metadata).contains(&shown),
+    );
+    ctx.insert("page_noun", crate::ui::page_noun(&d.metadata));
     ctx.insert("page_text", &text);
     ctx.insert("chunks", &chunk_rows);
     ctx.insert("chunk_total", &chunks.len());

@@ -620,6 +620,9 @@ pub struct PassageOut {
     pub char_start: i64,
     pub char_end: i64,
     pub section: Option<String>,
+    /// Where the passage is, as a citation names it: "page 4", "slide 3", "sheet Budget,
+    /// rows 2–40", "section Security".
+    pub locator: String,
     pub text: String,
     pub scores: ScoresOut,
     /// The passage view in the web UI.
@@ -641,6 +644,7 @@ impl PassageOut {
             char_start: c.char_start,
             char_end: c.char_end,
             section: c.section.clone(),
+            locator: p.locator.clone(),
             text: c.text.clone(),
             scores: ScoresOut {
                 dense: p.scores.dense,
@@ -937,6 +941,9 @@ pub struct CitationOut {
     pub char_end: i64,
     /// The cited passage.
     pub quote: String,
+    /// Where the passage is: "page 4", "slide 3", "sheet Budget, rows 2–40", "section
+    /// Security".
+    pub locator: String,
     /// The passage view in the web UI, with the span highlighted.
     pub url: String,
 }
@@ -1007,6 +1014,11 @@ impl CitationOut {
             char_start: c.char_start,
             char_end: c.char_end,
             quote: c.quote.clone(),
+            locator: if c.locator.is_empty() {
+                enclave_retrieval::locator("page", c.page_start, c.page_end, None)
+            } else {
+                c.locator.clone()
+            },
             url: passage_url(&c.document_id, version, c.char_start, c.char_end),
         }
     }

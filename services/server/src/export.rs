@@ -8,7 +8,7 @@ use lopdf::content::{Content, Operation};
 use lopdf::{Document, Object, Stream, dictionary};
 
 use crate::dto::AnswerOut;
-use crate::ui::{pages_label, short_time};
+use crate::ui::short_time;
 
 /// A file name (without extension) made from a title.
 pub fn file_stem(title: &str) -> String {
@@ -93,7 +93,7 @@ pub fn thread_markdown(thread: &Thread, base: &str) -> String {
                 "{}. [{}, {}]({base}{}#cited)\n",
                 cit.number,
                 md_text(&cit.title),
-                pages_label(cit.page_start, cit.page_end),
+                cit.locator,
                 cit.url
             ));
             for line in cit.quote.lines().filter(|l| !l.trim().is_empty()) {
@@ -349,12 +349,7 @@ fn blocks(thread: &Thread, base: &str) -> Vec<Block> {
         }
         for cit in &shown.citations {
             out.push(Block::Link(
-                format!(
-                    "[{}] {}, {}",
-                    cit.number,
-                    cit.title,
-                    pages_label(cit.page_start, cit.page_end)
-                ),
+                format!("[{}] {}, {}", cit.number, cit.title, cit.locator),
                 format!("{base}{}#cited", cit.url),
             ));
             out.push(Block::Quote(

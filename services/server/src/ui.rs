@@ -182,6 +182,24 @@ pub(crate) fn base_context(principal: &Principal) -> Context {
     ctx
 }
 
+/// The pages of a document whose text was read by OCR (its metadata's `ocr_pages`).
+pub(crate) fn ocr_pages(metadata: &serde_json::Value) -> Vec<i64> {
+    metadata
+        .get("ocr_pages")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|n| n.as_i64()).collect())
+        .unwrap_or_default()
+}
+
+/// What a document calls its pages: a slide, a sheet, or a page (a word-processor document's
+/// one page is a page here).
+pub(crate) fn page_noun(metadata: &serde_json::Value) -> &str {
+    match metadata.get("page_noun").and_then(|v| v.as_str()) {
+        Some(n @ ("slide" | "sheet")) => n,
+        _ => "page",
+    }
+}
+
 pub(crate) fn pages_label(start: i64, end: i64) -> String {
     if start == end {
         format!("page {start}")
@@ -488,7 +506,7 @@ pub(crate) fn passage_views(passages: &[Passage]) -> Vec<PassageView> {
             let o = PassageOut::new(0, p);
             PassageView {
                 title: o.title,
-                pages: pages_label(o.page_start, o.page_end),
+                pages: o.locator,
                 url: o.url,
                 text: o.text,
                 fused: format!("{:.4}", o.scores.fused),
@@ -507,7 +525,7 @@ fn answer_context(answer: &Answer) -> serde_json::Value {
         .map(|c| {
             serde_json::json!({
                 "number": c.number, "url": c.url, "title": c.title, "quote": c.quote,
-                "pages": pages_label(c.page_start, c.page_end),
+                "pages": c.locator,
             })
         })
         .collect();
@@ -863,11 +881,15 @@ pub async fn passage_page(
         None => all.iter().take(1).collect(),
     };
     let mut first = true;
+    let ocr = ocr_pages(&doc.metadata);
+    let noun = page_noun(&doc.metadata);
     let pages: Vec<_> = shown
         .iter()
         .map(|p| {
             serde_json::json!({
                 "number": p.page_number,
+                "heading": format!("{}{} {}", noun[..1].to_uppercase(), &noun[1..], p.page_number),
+                "ocr": ocr.contains(&p.page_number),
                 "segments": page_segments(p.char_start, &p.text, span, &mut first),
             })
         })
@@ -1160,6 +1182,7 @@ mod tests {
             char_start: 0,
             char_end: 5,
             quote: "q".into(),
+            locator: "page 1".into(),
             url: "/documents/d/passage".into(),
         };
         let s = segments("A [2] and [x] b [9].", &[c]);

@@ -46,6 +46,8 @@ pub struct Settings {
     pub chunking: ChunkingSettings,
     /// Ingestion limits and parallelism.
     pub ingest: IngestSettings,
+    /// OCR of images and scanned PDF pages (Tesseract), and recovery of damaged PDFs (poppler).
+    pub ocr: OcrSettings,
     /// Search: fusion weights and the relevance threshold.
     pub retrieval: RetrievalSettings,
     /// Answers: the language model and how it runs.
@@ -525,6 +527,45 @@ pub struct IngestSettings {
     pub parallel_documents: Option<usize>,
 }
 
+/// OCR and PDF recovery settings. The tools are Debian's `tesseract-ocr` (plus a
+/// `tesseract-ocr-LANG` pack per language) and `poppler-utils`; each runs as its own process,
+/// stopped when a page takes too long.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OcrSettings {
+    /// Read images (.png, .jpg, .tiff) and the PDF pages that hold an image but no text by OCR.
+    /// False: images fail with "OCR is off" and scanned pages stay empty.
+    pub enabled: bool,
+    /// Tesseract languages, `+`-joined in the order to try (`eng`, `eng+deu`); each needs its
+    /// language pack installed.
+    pub languages: String,
+    /// Resolution a PDF page is rendered at before OCR, in dots per inch (300 reads 10-point
+    /// text well; lower is faster and misreads more).
+    pub dpi: u32,
+    /// Time one page (or image) may take to render and read, in seconds; a page over it is
+    /// listed in the document's `failed_pages` and the others are kept.
+    pub page_timeout_secs: u64,
+    /// Give a PDF that the first extractor cannot read (damaged cross-reference table,
+    /// truncated file, extractor crash) to poppler's `pdftotext`; what it reads is indexed and
+    /// the document records `recovered_by`.
+    pub recover_pdfs: bool,
+    /// Directory holding `tesseract`, `pdftoppm` and `pdftotext`. Unset: the `PATH`.
+    pub tools_dir: Option<PathBuf>,
+}
+
+impl Default for OcrSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            languages: "eng".into(),
+            dpi: 300,
+            page_timeout_secs: 60,
+            recover_pdfs: true,
+            tools_dir: None,
+        }
+    }
+}
+
 /// Retrieval settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -573,6 +614,7 @@ impl Default for Settings {
             embedding: EmbeddingSettings::default(),
             chunking: ChunkingSettings::default(),
             ingest: IngestSettings::default(),
+            ocr: OcrSettings::default(),
             retrieval: RetrievalSettings::default(),
             server: ServerSettings::default(),
             worker: WorkerSettings::default(),
@@ -722,7 +764,7 @@ impl Default for IngestSettings {
 }
 
 /// Top-level keys of [`Settings`], as `ENCLAVE_*` variables name them.
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "data_dir",
     "models_dir",
     "database",
@@ -730,6 +772,7 @@ const SECTIONS: [&str; 14] = [
     "embedding",
     "chunking",
     "ingest",
+    "ocr",
     "retrieval",
     "generation",
     "server",
@@ -830,6 +873,28 @@ impl Settings {
             return Err(SettingsError::Invalid(
                 "generation.slots and generation.passages must be at least 1".into(),
             ));
+        }
+        if self.ocr.page_timeout_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "ocr.page_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if !(50..=1200).contains(&self.ocr.dpi) {
+            return Err(SettingsError::Invalid(format!(
+                "ocr.dpi = {} must be between 50 and 1200",
+                self.ocr.dpi
+            )));
+        }
+        if self
+            .ocr
+            .languages
+            .split('+')
+            .any(|l| l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(SettingsError::Invalid(format!(
+                "ocr.languages = {:?} must be Tesseract language names joined by + (eng+deu)",
+                self.ocr.languages
+            )));
         }
         if self.ingest.pdf_timeout_secs == 0 {
             return Err(SettingsError::Invalid(

@@ -43,8 +43,8 @@ pub use eval_sets::{EvalCaseRecord, EvalRunRecord};
 pub use jobs::{JobCounts, JobRecord, JobStatus, NewJob, backoff};
 pub use meta::{
     ChunkRecord, Collection, CollectionStats, ConnectOptions, Document, DocumentFailure,
-    DocumentFilter, DocumentPage, DocumentSort, MetaStore, NewVersion, PageRecord, PurgeTask,
-    RunCounts, Timestamp, VersionRecord, VersionState, now,
+    DocumentFilter, DocumentPage, DocumentSort, FormatStats, MetaStore, NewVersion, PageRecord,
+    PurgeTask, RunCounts, Timestamp, VersionRecord, VersionState, now,
 };
 pub use permissions::{GrantRecord, GroupRecord, QuestionEntry, QuestionFilter, SubjectKind};
 pub use qdrant_server::{QdrantServerConfig, QdrantServerStore, WriteOrdering};

@@ -187,6 +187,18 @@ pub struct CollectionStats {
     pub chunks: i64,
 }
 
+/// Documents of one format (MIME type; `None`: not recognised), across collections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FormatStats {
+    pub mime_type: Option<String>,
+    pub documents: i64,
+    pub ready: i64,
+    pub failed: i64,
+    pub no_text: i64,
+    pub pages: i64,
+    pub chunks: i64,
+}
+
 /// A document that could not be ingested, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DocumentFailure {
@@ -1487,6 +1499,34 @@ impl MetaStore {
 
     /// Documents per collection by status, with page and chunk totals of ready documents;
     /// with `access_any`, only of documents whose access list holds one of those tokens.
+    /// Document counts per format (MIME type), every collection together, most documents first.
+    pub async fn format_stats(&self) -> Result<Vec<FormatStats>> {
+        let rows = sqlx::query(
+            "SELECT mime_type, CAST(COUNT(*) AS BIGINT) AS documents, \
+             CAST(COALESCE(SUM(CASE WHEN status = 'ready' THEN 1 ELSE 0 END), 0) AS BIGINT) AS ready, \
+             CAST(COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed, \
+             CAST(COALESCE(SUM(CASE WHEN status = 'no_text' THEN 1 ELSE 0 END), 0) AS BIGINT) AS no_text, \
+             CAST(COALESCE(SUM(CASE WHEN version > 0 THEN page_count ELSE 0 END), 0) AS BIGINT) AS pages, \
+             CAST(COALESCE(SUM(CASE WHEN version > 0 THEN chunk_count ELSE 0 END), 0) AS BIGINT) AS chunks \
+             FROM documents GROUP BY mime_type ORDER BY documents DESC, mime_type",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FormatStats {
+                    mime_type: r.try_get("mime_type")?,
+                    documents: r.try_get("documents")?,
+                    ready: r.try_get("ready")?,
+                    failed: r.try_get("failed")?,
+                    no_text: r.try_get("no_text")?,
+                    pages: r.try_get("pages")?,
+                    chunks: r.try_get("chunks")?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn collection_stats(&self, access_any: &[String]) -> Result<Vec<CollectionStats>> {
         let (access, binds) = access_condition("d.access", 1, access_any);
         let sql = format!(
