@@ -72,6 +72,21 @@ pub fn heading_path(headings: &[Heading], offset: usize) -> Option<String> {
     })
 }
 
+/// Where a chunk's own content starts: past the blank lines and the heading lines it opens
+/// with (char offset), so that a chunk that begins with "# Budget" then "## Rows 2–40" is under
+/// "Budget › Rows 2–40", not under "Budget" alone.
+fn content_start(headings: &[Heading], char_start: usize, piece: &str) -> usize {
+    let mut at = char_start;
+    for line in piece.split_inclusive('\n') {
+        let is_heading = headings.iter().any(|h| h.offset == at);
+        if !line.trim().is_empty() && !is_heading {
+            break;
+        }
+        at += line.chars().count();
+    }
+    at
+}
+
 /// Cuts documents into chunks sized in the embedding model's tokens.
 #[derive(Clone)]
 pub struct Chunker {
@@ -201,7 +216,10 @@ impl Chunker {
             .enumerate()
             .map(|(ordinal, (char_start, piece))| {
                 let char_end = char_start + piece.chars().count();
-                let section = heading_path(&doc.headings, char_start);
+                let section = heading_path(
+                    &doc.headings,
+                    content_start(&doc.headings, char_start, piece),
+                );
                 Chunk {
                     ordinal,
                     text: piece.to_string(),

@@ -651,6 +651,7 @@ impl Ingestor {
             DocumentKind::Xls => parse::sheet::parse_workbook(&bytes, WorkbookFormat::Xls),
             DocumentKind::Ods => parse::sheet::parse_workbook(&bytes, WorkbookFormat::Ods),
             DocumentKind::Csv => parse::sheet::parse_csv(&bytes),
+            DocumentKind::Rtf => parse::rtf::parse(&bytes),
             DocumentKind::Png | DocumentKind::Jpeg | DocumentKind::Tiff => {
                 report(0, 1);
                 parse::ocr::parse_image(&bytes, &ocr)

@@ -192,7 +192,7 @@ fn soffice(dir: &std::path::Path, args: &[&str], input: &str) {
 }
 
 /// Office files made by LibreOffice from real content: a handbook with headings, a table and
-/// Debian FAQ text as .docx and .odt; the slides LibreOffice Impress makes of a corpus PDF
+/// Debian FAQ text as .docx, .odt and .rtf; the slides LibreOffice Impress makes of a corpus PDF
 /// (one per page) as .odp and .pptx; and a truncated copy of the .docx.
 fn write_office_files(dir: &std::path::Path) {
     let work = dir.join("..").join("office-sources");
@@ -235,13 +235,20 @@ fn write_office_files(dir: &std::path::Path) {
         "handbook.html",
     );
     soffice(&work, &[writer[0], writer[1], "odt"], "handbook.html");
+    soffice(&work, &[writer[0], writer[1], "rtf"], "handbook.html");
     soffice(
         &work,
         &["--infilter=impress_pdf_import", "--convert-to", "odp"],
         "hpiop.pdf",
     );
     soffice(&work, &["--convert-to", "pptx"], "hpiop.odp");
-    for name in ["handbook.docx", "handbook.odt", "hpiop.odp", "hpiop.pptx"] {
+    for name in [
+        "handbook.docx",
+        "handbook.odt",
+        "handbook.rtf",
+        "hpiop.odp",
+        "hpiop.pptx",
+    ] {
         std::fs::copy(work.join(name), dir.join(name)).unwrap();
     }
     let docx = std::fs::read(work.join("handbook.docx")).unwrap();
@@ -256,7 +263,7 @@ async fn office_documents_made_by_libreoffice() {
     let summary = env.ingest(&[&docs]);
     assert_eq!(
         (&summary["ingested"], &summary["failed"]),
-        (&serde_json::json!(4), &serde_json::json!(1)),
+        (&serde_json::json!(5), &serde_json::json!(1)),
         "{summary}"
     );
     let failure = &summary["failures"][0];
@@ -306,6 +313,14 @@ async fn office_documents_made_by_libreoffice() {
                 && c.section.as_deref().is_some_and(|s| s.contains("Security"))),
             "{name}: {chunks:#?}"
         );
+    }
+    // RTF: the text, one page.
+    let d = by_name("handbook.rtf");
+    assert_eq!((d.status.as_str(), d.page_count), ("ready", 1), "{d:#?}");
+    assert_eq!(d.mime_type.as_deref(), Some("application/rtf"));
+    let text = document_text(&meta.active_pages(&d.id).await.unwrap());
+    for part in ["Stable releases", "bookworm", "security.debian.org"] {
+        assert!(text.contains(part), "rtf: no {part:?} in {text}");
     }
     // Presentations: a slide is a page, in order.
     for name in ["hpiop.pptx", "hpiop.odp"] {

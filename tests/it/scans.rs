@@ -343,3 +343,94 @@ async fn damaged_pdfs_are_recovered_at_least_as_often_as_poppler_does() {
     meta.close().await;
     assert_consistent(&env).await;
 }
+
+/// A spreadsheet, a CSV file and a scanned page uploaded through the REST API: each is read,
+/// the workbook's citation names its sheet and rows, the scan records its OCR page.
+#[tokio::test]
+async fn spreadsheets_and_scans_uploaded_through_the_api() {
+    use crate::http::{Server, api_key, file_part};
+    use reqwest::StatusCode;
+    use reqwest::multipart::Form;
+
+    let env = TestEnv::embedded();
+    let admin = api_key(&env, "admin");
+    let server = Server::start(&env, &[]);
+    let s = &server;
+    let work = env.docs().join("..").join("upload-sources");
+    std::fs::create_dir_all(&work).unwrap();
+    let pngs = render_pages(&work);
+    let mut csv = String::from("Release,Codename,Date\n");
+    for (v, name, date) in [
+        ("10", "buster", "2019-07-06"),
+        ("11", "bullseye", "2021-08-14"),
+        ("12", "bookworm", "2023-06-10"),
+        ("13", "trixie", "2025-08-09"),
+    ] {
+        csv.push_str(&format!("{v},{name},{date}\n"));
+    }
+    std::fs::write(work.join("releases.csv"), &csv).unwrap();
+    let out = Command::new("soffice")
+        .arg(format!(
+            "-env:UserInstallation=file://{}",
+            work.join(".lo").display()
+        ))
+        .args(["--headless", "--convert-to", "ods", "--outdir"])
+        .arg(&work)
+        .arg(work.join("releases.csv"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let r = s
+        .post(&admin, "/api/v1/collections")
+        .json(&serde_json::json!({"name": "formats"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{r:?}");
+    let mut ids = Vec::new();
+    for (name, bytes) in [
+        ("releases.csv", csv.into_bytes()),
+        (
+            "releases.ods",
+            std::fs::read(work.join("releases.ods")).unwrap(),
+        ),
+        ("faq-page-20.png", std::fs::read(&pngs[0]).unwrap()),
+    ] {
+        let (status, body) = s
+            .upload(
+                &admin,
+                Form::new()
+                    .text("collection", "formats")
+                    .part("file", file_part(name, bytes)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{name}: {body}");
+        ids.push((name, body["id"].as_str().unwrap().to_string()));
+    }
+    for (name, id) in &ids {
+        let d = s.settled(&admin, id).await;
+        assert_eq!(d["status"], "ready", "{name}: {d}");
+        if name.ends_with(".png") {
+            assert_eq!(d["mime_type"], "image/png");
+            assert_eq!(d["metadata"]["ocr_pages"], serde_json::json!([1]), "{d}");
+        } else {
+            assert_eq!(d["metadata"]["page_noun"], "sheet", "{d}");
+        }
+    }
+    let results: serde_json::Value = s
+        .post(&admin, "/api/v1/search")
+        .json(&serde_json::json!({"query": "Which release is codenamed bookworm?", "limit": 10}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let passages = results["passages"].as_array().unwrap();
+    let ods = passages
+        .iter()
+        .find(|p| p["source_uri"].as_str().unwrap().ends_with("releases.ods"))
+        .unwrap_or_else(|| panic!("{results}"));
+    assert_eq!(ods["locator"], "sheet releases, rows 2–5", "{ods}");
+}

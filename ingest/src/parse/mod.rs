@@ -11,6 +11,7 @@ pub mod ocr;
 pub mod office;
 mod outline;
 pub mod pdf;
+pub mod rtf;
 pub mod sheet;
 pub mod text;
 
@@ -42,6 +43,8 @@ pub enum DocumentKind {
     Ods,
     /// Delimited text (.csv, .tsv).
     Csv,
+    /// Rich Text Format (.rtf).
+    Rtf,
     /// Images, read by OCR.
     Png,
     Jpeg,
@@ -67,6 +70,7 @@ impl DocumentKind {
             Self::Xls => "application/vnd.ms-excel",
             Self::Ods => "application/vnd.oasis.opendocument.spreadsheet",
             Self::Csv => "text/csv",
+            Self::Rtf => "application/rtf",
             Self::Png => "image/png",
             Self::Jpeg => "image/jpeg",
             Self::Tiff => "image/tiff",
@@ -74,7 +78,7 @@ impl DocumentKind {
     }
 
     /// Every kind Enclave reads.
-    pub const ALL: [DocumentKind; 16] = [
+    pub const ALL: [DocumentKind; 17] = [
         Self::Pdf,
         Self::Text,
         Self::Markdown,
@@ -88,6 +92,7 @@ impl DocumentKind {
         Self::Xls,
         Self::Ods,
         Self::Csv,
+        Self::Rtf,
         Self::Png,
         Self::Jpeg,
         Self::Tiff,
@@ -109,6 +114,7 @@ impl DocumentKind {
             Self::Xls => "Excel 97-2003",
             Self::Ods => "OpenDocument spreadsheet",
             Self::Csv => "CSV",
+            Self::Rtf => "RTF",
             Self::Png => "PNG image",
             Self::Jpeg => "JPEG image",
             Self::Tiff => "TIFF image",
@@ -131,6 +137,7 @@ impl DocumentKind {
             Self::Xls => "xls",
             Self::Ods => "ods",
             Self::Csv => "csv",
+            Self::Rtf => "rtf",
             Self::Png => "png",
             Self::Jpeg => "jpg",
             Self::Tiff => "tiff",
@@ -189,10 +196,12 @@ impl DocumentKind {
             Some("xls") => Some(Self::Xls),
             Some("ods") => Some(Self::Ods),
             Some("csv" | "tsv") => Some(Self::Csv),
+            Some("rtf") => Some(Self::Rtf),
             Some("png") => Some(Self::Png),
             Some("jpg" | "jpeg") => Some(Self::Jpeg),
             Some("tif" | "tiff") => Some(Self::Tiff),
             _ if head.starts_with(b"%PDF-") => Some(Self::Pdf),
+            _ if head.starts_with(b"{\\rtf") => Some(Self::Rtf),
             _ if head.starts_with(b"\x89PNG\r\n\x1a\n") => Some(Self::Png),
             _ if head.starts_with(&[0xFF, 0xD8, 0xFF]) => Some(Self::Jpeg),
             _ if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") => Some(Self::Tiff),
@@ -208,6 +217,7 @@ impl DocumentKind {
             "text/markdown" => Some(Self::Markdown),
             "text/html" => Some(Self::Html),
             "message/rfc822" => Some(Self::Email),
+            "text/rtf" => Some(Self::Rtf),
             m => Self::of_mime_type(m).or_else(|| Self::detect(name, &[])),
         }
     }

@@ -514,7 +514,9 @@ pub struct ChunkingSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestSettings {
-    /// Time allowed to extract the text of one PDF before it is stopped and failed, in seconds.
+    /// Time allowed to extract the text of one PDF before it is stopped and failed, in seconds
+    /// (with `ocr.recover_pdfs`, handed to poppler's `pdftotext` first, which has four times
+    /// `ocr.page_timeout_secs`).
     pub pdf_timeout_secs: u64,
     /// Address space the PDF extraction process may use, in MiB (0: no limit); a PDF that
     /// needs more fails alone with "ran out of memory".
