@@ -13,7 +13,8 @@
 //!    by Enclave's PDF path (the `extract-pdf` child, then the recovery and OCR step) beside
 //!    poppler's `pdftotext`: how many each reads, how many failed with a named reason, time.
 //! 4. **Mixed folder end to end** (`enclave ingest --json` on a fresh data directory): the
-//!    files above, a scanned PDF of the FAQ's pages and an email with a PDF attachment.
+//!    office files and sheets above, two corpus PDFs and the FAQ's text edition, five damaged
+//!    PDFs and a scanned PDF of five FAQ pages.
 //! 5. With `--scanned-faq`: the whole Debian FAQ as an image-only PDF (every page rendered
 //!    and put back by `img2pdf`), ingested and evaluated with `eval/debian-faq.jsonl` beside
 //!    the original (recall@5 and nDCG@10, hybrid); slow (every page goes through OCR).
@@ -23,7 +24,7 @@
 //!
 //! ```text
 //! export CARGO_TARGET_DIR=$HOME/.cache/enclave/target
-//! cargo bench --bench formats                       # about 10 min on 2 cores
+//! cargo bench --bench formats                       # about 8 min on 2 cores
 //! cargo bench --bench formats -- --scanned-faq      # adds the scanned FAQ evaluation
 //! ```
 

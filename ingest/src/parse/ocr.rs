@@ -47,7 +47,7 @@ impl Default for OcrOptions {
         Self {
             enabled: true,
             languages: "eng".into(),
-            dpi: 300,
+            dpi: 200,
             page_timeout: Duration::from_secs(60),
             recover_pdfs: true,
             tools_dir: None,
