@@ -5,7 +5,8 @@
 //! 1. **Office and sheets**: pages (slides, sheets)/s and MB/s of Enclave's parsers, in this
 //!    process, on files LibreOffice makes from the corpus: the Debian FAQ's text edition as
 //!    .docx and .odt, a corpus PDF as .odp and .pptx (Impress's PDF import, a slide per page),
-//!    this machine's dpkg database (a real table) as .xlsx, .ods, .xls and .csv.
+//!    this machine's dpkg database (a real table) as .xlsx, .ods, .xls and .csv, and two real
+//!    Outlook messages (.msg; a page is a message body, attachments are not parsed here).
 //! 2. **OCR**: pages of the Debian FAQ rendered by `pdftoppm` at several resolutions and read by
 //!    Tesseract through Enclave's image path: seconds per page on this machine and the
 //!    character error rate against the page's text layer (letters and digits, lower case).
@@ -13,7 +14,8 @@
 //!    by Enclave's PDF path (the `extract-pdf` child, then the recovery and OCR step) beside
 //!    poppler's `pdftotext`: how many each reads, how many failed with a named reason, time.
 //! 4. **Mixed folder end to end** (`enclave ingest --json` on a fresh data directory): the
-//!    office files and sheets above, two corpus PDFs and the FAQ's text edition, five damaged
+//!    office files, sheets and Outlook messages above (their attachments: TIFF scans read by
+//!    OCR, embedded messages), two corpus PDFs and the FAQ's text edition, five damaged
 //!    PDFs and a scanned PDF of five FAQ pages.
 //! 5. With `--scanned-faq`: the whole Debian FAQ as an image-only PDF (every page rendered
 //!    and put back by `img2pdf`), ingested and evaluated with `eval/debian-faq.jsonl` beside
@@ -26,6 +28,7 @@
 //! export CARGO_TARGET_DIR=$HOME/.cache/enclave/target
 //! cargo bench --bench formats                       # about 8 min on 2 cores
 //! cargo bench --bench formats -- --scanned-faq      # adds the scanned FAQ evaluation
+//! cargo bench --bench formats -- --only scanned-faq  # that evaluation alone
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -34,7 +37,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use enclave_ingest::parse::ocr::{self, OcrOptions};
+use enclave_ingest::parse::msg;
+use enclave_ingest::parse::ocr::{self, OcrOptions, character_error_rate as cer};
 use enclave_ingest::parse::office::{self, OfficeFormat};
 use enclave_ingest::parse::pdf::{self, PdfIsolation};
 use enclave_ingest::parse::sheet::{self, WorkbookFormat};
@@ -62,6 +66,10 @@ struct Args {
     /// Also scan the whole FAQ and evaluate retrieval on it beside the original.
     #[arg(long, env = "ENCLAVE_BENCH_SCANNED_FAQ")]
     scanned_faq: bool,
+    /// Only these tables (office, ocr, damaged, mixed, scanned-faq); default: all but
+    /// scanned-faq, which `--scanned-faq` adds.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     // `cargo bench` passes --bench.
     #[arg(long, hide = true)]
     bench: bool,
@@ -102,37 +110,6 @@ fn soffice(dir: &Path, args: &[&str], input: &str) -> anyhow::Result<()> {
     all.extend(args);
     all.extend(["--outdir", &dir_s, &input_s]);
     tool("soffice", &all).map(|_| ())
-}
-
-/// Letters and digits, lower case, single spaces.
-fn normalized(text: &str) -> Vec<char> {
-    text.split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_lowercase)
-                .collect::<String>()
-        })
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .collect()
-}
-
-fn cer(truth: &str, read: &str) -> f64 {
-    let (a, b) = (normalized(truth), normalized(read));
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()] as f64 / a.len().max(1) as f64
 }
 
 /// The dpkg database as rows: package, version, section, installed size, maintainer,
@@ -190,7 +167,17 @@ fn make_office_files(corpus: &Path, dir: &Path) -> anyhow::Result<Vec<(String, &
     soffice(dir, &["--convert-to", "xls:MS Excel 97"], "packages.csv")?;
     std::fs::remove_file(dir.join("slides.pdf"))?;
     std::fs::remove_file(dir.join("faq.txt"))?;
+    // Real Outlook messages (scripts/test fetches them): one with two TIFF scans attached,
+    // one that forwards three messages embedded in it.
+    let outlook = PathBuf::from(
+        std::env::var_os("ENCLAVE_OUTLOOK_DIR")
+            .context("ENCLAVE_OUTLOOK_DIR is not set: source scripts/env.sh")?,
+    );
+    std::fs::copy(outlook.join("unicode.msg"), dir.join("scans-mail.msg"))?;
+    std::fs::copy(outlook.join("test_email_1.msg"), dir.join("forwarded.msg"))?;
     Ok(vec![
+        ("scans-mail.msg".into(), "Outlook message"),
+        ("forwarded.msg".into(), "Outlook message"),
         ("faq.docx".into(), "Word"),
         ("faq.odt".into(), "OpenDocument text"),
         ("slides.pptx".into(), "PowerPoint"),
@@ -216,6 +203,7 @@ fn parse_office(path: &Path) -> Result<ParsedDocument, ParseError> {
         "xlsx" => sheet::parse_workbook(&bytes, WorkbookFormat::Xlsx),
         "ods" => sheet::parse_workbook(&bytes, WorkbookFormat::Ods),
         "xls" => sheet::parse_workbook(&bytes, WorkbookFormat::Xls),
+        "msg" => msg::parse(&bytes),
         _ => sheet::parse_csv(&bytes),
     }
 }
@@ -609,17 +597,36 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_default()
             .trim()
     );
-    let files = make_office_files(&corpus, &office_dir)?;
-    office_table(&office_dir, &files)?;
-    let ocr_dir = work.path().join("ocr");
-    std::fs::create_dir_all(&ocr_dir)?;
-    ocr_table(&corpus, &ocr_dir, args.ocr_pages, &args.dpis)?;
-    let damaged_dir = work.path().join("damaged");
-    std::fs::create_dir_all(&damaged_dir)?;
-    let damaged = make_damaged(&corpus, &damaged_dir, args.damaged)?;
-    damaged_table(&damaged).await?;
-    mixed_table(&corpus, work.path(), &office_dir, &damaged)?;
-    if args.scanned_faq {
+    let runs = |table: &str| {
+        if args.only.is_empty() {
+            table != "scanned-faq" || args.scanned_faq
+        } else {
+            args.only.iter().any(|t| t == table)
+        }
+    };
+    if runs("office") || runs("mixed") {
+        let files = make_office_files(&corpus, &office_dir)?;
+        if runs("office") {
+            office_table(&office_dir, &files)?;
+        }
+    }
+    if runs("ocr") {
+        let ocr_dir = work.path().join("ocr");
+        std::fs::create_dir_all(&ocr_dir)?;
+        ocr_table(&corpus, &ocr_dir, args.ocr_pages, &args.dpis)?;
+    }
+    if runs("damaged") || runs("mixed") {
+        let damaged_dir = work.path().join("damaged");
+        std::fs::create_dir_all(&damaged_dir)?;
+        let damaged = make_damaged(&corpus, &damaged_dir, args.damaged)?;
+        if runs("damaged") {
+            damaged_table(&damaged).await?;
+        }
+        if runs("mixed") {
+            mixed_table(&corpus, work.path(), &office_dir, &damaged)?;
+        }
+    }
+    if runs("scanned-faq") {
         scanned_faq_table(&corpus, work.path())?;
     }
     Ok(())

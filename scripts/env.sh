@@ -48,6 +48,24 @@ fetch_corpus() {
   "$fetch" "$ENCLAVE_CORPUS_DIR" >&2
 }
 
+# fetch_outlook_samples: real Outlook .msg files (sent from Outlook.com, ProtonMail and NetApp's
+# Exchange; embedded messages, TIFF and Word attachments) as the msg_parser crate publishes them
+# on crates.io for its own tests, checked against their checksum, in $ENCLAVE_OUTLOOK_DIR.
+export ENCLAVE_OUTLOOK_DIR=${ENCLAVE_OUTLOOK_DIR:-$ENCLAVE_CACHE/outlook}
+fetch_outlook_samples() {
+  [ -s "$ENCLAVE_OUTLOOK_DIR/unicode.msg" ] && return 0
+  local tmp sum=5a0453ec98f292962f9972032a09211daaf7482dfbcaed7f9dfa12f0f6a750fb
+  tmp=$(mktemp -d)
+  curl -fsSL -o "$tmp/msg_parser.crate" https://static.crates.io/crates/msg_parser/msg_parser-0.3.6.crate \
+    || { echo "could not download the Outlook samples from crates.io" >&2; rm -rf "$tmp"; return 1; }
+  echo "$sum  $tmp/msg_parser.crate" | sha256sum -c --quiet - \
+    || { echo "Outlook samples: checksum mismatch" >&2; rm -rf "$tmp"; return 1; }
+  mkdir -p "$ENCLAVE_OUTLOOK_DIR"
+  tar -xzf "$tmp/msg_parser.crate" -C "$tmp" msg_parser-0.3.6/data
+  cp "$tmp"/msg_parser-0.3.6/data/*.msg "$ENCLAVE_OUTLOOK_DIR/"
+  rm -rf "$tmp"
+}
+
 # setup_test_clients: what the HTTP tests drive the server with: the official `openai` Python
 # client (a virtualenv in the cache) and playwright-core for Debian's Chromium (npm, pinned by
 # tests/browser/package-lock.json).

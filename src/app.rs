@@ -129,6 +129,10 @@ pub fn ocr_options(settings: &Settings) -> OcrOptions {
         languages: o.languages.clone(),
         dpi: o.dpi,
         page_timeout: Duration::from_secs(o.page_timeout_secs),
+        page_workers: match o.page_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        },
         recover_pdfs: o.recover_pdfs,
         tools_dir: o.tools_dir.clone(),
     }

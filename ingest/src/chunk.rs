@@ -1,6 +1,8 @@
 //! Chunking: the document text is cut at the highest structural boundary that keeps a chunk
 //! within the embedding model's token budget (headings, then paragraphs, lines, sentences,
-//! words), with an overlap between neighbours. Sizes are counted in the embedding model's own
+//! words), with an overlap between neighbours. A table in plain text (a PDF's, written as
+//! Markdown by the parser) is cut from the prose around it, so that its rows stay together
+//! and a table too long for one chunk is cut between rows. Sizes are counted in the embedding model's own
 //! word pieces by text-splitter with the model's tokenizer.
 
 use std::sync::Arc;
@@ -51,6 +53,40 @@ fn heading_cuts(text: &str, headings: &[Heading]) -> Vec<(usize, usize)> {
             None => break,
         }
     }
+    cuts
+}
+
+/// True for a line of a Markdown table: it starts and ends with `|`.
+fn is_table_row(line: &str) -> bool {
+    let line = line.trim();
+    line.len() >= 2 && line.starts_with('|') && line.ends_with('|')
+}
+
+/// Where plain text is cut around its Markdown tables (runs of two or more table lines, as
+/// the PDF parser writes the tables of a text layer), so that a table's rows are chunked
+/// together and apart from the prose around them: (char offset, byte offset) of each table's
+/// first line and of the line after its last, inside the text only.
+fn table_cuts(text: &str) -> Vec<(usize, usize)> {
+    let mut cuts = Vec::new();
+    // (char, byte) offset of the current run of table lines, and its length in lines.
+    let mut run: Option<((usize, usize), usize)> = None;
+    let (mut chars, mut bytes) = (0, 0);
+    let total = text.len();
+    let mut close = |run: Option<((usize, usize), usize)>, at: (usize, usize)| {
+        if let Some((start, _)) = run.filter(|(_, rows)| *rows >= 2) {
+            cuts.extend([start, at].into_iter().filter(|&(_, b)| b > 0 && b < total));
+        }
+    };
+    for line in text.split_inclusive('\n') {
+        if is_table_row(line) {
+            run = Some(run.map_or(((chars, bytes), 1), |(start, rows)| (start, rows + 1)));
+        } else {
+            close(run.take(), (chars, bytes));
+        }
+        chars += line.chars().count();
+        bytes += line.len();
+    }
+    close(run, (chars, bytes));
     cuts
 }
 
@@ -189,11 +225,12 @@ impl Chunker {
                 .collect()
         } else {
             let splitter = TextSplitter::new(config);
-            let cuts = if self.headings {
-                heading_cuts(&text, &doc.headings)
-            } else {
-                Vec::new()
-            };
+            let mut cuts = table_cuts(&text);
+            if self.headings {
+                cuts.extend(heading_cuts(&text, &doc.headings));
+            }
+            cuts.sort_unstable();
+            cuts.dedup();
             let mut bounds = vec![(0, 0)];
             bounds.extend(cuts);
             bounds.push((text.chars().count(), text.len()));
@@ -268,6 +305,20 @@ mod tests {
         );
         assert_eq!(heading_path(&hs, 99).as_deref(), Some("Running"));
         assert_eq!(heading_path(&hs[1..], 5), None);
+    }
+
+    #[test]
+    fn plain_text_is_cut_around_tables() {
+        let text = "Prices são:\n| Item | Price |\n| --- | --- |\n| Apple | 1 |\nAfter.\n| not a table |\nEnd\n| A | B |\n| --- | --- |";
+        let cuts = table_cuts(text);
+        let at = |s: &str| {
+            let b = text.find(s).unwrap();
+            (text[..b].chars().count(), b)
+        };
+        // The table's first line, the line after it, the last table's first line; a single
+        // table-like line is prose, and the end of the text is no cut.
+        assert_eq!(cuts, [at("| Item"), at("After."), at("| A |")]);
+        assert!(table_cuts("| A | B |\n| --- | --- |\n").is_empty());
     }
 
     #[test]

@@ -643,6 +643,7 @@ impl Ingestor {
             DocumentKind::Markdown => parse::text::parse_markdown(&bytes),
             DocumentKind::Html => parse::html::parse(&bytes),
             DocumentKind::Email => parse::email::parse(&bytes),
+            DocumentKind::Msg => parse::msg::parse(&bytes),
             DocumentKind::Docx => parse::office::parse(&bytes, parse::office::OfficeFormat::Docx),
             DocumentKind::Odt => parse::office::parse(&bytes, parse::office::OfficeFormat::Odt),
             DocumentKind::Pptx => parse::office::parse(&bytes, parse::office::OfficeFormat::Pptx),

@@ -705,3 +705,104 @@ async fn spreadsheets_made_by_libreoffice() {
         assert!(locator.starts_with(expected), "{ext}: {locator}");
     }
 }
+
+/// A table in a PDF's text layer (a handbook LibreOffice Writer prints to PDF, with a table of
+/// this machine's installed packages between two sections of prose): its rows become a
+/// Markdown table with the header first, and one chunk holds every row, apart from the prose.
+#[tokio::test]
+async fn pdf_tables_keep_their_rows_together() {
+    let env = TestEnv::embedded();
+    let docs = env.docs();
+    let work = docs.join("..").join("pdf-table-sources");
+    std::fs::create_dir_all(&work).unwrap();
+    let rows = installed_packages(12);
+    let faq = std::fs::read_to_string(corpus_file("debian-faq__debian-faq.en.txt")).unwrap();
+    let prose: Vec<String> = faq
+        .split("\n\n")
+        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| p.len() > 300 && !p.contains('<') && !p.contains('&'))
+        .take(4)
+        .collect();
+    let table: String = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                xml_escape(&r[0]),
+                xml_escape(&r[2]),
+                xml_escape(&r[3])
+            )
+        })
+        .collect();
+    std::fs::write(
+        work.join("packages.html"),
+        format!(
+            "<html><head><title>Package inventory</title></head><body>\
+             <h1>Package inventory</h1><p>{}</p><p>{}</p>\
+             <table width=\"100%\"><tr><th>Package</th><th>Section</th><th>Size (KiB)</th></tr>{table}</table>\
+             <p>{}</p><p>{}</p></body></html>",
+            prose[0], prose[1], prose[2], prose[3]
+        ),
+    )
+    .unwrap();
+    soffice(
+        &work,
+        &[
+            "--infilter=HTML (StarWriter)",
+            "--convert-to",
+            "pdf:writer_pdf_Export",
+        ],
+        "packages.html",
+    );
+    std::fs::copy(work.join("packages.pdf"), docs.join("packages.pdf")).unwrap();
+    let summary = env.ingest(&[&docs]);
+    assert_eq!(summary["ingested"], 1, "{summary}");
+
+    let meta = env.meta().await;
+    let doc = meta.documents(None).await.unwrap().remove(0);
+    let text = document_text(&meta.active_pages(&doc.id).await.unwrap());
+    assert!(
+        text.contains("| Package | Section | Size (KiB) |\n| --- | --- | --- |\n"),
+        "no table header in\n{text}"
+    );
+    for r in &rows {
+        let row = format!("| {} | {} | {} |", r[0], r[2], r[3]);
+        assert!(text.contains(&row), "no row {row} in\n{text}");
+    }
+    // One chunk holds the whole table (header and every row), and no prose.
+    let chunks = meta.active_chunks(&doc.id).await.unwrap();
+    let holding: Vec<_> = chunks
+        .iter()
+        .filter(|c| {
+            rows.iter()
+                .any(|r| c.text.contains(&format!("| {} |", r[0])))
+        })
+        .collect();
+    assert_eq!(holding.len(), 1, "{holding:#?}");
+    let table_chunk = &holding[0].text;
+    assert!(
+        table_chunk.trim_start().starts_with("| Package |"),
+        "{table_chunk}"
+    );
+    assert!(
+        table_chunk.lines().all(|l| l.trim().starts_with('|')),
+        "{table_chunk}"
+    );
+    assert_eq!(table_chunk.lines().count(), rows.len() + 2, "{table_chunk}");
+    // The prose is still read as prose: no line of it became a table.
+    let first_words: String = prose[0]
+        .split_whitespace()
+        .take(6)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        chunks.iter().any(|c| !c.text.contains('|')
+            && c.text
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .contains(&first_words)),
+        "{first_words}"
+    );
+    meta.close().await;
+}

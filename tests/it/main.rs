@@ -11,6 +11,7 @@ mod curation;
 mod formats;
 mod http;
 mod lifecycle;
+mod outlook;
 mod permissions;
 mod queue;
 mod scale;

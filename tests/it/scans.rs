@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use enclave_ingest::parse::ocr::character_error_rate as cer;
+
 use crate::common::{TestEnv, assert_consistent, corpus_file};
 
 const FAQ: &str = "debian-faq__FAQ__debian-faq.en.pdf";
@@ -27,38 +29,6 @@ fn text_layer(pdf: &Path, page: usize) -> String {
         &["-f", &p, "-l", &p, &pdf.to_string_lossy(), "-"],
     ))
     .unwrap()
-}
-
-/// Letters and digits only, lower case, words joined by single spaces: what OCR is judged on.
-fn normalized(text: &str) -> Vec<char> {
-    text.split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_lowercase)
-                .collect::<String>()
-        })
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .collect()
-}
-
-/// Character error rate of `read` against `truth`: edit distance over the truth's length.
-fn cer(truth: &str, read: &str) -> f64 {
-    let (a, b) = (normalized(truth), normalized(read));
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()] as f64 / a.len().max(1) as f64
 }
 
 /// Pages 20-22 of the Debian FAQ (body text) rendered at 200 dpi: as PNG files in `work`.
@@ -347,7 +317,7 @@ async fn damaged_pdfs_are_recovered_at_least_as_often_as_poppler_does() {
 /// A spreadsheet, a CSV file and a scanned page uploaded through the REST API: each is read,
 /// the workbook's citation names its sheet and rows, the scan records its OCR page.
 #[tokio::test]
-async fn spreadsheets_and_scans_uploaded_through_the_api() {
+async fn spreadsheets_scans_and_mail_uploaded_through_the_api() {
     use crate::http::{Server, api_key, file_part};
     use reqwest::StatusCode;
     use reqwest::multipart::Form;
@@ -396,6 +366,10 @@ async fn spreadsheets_and_scans_uploaded_through_the_api() {
             std::fs::read(work.join("releases.ods")).unwrap(),
         ),
         ("faq-page-20.png", std::fs::read(&pngs[0]).unwrap()),
+        (
+            "protonmail.msg",
+            std::fs::read(crate::outlook::sample("test_email_4.msg")).unwrap(),
+        ),
     ] {
         let (status, body) = s
             .upload(
@@ -414,6 +388,16 @@ async fn spreadsheets_and_scans_uploaded_through_the_api() {
         if name.ends_with(".png") {
             assert_eq!(d["mime_type"], "image/png");
             assert_eq!(d["metadata"]["ocr_pages"], serde_json::json!([1]), "{d}");
+        } else if name.ends_with(".msg") {
+            assert_eq!(d["mime_type"], "application/vnd.ms-outlook", "{d}");
+            assert_eq!(d["title"], "test", "{d}");
+            assert!(
+                d["metadata"]["from"]
+                    .as_str()
+                    .unwrap()
+                    .contains("account-testing7777@protonmail.com"),
+                "{d}"
+            );
         } else {
             assert_eq!(d["metadata"]["page_noun"], "sheet", "{d}");
         }

@@ -84,11 +84,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| format!("attachment-{}", i + 1));
         let mime = part_mime_type(part);
-        match DocumentKind::from_mime(&mime, Path::new(&file_name)) {
-            // Small images are logos and signatures, not scans worth reading by OCR.
-            Some(kind) if kind.is_image() && part.contents().len() < MIN_IMAGE_ATTACHMENT_BYTES => {
-                skipped.push(Value::String(file_name))
-            }
+        match attachment_kind(&mime, &file_name, part.contents().len()) {
             Some(kind) => attachments.push(Attachment {
                 file_name,
                 mime_type: kind.mime_type().to_string(),
@@ -111,6 +107,14 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
         attachments,
         ..ParsedDocument::default()
     })
+}
+
+/// The kind an attachment is indexed as, from its declared MIME type and its name; `None` for
+/// a type Enclave does not read and for images too small to be a scan (logos, signatures):
+/// those are listed in `skipped_attachments`.
+pub(super) fn attachment_kind(mime: &str, file_name: &str, len: usize) -> Option<DocumentKind> {
+    DocumentKind::from_mime(mime, Path::new(file_name))
+        .filter(|kind| !kind.is_image() || len >= MIN_IMAGE_ATTACHMENT_BYTES)
 }
 
 /// Image attachments smaller than this are left out (listed in `skipped_attachments`): a

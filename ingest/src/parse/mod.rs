@@ -2,11 +2,16 @@
 //! metadata, attachments) or a [`ParseError`] that names what is wrong with that one file.
 //!
 //! PDF extraction runs in a child process (see [`pdf`]) because pdf-extract can panic, abort or
-//! loop forever on hostile fonts; every other format is parsed in-process by maintained crates
-//! (office packages with `zip` and `quick-xml`, see [`office`]).
+//! loop forever on hostile fonts; OCR and the recovery of damaged PDFs run Tesseract and
+//! poppler's tools as processes of their own, a time limit per page (see [`ocr`]); every other
+//! format is parsed in-process by maintained crates (office packages with `zip` and
+//! `quick-xml`, see [`office`]; Outlook messages with `msg_parser`, see [`msg`]; workbooks with `calamine` and `csv`, see [`sheet`]; RTF with
+//! `rtf-parser`, see [`rtf`]).
 
+mod columns;
 pub mod email;
 pub mod html;
+pub mod msg;
 pub mod ocr;
 pub mod office;
 mod outline;
@@ -27,6 +32,8 @@ pub enum DocumentKind {
     Markdown,
     Html,
     Email,
+    /// Outlook message (.msg).
+    Msg,
     /// Word (.docx).
     Docx,
     /// OpenDocument text (.odt).
@@ -60,6 +67,7 @@ impl DocumentKind {
             Self::Markdown => "text/markdown",
             Self::Html => "text/html",
             Self::Email => "message/rfc822",
+            Self::Msg => "application/vnd.ms-outlook",
             Self::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
             Self::Odt => "application/vnd.oasis.opendocument.text",
             Self::Pptx => {
@@ -78,12 +86,13 @@ impl DocumentKind {
     }
 
     /// Every kind Enclave reads.
-    pub const ALL: [DocumentKind; 17] = [
+    pub const ALL: [DocumentKind; 18] = [
         Self::Pdf,
         Self::Text,
         Self::Markdown,
         Self::Html,
         Self::Email,
+        Self::Msg,
         Self::Docx,
         Self::Odt,
         Self::Pptx,
@@ -106,6 +115,7 @@ impl DocumentKind {
             Self::Markdown => "Markdown",
             Self::Html => "HTML",
             Self::Email => "E-mail",
+            Self::Msg => "Outlook message",
             Self::Docx => "Word",
             Self::Odt => "OpenDocument text",
             Self::Pptx => "PowerPoint",
@@ -129,6 +139,7 @@ impl DocumentKind {
             Self::Markdown => "md",
             Self::Html => "html",
             Self::Email => "eml",
+            Self::Msg => "msg",
             Self::Docx => "docx",
             Self::Odt => "odt",
             Self::Pptx => "pptx",
@@ -188,6 +199,7 @@ impl DocumentKind {
             Some("md" | "markdown") => Some(Self::Markdown),
             Some("html" | "htm" | "xhtml") => Some(Self::Html),
             Some("eml") => Some(Self::Email),
+            Some("msg") => Some(Self::Msg),
             Some("docx") => Some(Self::Docx),
             Some("odt") => Some(Self::Odt),
             Some("pptx") => Some(Self::Pptx),

@@ -19,6 +19,8 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -36,6 +38,8 @@ pub struct OcrOptions {
     pub dpi: u32,
     /// Time one page (one image) may take to render and read.
     pub page_timeout: Duration,
+    /// Pages of one PDF read at the same time (at least 1).
+    pub page_workers: usize,
     /// Give PDFs the first extractor cannot read to `pdftotext`.
     pub recover_pdfs: bool,
     /// Where `tesseract`, `pdftoppm` and `pdftotext` are (`None`: the `PATH`).
@@ -49,6 +53,7 @@ impl Default for OcrOptions {
             languages: "eng".into(),
             dpi: 200,
             page_timeout: Duration::from_secs(60),
+            page_workers: 1,
             recover_pdfs: true,
             tools_dir: None,
         }
@@ -372,7 +377,8 @@ fn set_numbers(doc: &mut ParsedDocument, key: &str, numbers: &[usize]) {
 
 /// Reads `pages` (1-based) of the PDF at `path` by OCR into `doc`, recording them in
 /// `ocr_pages`; a page that fails is listed in `failed_pages`. Fails as a whole only when no
-/// page could be read and the reason is a missing tool.
+/// page could be read and the reason is a missing tool. `options.page_workers` pages are read
+/// at the same time; `progress` is called on this thread as each one is done.
 fn ocr_pages(
     doc: &mut ParsedDocument,
     path: &Path,
@@ -381,29 +387,56 @@ fn ocr_pages(
     progress: &dyn Fn(usize, usize),
 ) -> Result<(), ParseError> {
     let mut failed: Vec<usize> = failed_pages(doc).collect();
+    let mut read: Vec<usize> = Vec::new();
+    let mut missing = None;
     progress(0, pages.len());
-    for (i, &n) in pages.iter().enumerate() {
-        match ocr_pdf_page(path, n, options) {
-            Ok(text) => {
-                if text_chars(&text) > 0 {
-                    doc.pages[n - 1] = text;
-                    push_number(doc, "ocr_pages", n);
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..options.page_workers.clamp(1, pages.len().max(1)) {
+            let (tx, next, stop) = (tx.clone(), &next, &stop);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(&n) = pages.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    if tx.send((n, ocr_pdf_page(path, n, options))).is_err() {
+                        break;
+                    }
                 }
-                failed.retain(|&f| f != n);
-            }
-            Err(ToolError::Missing(program)) => {
-                return Err(
-                    ToolError::Missing(program).into_parse_error("OCR", options.page_timeout)
-                );
-            }
-            Err(e) => {
-                tracing::warn!(page = n, "OCR of a PDF page failed: {e:?}");
-                if !failed.contains(&n) {
-                    failed.push(n);
-                }
-            }
+            });
         }
-        progress(i + 1, pages.len());
+        drop(tx);
+        for (done, (n, result)) in rx.into_iter().enumerate() {
+            match result {
+                Ok(text) => {
+                    if text_chars(&text) > 0 {
+                        doc.pages[n - 1] = text;
+                        read.push(n);
+                    }
+                    failed.retain(|&f| f != n);
+                }
+                Err(ToolError::Missing(program)) => {
+                    stop.store(true, Ordering::Relaxed);
+                    missing = Some(program);
+                }
+                Err(e) => {
+                    tracing::warn!(page = n, "OCR of a PDF page failed: {e:?}");
+                    if !failed.contains(&n) {
+                        failed.push(n);
+                    }
+                }
+            }
+            progress(done + 1, pages.len());
+        }
+    });
+    if let Some(program) = missing {
+        return Err(ToolError::Missing(program).into_parse_error("OCR", options.page_timeout));
+    }
+    read.sort_unstable();
+    for n in read {
+        push_number(doc, "ocr_pages", n);
     }
     failed.sort_unstable();
     set_numbers(doc, "failed_pages", &failed);
@@ -463,9 +496,53 @@ fn pdftotext(
     Ok(pages)
 }
 
+/// Character error rate of `read` against `truth`: the edit distance between the two over the
+/// truth's length, both taken as letters and digits in lower case with words joined by single
+/// spaces (layout and punctuation are not what OCR is judged on). How the tests and
+/// `benches/formats.rs` compare OCR with a page's text layer.
+pub fn character_error_rate(truth: &str, read: &str) -> f64 {
+    fn normalized(text: &str) -> Vec<char> {
+        text.split_whitespace()
+            .map(|w| {
+                w.chars()
+                    .filter(|c| c.is_alphanumeric())
+                    .flat_map(char::to_lowercase)
+                    .collect::<String>()
+            })
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .collect()
+    }
+    let (a, b) = (normalized(truth), normalized(read));
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()] as f64 / a.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn character_error_rate_ignores_layout_and_counts_edits() {
+        assert_eq!(
+            character_error_rate("The  Quick,\nfox.", "the quick fox"),
+            0.0
+        );
+        // "quick fox" (9 characters) read as "quack fox": one substitution.
+        assert!((character_error_rate("quick fox", "quack fox") - 1.0 / 9.0).abs() < 1e-9);
+        assert_eq!(character_error_rate("abc", ""), 1.0);
+    }
 
     #[test]
     fn ocr_text_is_cleaned() {

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use super::columns::{self, ColumnGaps};
 use super::{Heading, ParseError, ParsedDocument, outline};
 
 /// The line that precedes the child's JSON result on its stdout. Anything a library prints to
@@ -226,11 +227,7 @@ fn extract_pages(doc: &Document, page_count: usize) -> (Vec<String>, Vec<(usize,
 /// failing one, and the error (a panic becomes [`ParseError::Crashed`]).
 fn extract_all_pages(doc: &Document) -> Result<Vec<String>, (Vec<String>, ParseError)> {
     let sink = PageSink::default();
-    let mut output = PagedText {
-        sink: sink.clone(),
-        completed: 0,
-        inner: pdf_extract::PlainTextOutput::new(sink.clone()),
-    };
+    let mut output = PagedText::new(&sink);
     let result = catch_unwind(AssertUnwindSafe(|| {
         pdf_extract::output_doc(doc, &mut output)
     }));
@@ -284,6 +281,19 @@ struct PagedText {
     /// Pages whose `end_page` was reached.
     completed: usize,
     inner: pdf_extract::PlainTextOutput<PageSink>,
+    /// Where a table's column opens: a tab goes before the space pdf-extract writes there.
+    columns: ColumnGaps,
+}
+
+impl PagedText {
+    fn new(sink: &PageSink) -> Self {
+        Self {
+            sink: sink.clone(),
+            completed: 0,
+            inner: pdf_extract::PlainTextOutput::new(sink.clone()),
+            columns: ColumnGaps::default(),
+        }
+    }
 }
 
 impl pdf_extract::OutputDev for PagedText {
@@ -294,6 +304,7 @@ impl pdf_extract::OutputDev for PagedText {
         art_box: Option<(f64, f64, f64, f64)>,
     ) -> Result<(), pdf_extract::OutputError> {
         self.sink.pages.borrow_mut().push(String::new());
+        self.columns.begin_page();
         self.inner.begin_page(page_num, media_box, art_box)
     }
 
@@ -311,11 +322,16 @@ impl pdf_extract::OutputDev for PagedText {
         font_size: f64,
         char: &str,
     ) -> Result<(), pdf_extract::OutputError> {
+        if self.columns.opens_column(trm, width, font_size) {
+            use std::fmt::Write as _;
+            let _ = self.sink.write_str("\t");
+        }
         self.inner
             .output_character(trm, width, spacing, font_size, char)
     }
 
     fn begin_word(&mut self) -> Result<(), pdf_extract::OutputError> {
+        self.columns.begin_word();
         self.inner.begin_word()
     }
 
@@ -331,11 +347,12 @@ impl pdf_extract::OutputDev for PagedText {
 /// The text of one page (numbered from 1); a panic becomes [`ParseError::Crashed`].
 fn extract_page(doc: &Document, number: u32) -> Result<String, ParseError> {
     let run = || {
-        let mut text = String::new();
+        let sink = PageSink::default();
         {
-            let mut output = pdf_extract::PlainTextOutput::new(&mut text);
+            let mut output = PagedText::new(&sink);
             pdf_extract::output_doc_page(doc, &mut output, number)?;
         }
+        let text = sink.pages.take().concat();
         Ok::<_, pdf_extract::OutputError>(text)
     };
     match catch_unwind(AssertUnwindSafe(run)) {
@@ -515,7 +532,8 @@ fn pdf_date_to_rfc3339(date: &str) -> Option<String> {
 
 /// Cleans the text of one page: line endings normalised, NULs and control characters other
 /// than `\n` and `\t` dropped, typographic ligatures expanded, trailing spaces of each line
-/// trimmed, runs of 3+ newlines collapsed to 2, the page trimmed.
+/// trimmed, runs of 3+ newlines collapsed to 2, the page trimmed; rows of cells separated by
+/// column gaps (tabs) become Markdown tables ([`columns::tables_to_markdown`]).
 pub(super) fn clean_page(raw: &str) -> String {
     let normalized = super::text::normalize_newlines(raw);
     let mut chars = String::with_capacity(normalized.len());
@@ -527,6 +545,8 @@ pub(super) fn clean_page(raw: &str) -> String {
             '\u{FB03}' => chars.push_str("ffi"),
             '\u{FB04}' => chars.push_str("ffl"),
             '\u{FB05}' | '\u{FB06}' => chars.push_str("st"),
+            // The space pdf-extract writes after a column gap's tab.
+            ' ' if chars.ends_with('\t') => {}
             '\n' | '\t' => chars.push(c),
             c if c.is_control() => {}
             c => chars.push(c),
@@ -549,7 +569,7 @@ pub(super) fn clean_page(raw: &str) -> String {
         }
         newlines = 1;
     }
-    out
+    columns::tables_to_markdown(&out)
 }
 
 /// Replaces the dot leaders of tables of contents (". . . . ." or ".........") with " ... ":

@@ -190,7 +190,8 @@ pub async fn delete_collection(
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
-    /// The document: PDF, plain text, Markdown, HTML or e-mail (.eml).
+    /// The document, of any kind Enclave reads: PDF, text, Markdown, HTML, e-mail (.eml, .msg),
+    /// office documents, spreadsheets, RTF or images (by OCR).
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
     /// Collection name.

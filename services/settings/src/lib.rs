@@ -548,6 +548,10 @@ pub struct OcrSettings {
     /// Time one page (or image) may take to render and read, in seconds; a page over it is
     /// listed in the document's `failed_pages` and the others are kept.
     pub page_timeout_secs: u64,
+    /// Pages of one scanned document read by OCR at the same time, each by its own Tesseract
+    /// process with one thread. 0: one per core (a scanned document on 2 cores is read in
+    /// about half the time; benches/formats.rs measures it).
+    pub page_workers: usize,
     /// Give a PDF that the first extractor cannot read (damaged cross-reference table,
     /// truncated file, extractor crash) to poppler's `pdftotext`; what it reads is indexed and
     /// the document records `recovered_by`.
@@ -563,6 +567,7 @@ impl Default for OcrSettings {
             languages: "eng".into(),
             dpi: 200,
             page_timeout_secs: 60,
+            page_workers: 0,
             recover_pdfs: true,
             tools_dir: None,
         }

@@ -1,0 +1,195 @@
+//! Outlook messages (.msg) as Outlook, ProtonMail and an Exchange server wrote them:
+//! headers as metadata, attachments and embedded messages as child documents, damaged
+//! messages failing alone.
+
+use std::path::PathBuf;
+
+use enclave_ingest::parse::{ParseError, msg};
+
+use crate::common::{TestEnv, assert_consistent, document_text};
+
+/// A real Outlook message from the samples `scripts/test` fetches (fetch_outlook_samples).
+pub fn sample(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ENCLAVE_OUTLOOK_DIR")
+        .map(PathBuf::from)
+        .expect("ENCLAVE_OUTLOOK_DIR is not set: run scripts/test (source scripts/env.sh)");
+    let p = dir.join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/test (fetch_outlook_samples)",
+        p.display()
+    );
+    p
+}
+
+#[tokio::test]
+async fn outlook_messages_their_attachments_and_embedded_messages() {
+    let env = TestEnv::embedded();
+    let docs = env.docs();
+    for name in [
+        "unicode.msg",
+        "test_email.msg",
+        "attachment.msg",
+        "bad_outlook.msg",
+    ] {
+        std::fs::copy(sample(name), docs.join(name)).unwrap();
+    }
+    let summary = env.ingest(&[&docs]);
+    assert_eq!(summary["files"], 4, "{summary}");
+    let failures = summary["failures"].as_array().unwrap();
+    let bad = failures
+        .iter()
+        .find(|f| f["source"].as_str().unwrap().ends_with("bad_outlook.msg"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(
+        bad["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed Outlook message: not an OLE compound file"),
+        "{summary}"
+    );
+
+    let meta = env.meta().await;
+    let all = meta.documents(None).await.unwrap();
+    let by_name = |suffix: &str| {
+        all.iter()
+            .find(|d| d.source_uri.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no document ending in {suffix}: {all:#?}"))
+            .clone()
+    };
+
+    // Headers become metadata and the filters' author and date; the body is the text.
+    let d = by_name("/unicode.msg");
+    assert_eq!(d.status, "ready", "{d:#?}");
+    assert_eq!(d.title, "Test for TIF files");
+    assert_eq!(d.mime_type.as_deref(), Some("application/vnd.ms-outlook"));
+    let m = &d.metadata;
+    assert_eq!(m["from"], "Brian Zhou <brizhou@gmail.com>", "{m}");
+    assert!(
+        m["to"].as_str().unwrap().contains("brianzhou@me.com"),
+        "{m}"
+    );
+    assert!(m["date"].as_str().unwrap().starts_with("2013-11-18"), "{m}");
+    let body = document_text(&meta.active_pages(&d.id).await.unwrap());
+    assert!(body.contains("MS Outlook MSG Extractor"), "{body}");
+    // Its two TIFF screenshots are child documents, read by OCR.
+    let children = meta.children(&d.id).await.unwrap();
+    let mut names: Vec<_> = children.iter().map(|c| c.source_uri.clone()).collect();
+    names.sort();
+    assert_eq!(children.len(), 2, "{names:?}");
+    assert!(names[0].ends_with("/import OleFileIO.tif"), "{names:?}");
+    for c in &children {
+        assert_eq!(c.mime_type.as_deref(), Some("image/tiff"), "{c:#?}");
+        assert_eq!(c.status, "ready", "{c:#?}");
+        assert_eq!(c.metadata["ocr_pages"], serde_json::json!([1]), "{c:#?}");
+    }
+
+    // A message with an Outlook message file attached: the attached message is a child
+    // message with its own headers and its own attachments; a message embedded as an item the
+    // parser cannot hand over is named as skipped.
+    let d = by_name("/test_email.msg");
+    assert_eq!(
+        (d.status.as_str(), d.title.as_str()),
+        ("ready", "Test Email")
+    );
+    let skipped = d.metadata["skipped_attachments"].to_string();
+    assert!(skipped.contains("1 Days Left"), "{skipped}");
+    let children = meta.children(&d.id).await.unwrap();
+    let attached = children
+        .iter()
+        .find(|c| c.source_uri.ends_with("/Test Email.msg"))
+        .unwrap_or_else(|| panic!("{children:#?}"));
+    assert_eq!(attached.status, "ready", "{attached:#?}");
+    assert_eq!(attached.title, "Test Email");
+    assert_eq!(
+        attached.mime_type.as_deref(),
+        Some("application/vnd.ms-outlook")
+    );
+    assert!(
+        attached.metadata["to"] == "marirs@outlook.com"
+            && attached.metadata["date"]
+                .as_str()
+                .unwrap()
+                .starts_with("2021-01-05")
+            && attached.metadata["skipped_attachments"]
+                .to_string()
+                .contains("1 Days Left"),
+        "{attached:#?}"
+    );
+    let grandchildren = meta.children(&attached.id).await.unwrap();
+    assert!(
+        grandchildren
+            .iter()
+            .any(|g| g.source_uri.ends_with("/milky-way-2695569_960_720.jpg")),
+        "{grandchildren:#?}"
+    );
+
+    // A Word 97 attachment (not read) and a small inline image are named as skipped; the
+    // large screenshot is read.
+    let d = by_name("/attachment.msg");
+    assert_eq!(d.status, "ready", "{d:#?}");
+    let skipped = d.metadata["skipped_attachments"].to_string();
+    assert!(skipped.contains("loan_proposal.doc"), "{skipped}");
+    assert!(skipped.contains("image002.jpg"), "{skipped}");
+    let children = meta.children(&d.id).await.unwrap();
+    assert_eq!(children.len(), 1, "{children:#?}");
+    assert!(children[0].source_uri.ends_with("/image001.png"));
+    meta.close().await;
+    assert_consistent(&env).await;
+
+    // What the messages say is found, and the search names the message.
+    let out = env.run(&[
+        "search",
+        "Outlook MSG Extractor TIF files",
+        "-k",
+        "3",
+        "--json",
+    ]);
+    let results: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        results["passages"][0]["source_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("unicode.msg"),
+        "{results}"
+    );
+}
+
+/// Damaged copies of real messages (bytes flipped, cut short) fail alone with a named reason
+/// or are read: the parser never takes the process down.
+#[test]
+fn damaged_outlook_messages_fail_by_name() {
+    let original = std::fs::read(sample("test_email_1.msg")).unwrap();
+    let (mut read, mut failed) = (0, 0);
+    let mut seed = 0x2545_f491_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..60 {
+        let mut bytes = original.clone();
+        if i % 3 == 0 {
+            bytes.truncate(bytes.len() * (i + 1) / 61);
+        } else {
+            for _ in 0..(1 + i % 20) {
+                let at = (next() as usize) % bytes.len();
+                bytes[at] = next() as u8;
+            }
+        }
+        match msg::parse(&bytes) {
+            Ok(_) => read += 1,
+            Err(ParseError::Malformed { kind, reason }) => {
+                assert_eq!(kind, "Outlook message");
+                assert!(!reason.is_empty());
+                failed += 1;
+            }
+            Err(ParseError::Empty | ParseError::EmptyEmail) => failed += 1,
+            Err(e) => panic!("copy {i}: unexpected error {e:?}"),
+        }
+    }
+    eprintln!("damaged Outlook messages: {read} read, {failed} failed by name");
+    assert_eq!(read + failed, 60);
+    assert!(failed > 0, "no truncated copy failed");
+}
