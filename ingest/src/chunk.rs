@@ -2,8 +2,8 @@
 //! within the embedding model's token budget (headings, then paragraphs, lines, sentences,
 //! words), with an overlap between neighbours. A table in plain text (a PDF's, written as
 //! Markdown by the parser) is cut from the prose around it, so that its rows stay together
-//! and a table too long for one chunk is cut between rows. Sizes are counted in the embedding model's own
-//! word pieces by text-splitter with the model's tokenizer.
+//! and a table too long for one chunk is cut between rows. Sizes are counted in the embedding
+//! model's own word pieces by text-splitter with the model's tokenizer.
 
 use std::sync::Arc;
 

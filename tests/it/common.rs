@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use enclave_storage::local_qdrant::QdrantProcess;
 use enclave_storage::{
-    EdgeVectorStore, MetaStore, QdrantServerConfig, QdrantServerStore, VectorStore, WriteOrdering,
+    Document, EdgeVectorStore, MetaStore, QdrantServerConfig, QdrantServerStore, VectorStore,
+    WriteOrdering,
 };
 use sqlx::Connection;
 
@@ -33,6 +34,14 @@ pub fn corpus_dir() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The document whose source URI ends in `suffix`; panics with the whole list when none does.
+pub fn document_ending(all: &[Document], suffix: &str) -> Document {
+    all.iter()
+        .find(|d| d.source_uri.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no document ending in {suffix}: {all:#?}"))
+        .clone()
 }
 
 pub fn corpus_file(name: &str) -> PathBuf {

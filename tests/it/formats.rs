@@ -2,7 +2,9 @@
 
 use base64::Engine;
 
-use crate::common::{PgDatabase, TestEnv, assert_consistent, corpus_file, document_text};
+use crate::common::{
+    PgDatabase, TestEnv, assert_consistent, corpus_file, document_ending, document_text,
+};
 
 /// Writes the memo set into `dir`; returns the attachment's bytes.
 fn write_memos(dir: &std::path::Path) -> Vec<u8> {
@@ -87,12 +89,7 @@ async fn memos_scenario(env: &TestEnv) {
 
     let meta = env.meta().await;
     let all = meta.documents(None).await.unwrap();
-    let by_name = |suffix: &str| {
-        all.iter()
-            .find(|d| d.source_uri.ends_with(suffix))
-            .unwrap_or_else(|| panic!("no document ending in {suffix}: {all:#?}"))
-            .clone()
-    };
+    let by_name = |suffix: &str| document_ending(&all, suffix);
 
     let txt = by_name("retention.txt");
     assert_eq!((txt.status.as_str(), txt.page_count), ("ready", 1));
@@ -281,12 +278,7 @@ async fn office_documents_made_by_libreoffice() {
 
     let meta = env.meta().await;
     let all = meta.documents(None).await.unwrap();
-    let by_name = |suffix: &str| {
-        all.iter()
-            .find(|d| d.source_uri.ends_with(suffix))
-            .unwrap_or_else(|| panic!("no document ending in {suffix}: {all:#?}"))
-            .clone()
-    };
+    let by_name = |suffix: &str| document_ending(&all, suffix);
     // Word and OpenDocument text: one page, the headings as sections, the table in Markdown.
     for (name, mime) in [
         (

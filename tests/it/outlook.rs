@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use enclave_ingest::parse::{ParseError, msg};
 
-use crate::common::{TestEnv, assert_consistent, document_text};
+use crate::common::{TestEnv, assert_consistent, document_ending, document_text};
 
 /// A real Outlook message from the samples `scripts/test` fetches (fetch_outlook_samples).
 pub fn sample(name: &str) -> PathBuf {
@@ -51,12 +51,7 @@ async fn outlook_messages_their_attachments_and_embedded_messages() {
 
     let meta = env.meta().await;
     let all = meta.documents(None).await.unwrap();
-    let by_name = |suffix: &str| {
-        all.iter()
-            .find(|d| d.source_uri.ends_with(suffix))
-            .unwrap_or_else(|| panic!("no document ending in {suffix}: {all:#?}"))
-            .clone()
-    };
+    let by_name = |suffix: &str| document_ending(&all, suffix);
 
     // Headers become metadata and the filters' author and date; the body is the text.
     let d = by_name("/unicode.msg");

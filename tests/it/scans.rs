@@ -8,7 +8,7 @@ use std::process::Command;
 
 use enclave_ingest::parse::ocr::character_error_rate as cer;
 
-use crate::common::{TestEnv, assert_consistent, corpus_file};
+use crate::common::{TestEnv, assert_consistent, corpus_file, document_ending};
 
 const FAQ: &str = "debian-faq__FAQ__debian-faq.en.pdf";
 
@@ -98,12 +98,7 @@ async fn scanned_pages_and_images_are_read_by_ocr() {
     assert_eq!(summary["ingested"], serde_json::json!(3), "{summary}");
     let meta = env.meta().await;
     let all = meta.documents(None).await.unwrap();
-    let doc = |name: &str| {
-        all.iter()
-            .find(|d| d.source_uri.ends_with(name))
-            .unwrap_or_else(|| panic!("no {name}: {all:#?}"))
-            .clone()
-    };
+    let doc = |name: &str| document_ending(&all, name);
 
     // The scanned PDF: every page read by OCR, close to the original text layer.
     let d = doc("scanned-faq.pdf");
