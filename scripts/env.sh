@@ -49,8 +49,8 @@ fetch_corpus() {
 }
 
 # fetch_outlook_samples: real Outlook .msg files (sent from Outlook.com, ProtonMail and NetApp's
-# Exchange; embedded messages, TIFF and Word attachments) as the msg_parser crate publishes them
-# on crates.io for its own tests, checked against their checksum, in $ENCLAVE_OUTLOOK_DIR.
+# Exchange; messages attached as files and as items, TIFF and Word attachments) as the msg_parser
+# crate publishes them on crates.io for its own tests, checked against their checksum, in $ENCLAVE_OUTLOOK_DIR.
 export ENCLAVE_OUTLOOK_DIR=${ENCLAVE_OUTLOOK_DIR:-$ENCLAVE_CACHE/outlook}
 fetch_outlook_samples() {
   [ -s "$ENCLAVE_OUTLOOK_DIR/unicode.msg" ] && return 0

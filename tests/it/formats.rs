@@ -500,9 +500,9 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A two-sheet workbook of installed packages, as LibreOffice Calc writes it in .xlsx, .ods
-/// and .xls (from a flat OpenDocument spreadsheet), the same rows as .csv, and a truncated
-/// copy of the .xlsx. Returns the rows.
+/// A workbook of installed packages (two sheets and a hidden third), as LibreOffice Calc
+/// writes it in .xlsx, .ods and .xls (from a flat OpenDocument spreadsheet), the same rows as
+/// .csv, and a truncated copy of the .xlsx. Returns the rows.
 fn write_workbooks(dir: &std::path::Path) -> Vec<[String; 6]> {
     let work = dir.join("..").join("sheet-sources");
     std::fs::create_dir_all(&work).unwrap();
@@ -548,15 +548,18 @@ fn write_workbooks(dir: &std::path::Path) -> Vec<[String; 6]> {
     for (s, n) in &sections {
         counts.push_str(&row(&[s.clone(), n.to_string()]));
     }
+    let notes = row(&["Audit notes: reviewed by the platform team".into()]);
     std::fs::write(
         work.join("inventory.fods"),
         format!(
             r#"<?xml version="1.0" encoding="UTF-8"?>
-<office:document xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:meta="urn:oasis:names:tc:opendocument:xmlns:meta:1.0" office:version="1.3" office:mimetype="application/vnd.oasis.opendocument.spreadsheet">
+<office:document xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" xmlns:style="urn:oasis:names:tc:opendocument:xmlns:style:1.0" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:meta="urn:oasis:names:tc:opendocument:xmlns:meta:1.0" office:version="1.3" office:mimetype="application/vnd.oasis.opendocument.spreadsheet">
 <office:meta><dc:title>Installed packages</dc:title><meta:initial-creator>Package Audit</meta:initial-creator></office:meta>
+<office:automatic-styles><style:style style:name="hidden" style:family="table"><style:table-properties table:display="false"/></style:style></office:automatic-styles>
 <office:body><office:spreadsheet>
 <table:table table:name="Packages">{packages}</table:table>
 <table:table table:name="Sections">{counts}</table:table>
+<table:table table:name="Notes" table:style-name="hidden">{notes}</table:table>
 </office:spreadsheet></office:body></office:document>"#
         ),
     )
@@ -610,7 +613,7 @@ async fn spreadsheets_made_by_libreoffice() {
     let target = &rows[39];
     let meta = env.meta().await;
     let all = meta.documents(None).await.unwrap();
-    for (ext, sheets) in [("xlsx", 2), ("ods", 2), ("xls", 2), ("csv", 1)] {
+    for (ext, sheets) in [("xlsx", 3), ("ods", 3), ("xls", 3), ("csv", 1)] {
         let d = all
             .iter()
             .find(|d| d.source_uri.ends_with(&format!("inventory.{ext}")))
@@ -623,11 +626,18 @@ async fn spreadsheets_made_by_libreoffice() {
         if ext != "csv" {
             assert_eq!(
                 d.metadata["sheets"],
-                serde_json::json!(["Packages", "Sections"])
+                serde_json::json!(["Packages", "Sections", "Notes"]),
+                "{ext}"
+            );
+            // The hidden sheet is read, and named as hidden.
+            assert_eq!(
+                d.metadata["hidden_sheets"],
+                serde_json::json!(["Notes"]),
+                "{ext}"
             );
         }
-        // The package properties of .xlsx and .ods (a legacy .xls keeps them elsewhere).
-        if ext == "xlsx" || ext == "ods" {
+        // The package properties of .xlsx and .ods, the summary information of .xls.
+        if ext != "csv" {
             assert_eq!(d.title, "Installed packages", "{ext}");
             assert_eq!(d.metadata["author"], "Package Audit", "{ext}");
         }
@@ -646,6 +656,10 @@ async fn spreadsheets_made_by_libreoffice() {
         if ext != "csv" {
             assert!(pages[0].text.starts_with("# Packages"), "{ext}");
             assert!(pages[1].text.starts_with("# Sections"), "{ext}");
+            assert!(
+                pages[2].text.contains("reviewed by the platform team"),
+                "{ext}"
+            );
         }
         // The chunk holding the 40th package names the rows around row 41.
         let chunks = meta.active_chunks(&d.id).await.unwrap();

@@ -1,6 +1,6 @@
 //! Outlook messages (.msg) as Outlook, ProtonMail and an Exchange server wrote them:
-//! headers as metadata, attachments and embedded messages as child documents, damaged
-//! messages failing alone.
+//! headers as metadata, attachments and forwarded messages (attached as files or as Outlook
+//! items) as child documents, damaged messages failing alone.
 
 use std::path::PathBuf;
 
@@ -30,12 +30,13 @@ async fn outlook_messages_their_attachments_and_embedded_messages() {
         "unicode.msg",
         "test_email.msg",
         "attachment.msg",
+        "test_email_1.msg",
         "bad_outlook.msg",
     ] {
         std::fs::copy(sample(name), docs.join(name)).unwrap();
     }
     let summary = env.ingest(&[&docs]);
-    assert_eq!(summary["files"], 4, "{summary}");
+    assert_eq!(summary["files"], 5, "{summary}");
     let failures = summary["failures"].as_array().unwrap();
     let bad = failures
         .iter()
@@ -79,16 +80,15 @@ async fn outlook_messages_their_attachments_and_embedded_messages() {
         assert_eq!(c.metadata["ocr_pages"], serde_json::json!([1]), "{c:#?}");
     }
 
-    // A message with an Outlook message file attached: the attached message is a child
-    // message with its own headers and its own attachments; a message embedded as an item the
-    // parser cannot hand over is named as skipped.
+    // A message with an Outlook message file attached and an item attached: the attached
+    // message is a child message with its own headers and its own attachments, and so is the
+    // item, rebuilt as a message file of its own.
     let d = by_name("/test_email.msg");
     assert_eq!(
         (d.status.as_str(), d.title.as_str()),
         ("ready", "Test Email")
     );
-    let skipped = d.metadata["skipped_attachments"].to_string();
-    assert!(skipped.contains("1 Days Left"), "{skipped}");
+    assert!(d.metadata.get("skipped_attachments").is_none(), "{d:#?}");
     let children = meta.children(&d.id).await.unwrap();
     let attached = children
         .iter()
@@ -100,15 +100,14 @@ async fn outlook_messages_their_attachments_and_embedded_messages() {
         attached.mime_type.as_deref(),
         Some("application/vnd.ms-outlook")
     );
+    // Recipients by their type: To and Cc shown, the three Bcc recipients not.
     assert!(
-        attached.metadata["to"] == "marirs@outlook.com"
+        attached.metadata["to"] == "Sriram Govindan <marirs@gmail.com>"
+            && attached.metadata["cc"] == "Sriram Govindan <marirs@aol.in>, marirs@outlook.in"
             && attached.metadata["date"]
                 .as_str()
                 .unwrap()
-                .starts_with("2021-01-05")
-            && attached.metadata["skipped_attachments"]
-                .to_string()
-                .contains("1 Days Left"),
+                .starts_with("2021-01-05"),
         "{attached:#?}"
     );
     let grandchildren = meta.children(&attached.id).await.unwrap();
@@ -118,6 +117,99 @@ async fn outlook_messages_their_attachments_and_embedded_messages() {
             .any(|g| g.source_uri.ends_with("/milky-way-2695569_960_720.jpg")),
         "{grandchildren:#?}"
     );
+    let item = children
+        .iter()
+        .find(|c| c.title == "1 Days Left—35% off cloud space, upgrade now!")
+        .unwrap_or_else(|| panic!("{children:#?}"));
+    assert_eq!(item.status, "ready", "{item:#?}");
+    assert_eq!(
+        item.mime_type.as_deref(),
+        Some("application/vnd.ms-outlook")
+    );
+    assert!(item.source_uri.ends_with(".msg"), "{item:#?}");
+    let text = document_text(&meta.active_pages(&item.id).await.unwrap());
+    assert!(!text.trim().is_empty(), "{item:#?}");
+
+    // Three items forwarded in one message: each is a child message with its own sender,
+    // date and body, and the images inside an item belong to that item, not to the outer
+    // message (small logos are skipped, screenshots read).
+    let d = by_name("/test_email_1.msg");
+    assert_eq!(
+        (d.status.as_str(), d.title.as_str()),
+        ("ready", "Testing Email")
+    );
+    let children = meta.children(&d.id).await.unwrap();
+    let mut titles: Vec<_> = children.iter().map(|c| c.title.as_str()).collect();
+    titles.sort_unstable();
+    assert_eq!(
+        titles,
+        [
+            "App test",
+            "Fw: Encrypt your Internet with ProtonVPN",
+            "Welcome to your new Outlook.com account"
+        ],
+        "{children:#?}"
+    );
+    for c in &children {
+        assert_eq!(c.status, "ready", "{c:#?}");
+        assert_eq!(c.mime_type.as_deref(), Some("application/vnd.ms-outlook"));
+        assert_eq!(
+            c.metadata["to"], "application-testing@outlook.com",
+            "{c:#?}"
+        );
+        assert!(
+            c.metadata["date"]
+                .as_str()
+                .unwrap()
+                .starts_with("2021-03-14"),
+            "{c:#?}"
+        );
+    }
+    let welcome = children
+        .iter()
+        .find(|c| c.title.starts_with("Welcome"))
+        .unwrap();
+    assert_eq!(
+        welcome.metadata["from"], "Outlook Team <no-reply@microsoft.com>",
+        "{welcome:#?}"
+    );
+    let text = document_text(&meta.active_pages(&welcome.id).await.unwrap());
+    assert!(
+        text.contains("Welcome to your new Outlook.com account"),
+        "{text}"
+    );
+    let images: Vec<_> = meta
+        .children(&welcome.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.source_uri)
+        .collect();
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert!(images[0].ends_with("/devices.png"), "{images:?}");
+    assert!(
+        welcome.metadata["skipped_attachments"]
+            .to_string()
+            .contains("microsoft-logo.png"),
+        "{welcome:#?}"
+    );
+    let proton = children
+        .iter()
+        .find(|c| c.title.starts_with("Fw: Encrypt"))
+        .unwrap();
+    assert_eq!(
+        proton.metadata["from"], "Account Testing <account-testing7777@protonmail.com>",
+        "{proton:#?}"
+    );
+    let mut images: Vec<_> = meta
+        .children(&proton.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.source_uri.rsplit('/').next().unwrap().to_string())
+        .collect();
+    images.sort();
+    assert_eq!(images, ["header-3.png", "steps-pv.png"], "{proton:#?}");
 
     // A Word 97 attachment (not read) and a small inline image are named as skipped; the
     // large screenshot is read.

@@ -164,7 +164,7 @@ fn body_text(message: &mail_parser::Message<'_>) -> String {
 
 /// `Name <addr>` (or just one of them) for each address, joined by `, `; group members are
 /// listed without the group name.
-fn format_address(address: &Address<'_>) -> String {
+pub(super) fn format_address(address: &Address<'_>) -> String {
     address
         .iter()
         .filter_map(|addr| {

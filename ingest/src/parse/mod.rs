@@ -5,7 +5,7 @@
 //! loop forever on hostile fonts; OCR and the recovery of damaged PDFs run Tesseract and
 //! poppler's tools as processes of their own, a time limit per page (see [`ocr`]); every other
 //! format is parsed in-process by maintained crates (office packages with `zip` and
-//! `quick-xml`, see [`office`]; Outlook messages with `msg_parser`, see [`msg`]; workbooks
+//! `quick-xml`, see [`office`]; Outlook messages with `cfb`, see [`msg`]; workbooks
 //! with `calamine` and `csv`, see [`sheet`]; RTF with `rtf-parser`, see [`rtf`]).
 
 mod columns;
@@ -14,6 +14,7 @@ pub mod html;
 pub mod msg;
 pub mod ocr;
 pub mod office;
+mod ole;
 mod outline;
 pub mod pdf;
 pub mod rtf;

@@ -14,7 +14,7 @@
 
 use std::io::Cursor;
 
-use calamine::{Data, Ods, Reader, SheetType, Xls, Xlsx};
+use calamine::{Data, Ods, Reader, SheetType, SheetVisible, Xls, Xlsx};
 use serde_json::Value;
 
 use super::office::{self, OfficeFormat};
@@ -57,7 +57,7 @@ pub fn parse_workbook(bytes: &[u8], format: WorkbookFormat) -> Result<ParsedDocu
     let mut metadata = match format {
         WorkbookFormat::Xlsx => office::workbook_properties(bytes, OfficeFormat::Xlsx)?,
         WorkbookFormat::Ods => office::workbook_properties(bytes, OfficeFormat::Ods)?,
-        WorkbookFormat::Xls => serde_json::Map::new(),
+        WorkbookFormat::Xls => super::ole::summary_information(bytes),
     };
     let sheets = match format {
         WorkbookFormat::Xlsx => read_sheets::<Xlsx<_>>(bytes, format)?,
@@ -66,16 +66,27 @@ pub fn parse_workbook(bytes: &[u8], format: WorkbookFormat) -> Result<ParsedDocu
     };
     let names: Vec<Value> = sheets
         .iter()
-        .map(|(name, _)| Value::from(name.as_str()))
+        .map(|s| Value::from(s.name.as_str()))
         .collect();
     metadata.insert("sheets".into(), Value::Array(names));
+    // Hidden sheets are read like the others (their cells are in the file for anyone who
+    // opens it) and named, so that a curator can see why a passage cites a sheet that the
+    // spreadsheet program does not show.
+    let hidden: Vec<Value> = sheets
+        .iter()
+        .filter(|s| s.hidden)
+        .map(|s| Value::from(s.name.as_str()))
+        .collect();
+    if !hidden.is_empty() {
+        metadata.insert("hidden_sheets".into(), Value::Array(hidden));
+    }
     let title = metadata
         .remove("title")
         .and_then(|v| v.as_str().map(str::to_string))
         .filter(|t| !t.trim().is_empty());
     let pages = sheets
         .iter()
-        .map(|(name, rows)| sheet_markdown(name, rows))
+        .map(|s| sheet_markdown(&s.name, &s.rows))
         .collect();
     finish(pages, title, metadata)
 }
@@ -147,10 +158,15 @@ struct Row {
 }
 
 /// The worksheets of a workbook, each as its non-empty rows.
-fn read_sheets<R>(
-    bytes: &[u8],
-    format: WorkbookFormat,
-) -> Result<Vec<(String, Vec<Row>)>, ParseError>
+/// One worksheet's rows.
+struct Sheet {
+    name: String,
+    /// Hidden in the spreadsheet program (hidden or "very hidden").
+    hidden: bool,
+    rows: Vec<Row>,
+}
+
+fn read_sheets<R>(bytes: &[u8], format: WorkbookFormat) -> Result<Vec<Sheet>, ParseError>
 where
     R: Reader<Cursor<Vec<u8>>>,
     R::Error: std::fmt::Display,
@@ -167,15 +183,15 @@ where
         }
     };
     let mut workbook = R::new(Cursor::new(bytes.to_vec())).map_err(|e| malformed(&e))?;
-    let sheets: Vec<String> = workbook
+    let sheets: Vec<(String, bool)> = workbook
         .sheets_metadata()
         .iter()
         .filter(|s| s.typ == SheetType::WorkSheet)
-        .map(|s| s.name.clone())
+        .map(|s| (s.name.clone(), s.visible != SheetVisible::Visible))
         .collect();
     let mut cells = 0usize;
     let mut out = Vec::new();
-    for name in sheets {
+    for (name, hidden) in sheets {
         let range = workbook.worksheet_range(&name).map_err(|e| malformed(&e))?;
         let (height, width) = range.get_size();
         if height > MAX_ROWS {
@@ -198,7 +214,7 @@ where
                 cells: cells.iter().map(data_text).collect(),
             })
             .collect();
-        out.push((name, rows));
+        out.push(Sheet { name, hidden, rows });
     }
     Ok(out)
 }
