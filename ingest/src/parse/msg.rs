@@ -177,12 +177,8 @@ impl Reader<'_> {
     /// A string property (`PtypString`, UTF-16, else `PtypString8` in the message's code
     /// page), trimmed; `None` when absent or blank.
     fn string(&mut self, storage: &Path, id: u16) -> Option<String> {
-        let text = if let Some(utf16) = self.stream(&substg(storage, id, 0x001F)) {
-            let units: Vec<u16> = utf16
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            String::from_utf16_lossy(&units)
+        let text = if let Some(raw) = self.stream(&substg(storage, id, 0x001F)) {
+            super::ole::utf16(&raw)
         } else {
             let bytes = self.stream(&substg(storage, id, 0x001E))?;
             self.encoding.decode(&bytes).0.into_owned()

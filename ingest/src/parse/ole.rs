@@ -124,7 +124,8 @@ fn property_set(data: &[u8]) -> Option<Map<String, Value>> {
     Some(out)
 }
 
-fn utf16(raw: &[u8]) -> String {
+/// UTF-16 (little-endian, as compound files store it) as text; an odd last byte is dropped.
+pub(super) fn utf16(raw: &[u8]) -> String {
     let units: Vec<u16> = raw
         .chunks_exact(2)
         .map(|c| u16::from_le_bytes([c[0], c[1]]))
