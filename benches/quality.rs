@@ -78,6 +78,16 @@ struct ModeRow {
     unanswerable: usize,
     refusal_accuracy: f64,
     false_refusals: usize,
+    /// Refusals at each `retrieval.refuse_unmatched`, with the threshold.
+    #[serde(default)]
+    unmatched_rule: Vec<UnmatchedRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UnmatchedRow {
+    refuse_unmatched: String,
+    refused: usize,
+    false_refusals: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,6 +267,46 @@ fn print_retrieval(runs: &[Run]) {
             "Ingest, {}: {:.0} s for {} chunks.",
             run.config, run.ingest_s, run.chunks
         );
+    }
+    println!();
+    print_unmatched(runs);
+}
+
+/// The refusal lever `retrieval.refuse_unmatched`: refusals by retrieval at each value,
+/// hybrid, first configuration.
+fn print_unmatched(runs: &[Run]) {
+    let Some(run) = runs.first() else {
+        return;
+    };
+    println!(
+        "### Refusal when words of the question occur in no passage ({})",
+        run.config
+    );
+    println!();
+    println!(
+        "| set | tuned on | refuse_unmatched | unanswerable refused | answerable wrongly refused |"
+    );
+    println!("|---|---|---|---|---|");
+    for (name, _, tuned) in SETS {
+        let Some(hybrid) = run
+            .reports
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .and_then(|(_, _, r)| r.retrieval.iter().find(|m| m.mode == "hybrid"))
+        else {
+            continue;
+        };
+        for row in &hybrid.unmatched_rule {
+            println!(
+                "| {name} | {} | {} | {} of {} | {} of {} |",
+                if tuned { "yes" } else { "no (held out)" },
+                row.refuse_unmatched,
+                row.refused,
+                hybrid.unanswerable,
+                row.false_refusals,
+                hybrid.answerable
+            );
+        }
     }
     println!();
 }

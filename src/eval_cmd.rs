@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use enclave_retrieval::eval::{ModeReport, ThresholdRow, evaluate, parse_set};
-use enclave_settings::Settings;
+use enclave_settings::{RefuseUnmatched, Settings};
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
@@ -185,6 +185,17 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
                     "latency_p50_ms": r.latency_percentile(50.0),
                     "latency_p95_ms": r.latency_percentile(95.0),
                     "latency_p99_ms": r.latency_percentile(99.0),
+                    "unmatched_rule": RefuseUnmatched::ALL
+                        .iter()
+                        .map(|&k| {
+                            let row = r.at_rule(settings.retrieval.min_dense_score, k);
+                            serde_json::json!({
+                                "refuse_unmatched": k.as_str(),
+                                "refused": row.refused,
+                                "false_refusals": row.false_refusals,
+                            })
+                        })
+                        .collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -234,6 +245,7 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         }
     );
     print_threshold_sweep(&reports[0].1, settings.retrieval.min_dense_score);
+    print_unmatched(&reports[0].1, &settings.retrieval);
     if let Some(a) = answers {
         println!();
         println!(
@@ -322,5 +334,48 @@ fn print_threshold_sweep(report: &ModeReport, configured: f32) {
             r.refused + report.answerable - r.false_refusals,
             report.unanswerable + report.answerable
         );
+    }
+}
+
+/// The refusals each `retrieval.refuse_unmatched` would give beside the configured
+/// threshold, and the questions whose words the collections never mention.
+fn print_unmatched(report: &ModeReport, retrieval: &enclave_settings::RetrievalSettings) {
+    println!();
+    println!(
+        "Words no passage holds: refusals at each retrieval.refuse_unmatched, with \
+         retrieval.min_dense_score = {}.",
+        retrieval.min_dense_score
+    );
+    println!();
+    println!("| refuse_unmatched | unanswerable refused | answerable refused | right |");
+    println!("|---|---|---|---|");
+    for k in RefuseUnmatched::ALL {
+        let r = report.at_rule(retrieval.min_dense_score, k);
+        let mut label = k.as_str().to_string();
+        if k == retrieval.refuse_unmatched {
+            label.push_str(" (configured)");
+        }
+        println!(
+            "| {label} | {}/{} | {}/{} | {}/{} |",
+            r.refused,
+            report.unanswerable,
+            r.false_refusals,
+            report.answerable,
+            r.refused + report.answerable - r.false_refusals,
+            report.unanswerable + report.answerable
+        );
+    }
+    let listed = report.with_unmatched();
+    if !listed.is_empty() {
+        println!();
+        println!("| question | unanswerable | words no passage holds |");
+        println!("|---|---|---|");
+        for (id, unanswerable, words) in listed {
+            println!(
+                "| {id} | {} | {} |",
+                if unanswerable { "yes" } else { "no" },
+                words.join(", ")
+            );
+        }
     }
 }

@@ -195,6 +195,11 @@ async fn grounded_answers(engine: Engine) {
     assert!(refused.refused);
     assert_eq!(refused.refusal, Some(enclave_answer::Refusal::Retrieval));
     assert_eq!((refused.text.as_str(), pieces), (NOT_IN_CORPUS, 0));
+    assert!(
+        refused.unmatched_terms.iter().any(|w| w == "Australia"),
+        "{:?}",
+        refused.unmatched_terms
+    );
     assert_eq!(refused.timings.generated_tokens, 0);
 
     // Eight concurrent questions all complete on two slots.

@@ -3,7 +3,8 @@
 
 use enclave_retrieval::eval::{ModeReport, parse_set};
 use enclave_retrieval::{
-    RetrievalOptions, Retriever, Scope, SearchMode, SearchRequest, parse_date_bound,
+    RefuseUnmatched, RetrievalOptions, Retriever, Scope, SearchMode, SearchRequest,
+    parse_date_bound,
 };
 
 use crate::common::{TestEnv, corpus_file, embedder};
@@ -129,6 +130,54 @@ async fn known_answers_come_from_their_pages() {
     staff.access = vec![format!("group:{}", staff_group.id)];
     let res = r.search(&staff).await.unwrap();
     assert!(res.passages.iter().all(|p| p.source_uri.ends_with(FAQ)));
+
+    // Words no passage holds are named, within what the caller may read: "basement" is only
+    // in the memo, which staff may not read; "Zypper" is nowhere.
+    let zypper = "Is the Debian mirror in the basement retired for Zypper?";
+    let mut q = request(zypper, SearchMode::Hybrid);
+    let everyone = r.search(&q).await.unwrap();
+    assert_eq!(everyone.unmatched_terms, vec!["Zypper"]);
+    assert!(everyone.query_terms >= 4, "{}", everyone.query_terms);
+    q.access = staff.access.clone();
+    let res = r.search(&q).await.unwrap();
+    assert!(
+        res.unmatched_terms.starts_with(&["basement".to_string()])
+            && res.unmatched_terms.ends_with(&["Zypper".to_string()]),
+        "{:?}",
+        res.unmatched_terms
+    );
+    let hr_group = meta.group_by_name("hr").await.unwrap().unwrap();
+    q.access = vec![format!("group:{}", hr_group.id)];
+    let res = r.search(&q).await.unwrap();
+    assert_eq!(res.unmatched_terms, vec!["Zypper"]);
+    // With retrieval.refuse_unmatched = "names" (the default) such a question finds nothing
+    // relevant, however close its nearest passage; with "off" it does, and so does the same
+    // question without the unknown word.
+    assert!(!everyone.relevant, "{:?}", everyone.unmatched_terms);
+    assert!(!everyone.passages.is_empty());
+    let lenient = Retriever::new(
+        r.meta().clone(),
+        r.vectors(),
+        embedder().await,
+        RetrievalOptions {
+            refuse_unmatched: RefuseUnmatched::Off,
+            ..RetrievalOptions::default()
+        },
+    )
+    .unwrap();
+    let res = lenient
+        .search(&request(zypper, SearchMode::Hybrid))
+        .await
+        .unwrap();
+    assert!(res.relevant, "best dense {}", res.best_dense);
+    let res = r
+        .search(&request(
+            "Is the Debian mirror in the basement retired?",
+            SearchMode::Hybrid,
+        ))
+        .await
+        .unwrap();
+    assert!(res.relevant && res.unmatched_terms.is_empty());
 
     // Off-corpus: nothing relevant, the nearest passages still shown.
     let res = r

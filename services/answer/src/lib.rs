@@ -280,6 +280,11 @@ pub struct Answer {
     pub passages: Vec<Passage>,
     pub timings: Timings,
     pub model: String,
+    /// Words of the (standalone) question that no passage in the searched collections holds
+    /// (stop words aside). With `retrieval.refuse_unmatched_terms` they can be why retrieval
+    /// refused; a reader sees which of their words the documents never mention.
+    #[serde(default)]
+    pub unmatched_terms: Vec<String>,
 }
 
 impl Answer {
@@ -304,6 +309,7 @@ impl Answer {
             passages,
             timings,
             model,
+            unmatched_terms: Vec::new(),
         }
     }
 }
@@ -529,8 +535,9 @@ impl Asker {
         let model = generator.info().model;
         let (tx, rx) = mpsc::channel(64);
         let passages = results.passages;
+        let unmatched_terms = results.unmatched_terms;
         if !results.relevant {
-            let answer = Answer::refused(
+            let mut answer = Answer::refused(
                 Refusal::Retrieval,
                 request.question.clone(),
                 rewritten,
@@ -543,6 +550,7 @@ impl Asker {
                 },
                 model,
             );
+            answer.unmatched_terms = unmatched_terms;
             let _ = tx.send(AskEvent::Sources(passages)).await;
             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
             return Ok(rx);
@@ -601,7 +609,7 @@ impl Asker {
                             let after_generate = first_token.map_or(0.0, |t: Instant| {
                                 (t - generation_started).as_secs_f64() * 1000.0
                             });
-                            let answer = Answer::refused(
+                            let mut answer = Answer::refused(
                                 Refusal::Model,
                                 question,
                                 rewritten,
@@ -618,6 +626,7 @@ impl Asker {
                                 },
                                 model,
                             );
+                            answer.unmatched_terms = unmatched_terms.clone();
                             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
                             return;
                         }
@@ -670,6 +679,7 @@ impl Asker {
                                 total_ms: started.elapsed().as_secs_f64() * 1000.0,
                             },
                             model,
+                            unmatched_terms,
                         };
                         let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
                         return;

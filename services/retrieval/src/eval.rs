@@ -7,7 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Passage, RetrievalError, Retriever, SearchMode, SearchRequest, SearchResults};
+use crate::{
+    Passage, RefuseUnmatched, RetrievalError, Retriever, SearchMode, SearchRequest, SearchResults,
+    refuses_unmatched,
+};
 
 /// The modes an evaluation compares.
 pub const MODES: [SearchMode; 3] = [SearchMode::Dense, SearchMode::Bm25, SearchMode::Hybrid];
@@ -141,6 +144,10 @@ pub struct ModeReport {
     /// Per question: whether it is unanswerable, and the similarity of the nearest chunk (what
     /// the relevance threshold is compared with).
     pub nearest: Vec<(bool, f32)>,
+    /// Per question, in the same order: the words of it that no passage in scope holds.
+    pub unmatched: Vec<Vec<String>>,
+    /// Per question, in the same order: its id.
+    pub ids: Vec<String>,
 }
 
 /// Refusals at one relevance threshold (see [`ModeReport::at_threshold`]).
@@ -158,6 +165,8 @@ impl ModeReport {
     pub fn add(&mut self, item: &EvalItem, results: &SearchResults) {
         self.latencies_ms.push(results.took_ms);
         self.nearest.push((item.unanswerable, results.best_dense));
+        self.unmatched.push(results.unmatched_terms.clone());
+        self.ids.push(item.id.clone());
         if item.unanswerable {
             self.unanswerable += 1;
             if !results.relevant {
@@ -214,17 +223,43 @@ impl ModeReport {
 
     /// What refusal would have been with `threshold` as `retrieval.min_dense_score`.
     pub fn at_threshold(&self, threshold: f32) -> ThresholdRow {
-        let below = |want: bool| {
-            self.nearest
-                .iter()
-                .filter(|(u, s)| *u == want && *s < threshold)
+        self.at_rule(threshold, RefuseUnmatched::Off)
+    }
+
+    /// What refusal would have been with `threshold` as `retrieval.min_dense_score` and
+    /// `policy` as `retrieval.refuse_unmatched`.
+    pub fn at_rule(&self, threshold: f32, policy: RefuseUnmatched) -> ThresholdRow {
+        let refused = |i: usize| {
+            self.nearest[i].1 < threshold
+                || self
+                    .unmatched
+                    .get(i)
+                    .is_some_and(|u| refuses_unmatched(policy, u))
+        };
+        let count = |want: bool| {
+            (0..self.nearest.len())
+                .filter(|&i| self.nearest[i].0 == want && refused(i))
                 .count()
         };
         ThresholdRow {
             threshold,
-            refused: below(true),
-            false_refusals: below(false),
+            refused: count(true),
+            false_refusals: count(false),
         }
+    }
+
+    /// The questions (id, unanswerable, words) some of whose words no passage in scope holds.
+    pub fn with_unmatched(&self) -> Vec<(&str, bool, &[String])> {
+        (0..self.ids.len())
+            .filter(|&i| !self.unmatched[i].is_empty())
+            .map(|i| {
+                (
+                    self.ids[i].as_str(),
+                    self.nearest[i].0,
+                    self.unmatched[i].as_slice(),
+                )
+            })
+            .collect()
     }
 
     /// The thresholds from 0.05 to 0.60 in steps of 0.025 with their refusals, and the one
@@ -307,6 +342,8 @@ mod tests {
             passages,
             relevant,
             best_dense: if relevant { 0.5 } else { 0.2 },
+            unmatched_terms: Vec::new(),
+            query_terms: 1,
             mode: SearchMode::Hybrid,
             took_ms: 10.0,
         }

@@ -82,6 +82,30 @@ pub struct RetrievalOptions {
     /// The best passage must reach this cosine similarity (dense channel) for the results to
     /// count as relevant; below it, the search reports "nothing relevant found".
     pub min_dense_score: f32,
+    /// Whether words of the query that occur in no passage it may return (see
+    /// [`SearchResults::unmatched_terms`]) make it "nothing relevant found".
+    pub refuse_unmatched: RefuseUnmatched,
+}
+
+pub use enclave_settings::RefuseUnmatched;
+
+/// Whether a word the collections never mention is a name: it holds a capital letter, a digit
+/// or an inner hyphen (Excel, DataFrame, KA10, scikit-learn), as a product, a standard or a
+/// model does; plain lower-case words are more often a reader's own wording.
+pub fn looks_like_name(word: &str) -> bool {
+    word.chars().any(|c| c.is_uppercase() || c.is_ascii_digit())
+        || word.trim_matches('-').contains('-')
+}
+
+/// Whether `policy` refuses a search whose query has these unmatched words.
+pub fn refuses_unmatched(policy: RefuseUnmatched, unmatched: &[String]) -> bool {
+    match policy {
+        RefuseUnmatched::Off => false,
+        RefuseUnmatched::Names => {
+            unmatched.len() >= 2 || unmatched.iter().any(|w| looks_like_name(w))
+        }
+        RefuseUnmatched::Words => !unmatched.is_empty(),
+    }
 }
 
 impl From<&enclave_settings::RetrievalSettings> for RetrievalOptions {
@@ -92,6 +116,7 @@ impl From<&enclave_settings::RetrievalSettings> for RetrievalOptions {
             rrf_k: s.rrf_k,
             candidates_factor: s.candidates_factor,
             min_dense_score: s.min_dense_score,
+            refuse_unmatched: s.refuse_unmatched,
         }
     }
 }
@@ -246,6 +271,12 @@ pub struct SearchResults {
     /// Cosine similarity of the nearest chunk to the query: `relevant` compares it with the
     /// threshold (`retrieval.min_dense_score`).
     pub best_dense: f32,
+    /// Words of the query (stop words aside) that occur in no passage the search may return
+    /// (same collections, access and scope), as the query spells them. An answer cannot come
+    /// from passages that never mention what the question is about.
+    pub unmatched_terms: Vec<String>,
+    /// Words of the query the BM25 index looks up (stop words aside), distinct.
+    pub query_terms: usize,
     pub mode: SearchMode,
     pub took_ms: f64,
 }
@@ -387,18 +418,16 @@ impl Retriever {
             .vectors
             .search(VectorQuery::Dense(vector), &filter, candidates)
             .await?;
-        let bm25 = if mode == SearchMode::Dense {
+        let (terms, weights) = self.bm25.query(query);
+        let query_terms = terms.len();
+        let bm25 = if mode == SearchMode::Dense || terms.is_empty() {
             Vec::new()
         } else {
-            let (i, v) = self.bm25.query(query);
-            if i.is_empty() {
-                Vec::new()
-            } else {
-                self.vectors
-                    .search(VectorQuery::Bm25(i, v), &filter, candidates)
-                    .await?
-            }
+            self.vectors
+                .search(VectorQuery::Bm25(terms, weights), &filter, candidates)
+                .await?
         };
+        let unmatched_terms = self.unmatched_terms(query, &filter).await?;
 
         // Fuse: weighted reciprocal rank fusion over the channels the mode uses.
         let mut scores: HashMap<String, Scores> = HashMap::new();
@@ -487,12 +516,50 @@ impl Retriever {
             }
         }
         Ok(SearchResults {
-            relevant: !passages.is_empty() && best_dense >= self.options.min_dense_score,
+            relevant: !passages.is_empty()
+                && best_dense >= self.options.min_dense_score
+                && !refuses_unmatched(self.options.refuse_unmatched, &unmatched_terms),
             best_dense,
+            unmatched_terms,
+            query_terms,
             passages,
             mode,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
+    }
+
+    /// The words of `query` whose BM25 term no point under `filter` holds, in query order. Each
+    /// distinct term is one single-term sparse search for one point, run side by side: a term
+    /// absent from every chunk the caller may read returns nothing.
+    async fn unmatched_terms(
+        &self,
+        query: &str,
+        filter: &VectorFilter,
+    ) -> Result<Vec<String>, RetrievalError> {
+        let mut words: Vec<(u32, String)> = Vec::new();
+        for word in query
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
+            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+            .filter(|w| !w.is_empty())
+        {
+            for term in self.bm25.query(word).0 {
+                if !words.iter().any(|(t, _)| *t == term) {
+                    words.push((term, word.to_string()));
+                }
+            }
+        }
+        let found = futures::future::try_join_all(words.iter().map(|(term, _)| {
+            self.vectors
+                .search(VectorQuery::Bm25(vec![*term], vec![1.0]), filter, 1)
+        }))
+        .await?;
+        let mut unmatched: Vec<String> = Vec::new();
+        for ((_, word), hits) in words.into_iter().zip(found) {
+            if hits.is_empty() && !unmatched.contains(&word) {
+                unmatched.push(word);
+            }
+        }
+        Ok(unmatched)
     }
 
     /// The chunk's text widened to the previous and next chunks of the same version, as one

@@ -1232,6 +1232,7 @@ pub async fn search(
     Ok(HttpResponse::Ok().json(SearchOut {
         passages: PassageOut::list(&results.passages),
         relevant: results.relevant,
+        unmatched_terms: results.unmatched_terms.clone(),
         mode: results.mode.to_string(),
         took_ms: results.took_ms,
     }))

@@ -710,6 +710,9 @@ pub struct SearchOut {
     /// False when nothing reached the relevance threshold (the passages are then only the
     /// nearest ones).
     pub relevant: bool,
+    /// Words of the query (stop words aside) that no passage the caller may read in the
+    /// searched collections holds.
+    pub unmatched_terms: Vec<String>,
     pub mode: String,
     pub took_ms: f64,
 }
@@ -983,6 +986,10 @@ pub struct AnswerOut {
     pub model: String,
     /// The follow-up made standalone (`null` when the question stood alone).
     pub rewrite: Option<RewriteOut>,
+    /// Words of the question (stop words aside) that no passage the caller may read in the
+    /// searched collections holds: with `retrieval.refuse_unmatched_terms`, why retrieval
+    /// refused.
+    pub unmatched_terms: Vec<String>,
     /// The conversation the answer was kept in.
     pub conversation_id: Option<String>,
     /// The answer's id in its conversation (for feedback).
@@ -1048,6 +1055,7 @@ impl From<&Answer> for AnswerOut {
                 total_ms: a.timings.total_ms,
             },
             model: a.model.clone(),
+            unmatched_terms: a.unmatched_terms.clone(),
             rewrite: a.rewrite.as_ref().map(|r| RewriteOut {
                 question: r.question.clone(),
                 kind: match r.kind {

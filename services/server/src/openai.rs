@@ -70,6 +70,8 @@ pub struct Grounding {
     /// What was searched and answered when the last message was a follow-up.
     pub standalone_question: Option<String>,
     pub citations: Vec<CitationOut>,
+    /// Words of the question that no passage the caller may read holds (stop words aside).
+    pub unmatched_terms: Vec<String>,
 }
 
 impl Grounding {
@@ -83,6 +85,7 @@ impl Grounding {
                 .iter()
                 .map(|c| CitationOut::new(c, &a.passages))
                 .collect(),
+            unmatched_terms: a.unmatched_terms.clone(),
         }
     }
 }

@@ -546,6 +546,7 @@ fn answer_context(answer: &Answer) -> serde_json::Value {
         "segments": segments(&answer.text, &out.citations),
         "citations": citations,
         "nearest": if answer.refused { passage_views(&answer.passages) } else { Vec::new() },
+        "unmatched": answer.unmatched_terms.join(", "),
         "meta": meta.join(" · "),
     })
 }

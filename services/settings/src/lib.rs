@@ -588,6 +588,38 @@ pub struct RetrievalSettings {
     pub candidates_factor: usize,
     /// Cosine similarity the best passage must reach for a search to count as relevant.
     pub min_dense_score: f32,
+    /// Refuse, as "nothing relevant found", a question whose words (stop words aside) occur in
+    /// no passage the asker may read in the collections searched; the answer names them.
+    /// `names`: when one such word looks like a name (a capital letter, a digit or an inner
+    /// hyphen: Excel, KA10, scikit-learn) or two or more are missing; `words`: any missing
+    /// word; `off`: only the similarity threshold refuses.
+    pub refuse_unmatched: RefuseUnmatched,
+}
+
+/// When words no passage holds make retrieval refuse ([`RetrievalSettings::refuse_unmatched`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RefuseUnmatched {
+    /// Never: only `min_dense_score` refuses.
+    Off,
+    /// A missing word that looks like a name, or two missing words.
+    #[default]
+    Names,
+    /// Any missing word.
+    Words,
+}
+
+impl RefuseUnmatched {
+    /// Every policy, weakest first.
+    pub const ALL: [RefuseUnmatched; 3] = [Self::Off, Self::Names, Self::Words];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Names => "names",
+            Self::Words => "words",
+        }
+    }
 }
 
 impl Default for RetrievalSettings {
@@ -598,6 +630,7 @@ impl Default for RetrievalSettings {
             rrf_k: 60.0,
             candidates_factor: 4,
             min_dense_score: 0.30,
+            refuse_unmatched: RefuseUnmatched::default(),
         }
     }
 }
