@@ -183,7 +183,7 @@ pub async fn generator(
                 model_path: settings.generation_model(),
                 threads: Some(settings.generation_threads()),
                 context_size: g.context_size,
-                slots: g.slots,
+                slots: settings.generation_slots(),
                 queue_capacity: g.queue_capacity,
                 prefix_cache: true,
             };
@@ -217,7 +217,7 @@ pub async fn generator(
                 }
             };
             let config = MistralRsConfig {
-                slots: g.slots,
+                slots: settings.generation_slots(),
                 queue_capacity: g.queue_capacity,
                 ..MistralRsConfig::new(source)
             };
@@ -263,7 +263,7 @@ pub fn answer_options(settings: &Settings) -> enclave_answer::AnswerOptions {
 /// with every core, since a second slot would only halve the threads of the one question.
 pub async fn asker(settings: &Settings) -> anyhow::Result<enclave_answer::Asker> {
     let mut settings = settings.clone();
-    settings.generation.slots = 1;
+    settings.generation.slots = Some(1);
     let settings = &settings;
     let retriever = retriever(settings).await?;
     let generator = generator(settings).await?;

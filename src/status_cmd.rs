@@ -87,7 +87,7 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
                 "model": model,
                 "model_present": model.is_file(),
                 "threads_per_slot": settings.generation_threads(),
-                "slots": settings.generation.slots,
+                "slots": settings.generation_slots(),
                 "collections": stats,
                 "formats": formats
                     .iter()
@@ -110,7 +110,7 @@ pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCo
     println!("Vectors:  {vectors_place} {}", store_line(&vectors));
     println!(
         "Answers:  {engine}, {} slot(s) x {} thread(s), model {} ({model_state})",
-        settings.generation.slots,
+        settings.generation_slots(),
         settings.generation_threads(),
         model.display()
     );

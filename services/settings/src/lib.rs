@@ -342,8 +342,11 @@ pub struct GenerationSettings {
     /// Compute threads per slot. Unset: the cores divided among the slots (at least 1): more
     /// threads than free cores makes llama.cpp's spinning threads stall each other.
     pub threads: Option<usize>,
-    /// Answers generated at the same time, each with its own context (KV cache).
-    pub slots: usize,
+    /// Answers generated at the same time, each with its own context (KV cache). Unset: one
+    /// per four cores (at least 1, at most 8): on a few cores one answer with every core
+    /// starts sooner than two answers sharing them (prompt processing scales with threads),
+    /// and later questions wait in the queue.
+    pub slots: Option<usize>,
     /// Tokens of context per slot (prompt + answer).
     pub context_size: u32,
     /// Questions waiting for a slot before new ones get "busy, retry later".
@@ -382,7 +385,7 @@ impl Default for GenerationSettings {
             isq: None,
             hub_model: None,
             threads: None,
-            slots: 2,
+            slots: None,
             context_size: 4096,
             queue_capacity: 16,
             max_tokens: 320,
@@ -910,7 +913,7 @@ impl Settings {
                 "embedding.batch_size must be at least 1".into(),
             ));
         }
-        if self.generation.slots == 0 || self.generation.passages == 0 {
+        if self.generation.slots == Some(0) || self.generation.passages == 0 {
             return Err(SettingsError::Invalid(
                 "generation.slots and generation.passages must be at least 1".into(),
             ));
@@ -1029,11 +1032,19 @@ impl Settings {
         })
     }
 
+    /// Answers generated at once: `generation.slots`, else one per four cores (1 to 8).
+    pub fn generation_slots(&self) -> usize {
+        self.generation.slots.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+            (cores / 4).clamp(1, 8)
+        })
+    }
+
     /// Compute threads per generation slot.
     pub fn generation_threads(&self) -> usize {
         self.generation.threads.unwrap_or_else(|| {
             let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-            (cores / self.generation.slots.max(1)).max(1)
+            (cores / self.generation_slots().max(1)).max(1)
         })
     }
 
