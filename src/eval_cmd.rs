@@ -48,6 +48,8 @@ struct AnswerReport {
     cited_passage_holds_answer: usize,
     citations: usize,
     removed_citations: usize,
+    /// Markers moved to the source their sentence was copied from.
+    repointed_citations: usize,
     unanswerable: usize,
     refused: usize,
     /// Of `refused`: refusals the model gave after reading the passages.
@@ -81,6 +83,7 @@ async fn evaluate_answers(
             .await?;
         r.citations += answer.citations.len();
         r.removed_citations += answer.removed_citations.len();
+        r.repointed_citations += answer.repointed_citations.len();
         if let Some(t) = answer.timings.time_to_first_token_ms {
             r.ttft_ms.push(t);
         }
@@ -266,6 +269,10 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         println!(
             "| answers whose cited passage contains the answer text | {} |",
             pct(a.cited_passage_holds_answer, a.answerable)
+        );
+        println!(
+            "| citation markers moved to the source their sentence was copied from | {} |",
+            a.repointed_citations
         );
         println!(
             "| refusals on unanswerable questions | {} (by the model: {}) |",

@@ -7,6 +7,8 @@
 //! cited answer: the exact sentence [`NOT_IN_CORPUS`], so the model itself can say that the
 //! passages it was given do not answer (see [`Refusal`]).
 
+mod attribution;
+pub use attribution::Repointed;
 mod followup;
 
 pub use followup::{
@@ -285,6 +287,10 @@ pub struct Answer {
     /// refused; a reader sees which of their words the documents never mention.
     #[serde(default)]
     pub unmatched_terms: Vec<String>,
+    /// Markers moved to the source their sentence was copied from (the model named another
+    /// one); `text` and `citations` already name the right source.
+    #[serde(default)]
+    pub repointed_citations: Vec<Repointed>,
 }
 
 impl Answer {
@@ -310,6 +316,7 @@ impl Answer {
             timings,
             model,
             unmatched_terms: Vec::new(),
+            repointed_citations: Vec::new(),
         }
     }
 }
@@ -636,6 +643,9 @@ impl Asker {
                         return;
                     }
                     GenerationEvent::Done(stats) => {
+                        let sources: Vec<&str> =
+                            passages.iter().map(|p| p.context.as_str()).collect();
+                        let (text, repointed) = attribution::attribute(&text, &sources);
                         let (clean, cited, removed) = check_citations(&text, passages.len());
                         let citations = cited
                             .into_iter()
@@ -680,6 +690,7 @@ impl Asker {
                             },
                             model,
                             unmatched_terms,
+                            repointed_citations: repointed,
                         };
                         let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
                         return;

@@ -990,6 +990,9 @@ pub struct AnswerOut {
     /// searched collections holds: with `retrieval.refuse_unmatched_terms`, why retrieval
     /// refused.
     pub unmatched_terms: Vec<String>,
+    /// Citation markers the model put after words copied from another source, moved to that
+    /// source (the text and citations already name it).
+    pub repointed_citations: usize,
     /// The conversation the answer was kept in.
     pub conversation_id: Option<String>,
     /// The answer's id in its conversation (for feedback).
@@ -1056,6 +1059,7 @@ impl From<&Answer> for AnswerOut {
             },
             model: a.model.clone(),
             unmatched_terms: a.unmatched_terms.clone(),
+            repointed_citations: a.repointed_citations.len(),
             rewrite: a.rewrite.as_ref().map(|r| RewriteOut {
                 question: r.question.clone(),
                 kind: match r.kind {
