@@ -332,16 +332,22 @@ fn print_threshold_sweep(report: &ModeReport, configured: f32) {
         if (r.threshold - best.threshold).abs() < 1e-4 {
             label.push_str(" (best)");
         }
-        println!(
-            "| {label} | {}/{} | {}/{} | {}/{} |",
-            r.refused,
-            report.unanswerable,
-            r.false_refusals,
-            report.answerable,
-            r.refused + report.answerable - r.false_refusals,
-            report.unanswerable + report.answerable
-        );
+        print_refusal_row(&label, &r, report);
     }
+}
+
+/// One row of a refusal table: what `r` refuses of `report`'s questions, and how many it gets
+/// right (refused when unanswerable, answered otherwise).
+fn print_refusal_row(label: &str, r: &ThresholdRow, report: &ModeReport) {
+    println!(
+        "| {label} | {}/{} | {}/{} | {}/{} |",
+        r.refused,
+        report.unanswerable,
+        r.false_refusals,
+        report.answerable,
+        r.refused + report.answerable - r.false_refusals,
+        report.unanswerable + report.answerable
+    );
 }
 
 /// The refusals each `retrieval.refuse_unmatched` would give beside the configured
@@ -362,15 +368,7 @@ fn print_unmatched(report: &ModeReport, retrieval: &enclave_settings::RetrievalS
         if k == retrieval.refuse_unmatched {
             label.push_str(" (configured)");
         }
-        println!(
-            "| {label} | {}/{} | {}/{} | {}/{} |",
-            r.refused,
-            report.unanswerable,
-            r.false_refusals,
-            report.answerable,
-            r.refused + report.answerable - r.false_refusals,
-            report.unanswerable + report.answerable
-        );
+        print_refusal_row(&label, &r, report);
     }
     let listed = report.with_unmatched();
     if !listed.is_empty() {
