@@ -283,7 +283,7 @@ pub struct Answer {
     pub timings: Timings,
     pub model: String,
     /// Words of the (standalone) question that no passage in the searched collections holds
-    /// (stop words aside). With `retrieval.refuse_unmatched_terms` they can be why retrieval
+    /// (stop words aside). With `retrieval.refuse_unmatched` they can be why retrieval
     /// refused; a reader sees which of their words the documents never mention.
     #[serde(default)]
     pub unmatched_terms: Vec<String>,
@@ -303,6 +303,7 @@ impl Answer {
         passages: Vec<Passage>,
         timings: Timings,
         model: String,
+        unmatched_terms: Vec<String>,
     ) -> Self {
         Self {
             question,
@@ -315,7 +316,7 @@ impl Answer {
             passages,
             timings,
             model,
-            unmatched_terms: Vec::new(),
+            unmatched_terms,
             repointed_citations: Vec::new(),
         }
     }
@@ -544,7 +545,7 @@ impl Asker {
         let passages = results.passages;
         let unmatched_terms = results.unmatched_terms;
         if !results.relevant {
-            let mut answer = Answer::refused(
+            let answer = Answer::refused(
                 Refusal::Retrieval,
                 request.question.clone(),
                 rewritten,
@@ -556,8 +557,8 @@ impl Asker {
                     ..Default::default()
                 },
                 model,
+                unmatched_terms,
             );
-            answer.unmatched_terms = unmatched_terms;
             let _ = tx.send(AskEvent::Sources(passages)).await;
             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
             return Ok(rx);
@@ -616,7 +617,7 @@ impl Asker {
                             let after_generate = first_token.map_or(0.0, |t: Instant| {
                                 (t - generation_started).as_secs_f64() * 1000.0
                             });
-                            let mut answer = Answer::refused(
+                            let answer = Answer::refused(
                                 Refusal::Model,
                                 question,
                                 rewritten,
@@ -632,8 +633,8 @@ impl Asker {
                                     ..Default::default()
                                 },
                                 model,
+                                unmatched_terms.clone(),
                             );
-                            answer.unmatched_terms = unmatched_terms.clone();
                             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
                             return;
                         }

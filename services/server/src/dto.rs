@@ -987,7 +987,7 @@ pub struct AnswerOut {
     /// The follow-up made standalone (`null` when the question stood alone).
     pub rewrite: Option<RewriteOut>,
     /// Words of the question (stop words aside) that no passage the caller may read in the
-    /// searched collections holds: with `retrieval.refuse_unmatched_terms`, why retrieval
+    /// searched collections holds: with `retrieval.refuse_unmatched`, why retrieval
     /// refused.
     pub unmatched_terms: Vec<String>,
     /// Citation markers the model put after words copied from another source, moved to that
