@@ -144,6 +144,8 @@ fn request(q: &str, access: Vec<String>) -> SearchRequest {
         scope: Default::default(),
         access,
         expand_neighbours: false,
+        fusion: None,
+        expansion: None,
     }
 }
 

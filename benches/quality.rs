@@ -11,6 +11,13 @@
 //!   indexed text;
 //! - `headings off` (`chunking.headings = false`): only the title is added, cuts by size only.
 //!
+//! With headings on, the collection's fusion weights are then calibrated from the collection
+//! itself (`enclave calibrate`: the local model writes questions from 40 of its passages) and
+//! retrieval runs again under the chosen weights (`fusion calibrated`), and once more with
+//! `generation.expand_query` (the model writes a passage to search with; its time is the
+//! cost added before the answer's first token). The paraphrased set
+//! rewords answerable questions of the other three the way a reader might ask them.
+//!
 //! Each set then runs through `enclave eval --json`: recall@5 and nDCG@10 per ranking (dense,
 //! BM25, hybrid), and the refusals retrieval's relevance threshold gives. With `--answers N`
 //! (default 10), the first N answerable questions and every unanswerable one are also asked to
@@ -42,10 +49,11 @@ use serde::Deserialize;
 const ENCLAVE: &str = env!("CARGO_BIN_EXE_enclave");
 
 /// The sets: name, file, and whether retrieval's settings were tuned on it.
-const SETS: [(&str, &str, bool); 3] = [
+const SETS: [(&str, &str, bool); 4] = [
     ("debian-faq", "eval/debian-faq.jsonl", true),
     ("r-faq", "eval/r-faq.jsonl", false),
     ("simh", "eval/simh.jsonl", false),
+    ("paraphrased", "eval/paraphrased.jsonl", false),
 ];
 
 #[derive(Debug, Parser)]
@@ -67,6 +75,9 @@ struct Args {
 struct Report {
     retrieval: Vec<ModeRow>,
     answers: Option<Answers>,
+    /// Time to write each question's query expansion (0 when it is off).
+    #[serde(default)]
+    expand_ms_p50: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +105,8 @@ struct UnmatchedRow {
 struct Answers {
     answerable: usize,
     cited_passage_holds_answer: usize,
+    #[serde(default)]
+    cited_gold_page: usize,
     citations: usize,
     removed_citations: usize,
     unanswerable: usize,
@@ -105,13 +118,67 @@ struct Answers {
 }
 
 struct Run {
-    config: &'static str,
+    config: String,
     ingest_s: f64,
     chunks: usize,
     /// Retrieval, and answers under the default settings.
     reports: Vec<(&'static str, bool, Report)>,
     /// Answers with `generation.model_refusal = true`.
     refusing: Vec<(&'static str, Answers)>,
+}
+
+/// What `enclave calibrate --json` prints (the part the tables show).
+#[derive(Debug, Deserialize)]
+struct Calibrated {
+    calibration: CalibrationFigures,
+    took_ms: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct CalibrationFigures {
+    queries: usize,
+    configured_ndcg: f64,
+    chosen_ndcg: f64,
+    chosen: Weights,
+}
+
+#[derive(Debug, Deserialize)]
+struct Weights {
+    dense_weight: f64,
+    bm25_weight: f64,
+}
+
+/// Runs `enclave eval --json` on one set; `answers`: also ask the model.
+fn eval_set(
+    mut eval: Command,
+    path: &Path,
+    model_refusal: bool,
+    answers: Option<usize>,
+) -> anyhow::Result<Report> {
+    eval.args(["eval", "--json", "--collection", "eval", "--set"])
+        .arg(path)
+        .env(
+            "ENCLAVE_GENERATION__MODEL_REFUSAL",
+            model_refusal.to_string(),
+        );
+    eval_report(eval, answers)
+}
+
+/// Runs a prepared `enclave eval --json` command.
+fn eval_report(mut eval: Command, answers: Option<usize>) -> anyhow::Result<Report> {
+    if let Some(n) = answers {
+        eval.args(["--answers", &n.to_string()]);
+    }
+    let out = eval.output().context("running enclave eval")?;
+    if !out.status.success() {
+        bail!(
+            "eval failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -136,6 +203,7 @@ fn main() -> anyhow::Result<()> {
     eprintln!("documents: {documents:?}");
 
     let mut runs = Vec::new();
+    let mut calibrated = None;
     for (config, headings) in [("headings on", true), ("headings off", false)] {
         let dir = tempfile::tempdir()?;
         let enclave = |extra: &[&str]| {
@@ -163,48 +231,91 @@ fn main() -> anyhow::Result<()> {
         let mut refusing = Vec::new();
         for (name, file, tuned) in SETS {
             let path = root.join(file);
+            let answers = (headings && args.answers > 0).then_some(args.answers);
             // Answers under the default (the model may not refuse), then with its refusal on.
-            let answers = if headings && args.answers > 0 {
-                vec![false, true]
-            } else {
-                vec![false]
-            };
-            for model_refusal in answers {
-                let mut eval = enclave(&["eval", "--json", "--collection", "eval", "--set"]);
-                eval.arg(&path).env(
-                    "ENCLAVE_GENERATION__MODEL_REFUSAL",
-                    model_refusal.to_string(),
-                );
-                if headings && args.answers > 0 {
-                    eval.args(["--answers", &args.answers.to_string()]);
-                }
-                eprintln!("{config}: {name}, model refusal {model_refusal}");
-                let out = eval.output().context("running enclave eval")?;
-                if !out.status.success() {
-                    bail!(
-                        "eval failed ({}): {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                let report: Report = serde_json::from_slice(&out.stdout)
-                    .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())?;
-                if model_refusal {
-                    refusing.extend(report.answers.map(|a| (name, a)));
-                } else {
-                    reports.push((name, tuned, report));
-                }
+            eprintln!("{config}: {name}");
+            reports.push((name, tuned, eval_set(enclave(&[]), &path, false, answers)?));
+            if answers.is_some() {
+                eprintln!("{config}: {name}, model refusal on");
+                let report = eval_set(enclave(&[]), &path, true, answers)?;
+                refusing.extend(report.answers.map(|a| (name, a)));
             }
         }
         runs.push(Run {
-            config,
+            config: config.to_string(),
             ingest_s,
             chunks,
             reports,
             refusing,
         });
+        if !headings {
+            continue;
+        }
+        // The fusion weights calibrated from the collection itself, then retrieval again.
+        eprintln!("{config}: calibrating the fusion weights");
+        let out = enclave(&["calibrate", "--collection", "eval", "--json"])
+            .output()
+            .context("running enclave calibrate")?;
+        if !out.status.success() {
+            bail!(
+                "calibrate failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let c: Calibrated = serde_json::from_slice(&out.stdout)
+            .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())?;
+        let mut reports = Vec::new();
+        for (name, file, tuned) in SETS {
+            eprintln!("{config}, fusion calibrated: {name}");
+            reports.push((
+                name,
+                tuned,
+                eval_set(enclave(&[]), &root.join(file), false, None)?,
+            ));
+        }
+        runs.push(Run {
+            config: format!(
+                "{config}, fusion calibrated ({:.2} · {:.2})",
+                c.calibration.chosen.dense_weight, c.calibration.chosen.bm25_weight
+            ),
+            ingest_s,
+            chunks,
+            reports,
+            refusing: Vec::new(),
+        });
+        calibrated = Some(c);
+        // Query expansion by the model (calibrated weights kept), retrieval only.
+        let mut reports = Vec::new();
+        for (name, file, tuned) in SETS {
+            eprintln!("{config}, query expansion: {name}");
+            let mut eval = enclave(&["eval", "--json", "--collection", "eval", "--set"]);
+            eval.arg(root.join(file))
+                .env("ENCLAVE_GENERATION__EXPAND_QUERY", "true");
+            reports.push((name, tuned, eval_report(eval, None)?));
+        }
+        runs.push(Run {
+            config: format!("{config}, fusion calibrated, query expansion"),
+            ingest_s,
+            chunks,
+            reports,
+            refusing: Vec::new(),
+        });
     }
     print_retrieval(&runs);
+    if let Some(c) = calibrated {
+        println!(
+            "Fusion calibration: {} questions written by the model from the collection's \
+             passages in {:.0} s; nDCG@10 on them {:.3} at the configured weights, {:.3} at the \
+             chosen ones.",
+            c.calibration.queries,
+            c.took_ms / 1000.0,
+            c.calibration.configured_ndcg,
+            c.calibration.chosen_ndcg
+        );
+        println!();
+    }
+    print_unmatched(&runs);
     print_answers(&runs);
     Ok(())
 }
@@ -225,9 +336,9 @@ fn print_retrieval(runs: &[Run]) {
     println!("### Retrieval (top 10 of the one collection holding every set's documents)");
     println!();
     println!(
-        "| set | tuned on | configuration | dense R@5 · nDCG@10 | BM25 R@5 · nDCG@10 | hybrid R@5 · nDCG@10 | unanswerable refused by retrieval | answerable wrongly refused |"
+        "| set | tuned on | configuration | dense R@5 · nDCG@10 | BM25 R@5 · nDCG@10 | hybrid R@5 · nDCG@10 | unanswerable refused by retrieval | answerable wrongly refused | expansion before search (p50) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (name, _, tuned) in SETS {
         for run in runs {
             let Some((_, _, report)) = run.reports.iter().find(|(n, _, _)| *n == name) else {
@@ -244,7 +355,7 @@ fn print_retrieval(runs: &[Run]) {
             };
             let hybrid = report.retrieval.iter().find(|r| r.mode == "hybrid");
             println!(
-                "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if tuned { "yes" } else { "no (held out)" },
                 run.config,
                 cell("dense"),
@@ -258,18 +369,22 @@ fn print_retrieval(runs: &[Run]) {
                     "{} of {}",
                     h.false_refusals, h.answerable
                 )),
+                if report.expand_ms_p50 > 0.0 {
+                    format!("{:.1} s", report.expand_ms_p50 / 1000.0)
+                } else {
+                    "-".into()
+                },
             );
         }
     }
     println!();
-    for run in runs {
+    for run in runs.iter().filter(|r| !r.config.contains("calibrated")) {
         println!(
             "Ingest, {}: {:.0} s for {} chunks.",
             run.config, run.ingest_s, run.chunks
         );
     }
     println!();
-    print_unmatched(runs);
 }
 
 /// The refusal lever `retrieval.refuse_unmatched`: refusals by retrieval at each value,
@@ -327,9 +442,9 @@ fn print_answers(runs: &[Run]) {
     println!("### Answers (default model, headings on, hybrid retrieval)");
     println!();
     println!(
-        "| set | tuned on | model refusal | unanswerable refused (of which by the model) | answerable wrongly refused (by the model) | cited passage holds the answer | citations resolving to a given passage | first token p50 · p95 |"
+        "| set | tuned on | model refusal | unanswerable refused (of which by the model) | answerable wrongly refused (by the model) | cited passage holds the answer text | cites a passage on an expected page | citations resolving to a given passage | first token p50 · p95 |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let frac = |n: usize, d: usize| {
         if d == 0 {
             "n/a".to_string()
@@ -341,13 +456,14 @@ fn print_answers(runs: &[Run]) {
         for (label, a) in [("off (default)", Some(default)), ("on", refusing)] {
             let Some(a) = a else { continue };
             println!(
-                "| {name} | {} | {label} | {} ({}) | {} ({}) | {} | {} | {:.1} s · {:.1} s |",
+                "| {name} | {} | {label} | {} ({}) | {} ({}) | {} | {} | {} | {:.1} s · {:.1} s |",
                 if tuned { "yes" } else { "no (held out)" },
                 frac(a.refused, a.unanswerable),
                 a.refused_by_model,
                 frac(a.false_refusals, a.answerable),
                 a.false_refusals_by_model,
                 frac(a.cited_passage_holds_answer, a.answerable),
+                frac(a.cited_gold_page, a.answerable),
                 frac(a.citations, a.citations + a.removed_citations),
                 percentile(&a.ttft_ms, 50.0) / 1000.0,
                 percentile(&a.ttft_ms, 95.0) / 1000.0,

@@ -255,6 +255,7 @@ pub fn answer_options(settings: &Settings) -> enclave_answer::AnswerOptions {
         expand_neighbours: false,
         max_chars_between_citations: g.max_chars_between_citations,
         model_refusal: g.model_refusal,
+        expand_query: g.expand_query,
     }
 }
 

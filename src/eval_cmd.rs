@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use enclave_retrieval::eval::{ModeReport, ThresholdRow, evaluate, parse_set};
+use enclave_retrieval::eval::{ModeReport, ThresholdRow, evaluate_expanded, parse_set};
 use enclave_settings::{RefuseUnmatched, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +46,9 @@ struct AnswerReport {
     answerable: usize,
     with_citation: usize,
     cited_passage_holds_answer: usize,
+    /// Answers citing a passage on a page where the answer is (the expected document and
+    /// pages, as a retrieval hit is counted).
+    cited_gold_page: usize,
     citations: usize,
     removed_citations: usize,
     /// Markers moved to the source their sentence was copied from.
@@ -101,6 +104,13 @@ async fn evaluate_answers(
         r.false_refusals += usize::from(answer.refused);
         r.false_refusals_by_model += by_model;
         r.with_citation += usize::from(!answer.citations.is_empty());
+        if answer
+            .citations
+            .iter()
+            .any(|c| item.is_on_gold_page(&c.document_id, &c.source_uri, c.page_start, c.page_end))
+        {
+            r.cited_gold_page += 1;
+        }
         let expected = item.answer.clone().unwrap_or_default();
         if answer
             .citations
@@ -111,6 +121,22 @@ async fn evaluate_answers(
         }
     }
     Ok(r)
+}
+
+/// Every question's query expansion, written by the default model, and how long each took.
+async fn expand_all(
+    asker: &enclave_answer::Asker,
+    items: &[enclave_retrieval::eval::EvalItem],
+) -> anyhow::Result<(Vec<String>, Vec<f64>)> {
+    let generator = asker.generator();
+    let (mut expansions, mut took) = (Vec::new(), Vec::new());
+    for item in items {
+        let started = std::time::Instant::now();
+        expansions
+            .push(enclave_answer::expansion::expand(generator.as_ref(), &item.question).await?);
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok((expansions, took))
 }
 
 fn pct(n: usize, d: usize) -> String {
@@ -132,9 +158,11 @@ fn percentile(v: &[f64], p: f64) -> f64 {
 
 pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode> {
     // One process opens the embedded vector store once: the asker's retriever serves both.
-    let asker = match args.answers {
-        Some(_) => Some(crate::app::asker(settings).await?),
-        None => None,
+    // The model is needed for answers, and for query expansion (generation.expand_query).
+    let asker = if args.answers.is_some() || settings.generation.expand_query {
+        Some(crate::app::asker(settings).await?)
+    } else {
+        None
     };
     let retriever = match &asker {
         Some(a) => a.retriever().clone(),
@@ -160,7 +188,11 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
             (format!("collection '{name}'"), items, Some(name.clone()))
         }
     };
-    let reports = evaluate(&retriever, &items, &args.collections).await?;
+    let (expansions, expand_ms) = match (&asker, settings.generation.expand_query) {
+        (Some(a), true) => expand_all(a, &items).await?,
+        _ => (Vec::new(), Vec::new()),
+    };
+    let reports = evaluate_expanded(&retriever, &items, &args.collections, &expansions).await?;
     if let Some(name) = &own {
         corpus
             .record_eval(&actor, &retriever, name, &reports)
@@ -204,9 +236,13 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"retrieval": rows, "answers": answers})
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "retrieval": rows,
+                "answers": answers,
+                "expand_query": settings.generation.expand_query,
+                "expand_ms_p50": percentile(&expand_ms, 50.0),
+                "expand_ms_p95": percentile(&expand_ms, 95.0),
+            }))?
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -247,6 +283,14 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
             ""
         }
     );
+    if settings.generation.expand_query {
+        println!(
+            "Query expansion on (generation.expand_query): each question was searched with a \
+             passage the model wrote first, in {:.1} s p50, {:.1} s p95.",
+            percentile(&expand_ms, 50.0) / 1000.0,
+            percentile(&expand_ms, 95.0) / 1000.0
+        );
+    }
     print_threshold_sweep(&reports[0].1, settings.retrieval.min_dense_score);
     print_unmatched(&reports[0].1, &settings.retrieval);
     if let Some(a) = answers {
@@ -269,6 +313,10 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         println!(
             "| answers whose cited passage contains the answer text | {} |",
             pct(a.cited_passage_holds_answer, a.answerable)
+        );
+        println!(
+            "| answers citing a passage on an expected page | {} |",
+            pct(a.cited_gold_page, a.answerable)
         );
         println!(
             "| citation markers moved to the source their sentence was copied from | {} |",

@@ -3,6 +3,7 @@
 mod access_cmd;
 mod app;
 mod ask_cmd;
+mod calibrate_cmd;
 mod delete_cmd;
 mod display;
 mod eval_cmd;
@@ -42,6 +43,9 @@ enum Command {
     Search(search_cmd::SearchArgs),
     /// Retrieval quality on a question set: recall@k, MRR, nDCG, refusals, latency.
     Eval(eval_cmd::EvalArgs),
+    /// A collection's hybrid fusion weights, calibrated from its own passages: the local model
+    /// writes questions from a sample of them, and the weights that find them best are kept.
+    Calibrate(calibrate_cmd::CalibrateArgs),
     /// Delete documents (by id, path or source URI) with their chunks and vectors.
     Delete(delete_cmd::DeleteArgs),
     /// Serve the web UI, the REST API and the OpenAI-compatible API, with an ingest worker.
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
             Command::Search(args) => search_cmd::run(&settings, args).await,
             Command::Ask(args) => ask_cmd::run(&settings, args).await,
             Command::Eval(args) => eval_cmd::run(&settings, args).await,
+            Command::Calibrate(args) => calibrate_cmd::run(&settings, args).await,
             Command::Serve(args) => serve_cmd::run(&settings, args).await,
             Command::Worker(args) => worker_cmd::run(&settings, args).await,
             Command::Migrate(args) => migrate_cmd::run(&settings, args).await,

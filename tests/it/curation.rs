@@ -380,11 +380,70 @@ async fn curation_over_the_api_on_postgres() {
         (c["passages"].clone(), c["chunk_tokens"].clone()),
         (Value::Null, json!(32))
     );
+    // Fusion weights go together, and are shown.
+    let r = patch(
+        &s,
+        &admin,
+        "/api/v1/collections/legal-2",
+        json!({"dense_weight": 1.4}),
+    )
+    .await;
+    expect_error(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+        "bm25_weight",
+    )
+    .await;
+    let c: Value = patch(
+        &s,
+        &admin,
+        "/api/v1/collections/legal-2",
+        json!({"dense_weight": 1.4, "bm25_weight": 0.6}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            c["dense_weight"].clone(),
+            c["bm25_weight"].clone(),
+            c["chunk_tokens"].clone()
+        ),
+        (json!(1.4), json!(0.6), json!(32)),
+        "{c}"
+    );
     let (_, c3) = s
         .upload(&editor, text_form("legal-2", "contract-copy.txt", CONTRACT))
         .await;
     let c3_id = c3["id"].as_str().unwrap().to_string();
     assert_eq!(s.settled(&editor, &c3_id).await["status"], "ready");
+    // A search of the collection ranks with its own weights; then they are cleared.
+    let found = search(
+        &s,
+        &admin,
+        json!({"query": "penalty for early termination", "collections": ["legal-2"]}),
+    )
+    .await;
+    assert!(
+        found["passages"].as_array().is_some_and(|p| !p.is_empty()),
+        "{found}"
+    );
+    let c: Value = patch(
+        &s,
+        &admin,
+        "/api/v1/collections/legal-2",
+        json!({"dense_weight": null, "bm25_weight": null}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (c["dense_weight"].clone(), c["bm25_weight"].clone()),
+        (Value::Null, Value::Null)
+    );
     let (_, small) = get(&s, &reader, &format!("/api/v1/documents/{c3_id}/chunks")).await;
     let (_, large) = get(&s, &reader, &format!("/api/v1/documents/{a_id}/chunks")).await;
     let small = small["chunks"].as_array().unwrap();

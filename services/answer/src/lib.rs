@@ -9,7 +9,9 @@
 
 mod attribution;
 pub use attribution::Repointed;
+pub mod expansion;
 mod followup;
+pub mod pseudo_questions;
 
 pub use followup::{
     REWRITE_TURNS, Rewrite, RewriteKind, Turn, rewrite, rewrite_grammar, rewrite_lark,
@@ -193,6 +195,8 @@ pub struct AnswerOptions {
     /// Let the model answer that the passages do not hold the answer (see [`Refusal::Model`];
     /// default off).
     pub model_refusal: bool,
+    /// Search with a passage the model writes first (see [`expansion`]; default off).
+    pub expand_query: bool,
 }
 
 impl Default for AnswerOptions {
@@ -205,6 +209,7 @@ impl Default for AnswerOptions {
             expand_neighbours: false,
             max_chars_between_citations: 300,
             model_refusal: false,
+            expand_query: false,
         }
     }
 }
@@ -250,6 +255,9 @@ pub struct Citation {
 pub struct Timings {
     /// Making a follow-up standalone (0 when it stood alone).
     pub rewrite_ms: f64,
+    /// Writing the query expansion (0 when it is off).
+    #[serde(default)]
+    pub expand_ms: f64,
     pub retrieval_ms: f64,
     pub time_to_first_token_ms: Option<f64>,
     /// Tokens of the prompt (sources, question and instructions).
@@ -291,6 +299,9 @@ pub struct Answer {
     /// one); `text` and `citations` already name the right source.
     #[serde(default)]
     pub repointed_citations: Vec<Repointed>,
+    /// The passage the model wrote to search with (`generation.expand_query`).
+    #[serde(default)]
+    pub expansion: Option<String>,
 }
 
 impl Answer {
@@ -318,6 +329,7 @@ impl Answer {
             model,
             unmatched_terms,
             repointed_citations: Vec::new(),
+            expansion: None,
         }
     }
 }
@@ -384,6 +396,105 @@ pub fn citation_grammar(n: usize, max_run: usize, refusal: bool) -> String {
 /// answer): it starts with the refusal sentence, whatever a small model adds after it.
 pub fn is_model_refusal(text: &str) -> bool {
     text.trim_start().starts_with(NOT_IN_CORPUS)
+}
+
+/// Subjects of a "the sources do not say" sentence.
+const NOT_FOUND_SUBJECTS: &[&str] = &[
+    "document",
+    "documents",
+    "source",
+    "sources",
+    "text",
+    "texts",
+    "passage",
+    "passages",
+    "context",
+    "information",
+    "excerpt",
+    "excerpts",
+];
+
+/// What a source "does not" do when it lacks the answer.
+const NOT_FOUND_VERBS: &[&str] = &[
+    "contain", "mention", "provide", "include", "answer", "say", "specify", "explain", "give",
+    "address", "state", "discuss", "cover", "describe", "offer", "hold",
+];
+
+/// Whether an answer opens by saying that its sources do not hold the answer ("The text does
+/// not contain information about …", "The documents do not mention …", "There is no
+/// information about … in the sources"), as the built-in prompt asks a model to, even when it
+/// then cites a source. Such an answer is the model's refusal: what a small model adds after
+/// it is a guess. A sentence that goes on with "but" or "however" is a partial answer, not a
+/// refusal.
+pub fn says_not_found(text: &str) -> bool {
+    let text = text.replace('\u{2019}', "'");
+    let first = text
+        .trim_start()
+        .split_inclusive(['.', '!', '?', '\n'])
+        .next()
+        .unwrap_or("");
+    let words: Vec<String> = first
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty() && w.parse::<usize>().is_err())
+        .flat_map(|w| {
+            let w = w.to_lowercase();
+            match w.strip_suffix("n't") {
+                Some(stem) => vec![
+                    if stem == "ca" {
+                        "can".into()
+                    } else {
+                        stem.into()
+                    },
+                    "not".into(),
+                ],
+                None => vec![w],
+            }
+        })
+        .collect();
+    if words.iter().any(|w| w == "but" || w == "however") {
+        return false;
+    }
+    let is_subject = |i: usize| {
+        NOT_FOUND_SUBJECTS.contains(&words[i].as_str())
+            && i > 0
+            && matches!(
+                words[i - 1].as_str(),
+                "the" | "these" | "this" | "provided" | "given" | "above" | "retrieved" | "any"
+            )
+            && words.get(i + 1).is_none_or(|next| next != "code")
+    };
+    let subjects: Vec<usize> = (0..words.len()).filter(|&i| is_subject(i)).collect();
+    // "the text does not contain", "the sources provided do not mention", "the information
+    // is not given": the negation follows the subject within three words.
+    let negated = subjects.iter().any(|&i| {
+        let after = &words[i + 1..words.len().min(i + 6)];
+        after.windows(3).enumerate().any(|(k, w)| {
+            k <= 2
+                && w[1] == "not"
+                && ((matches!(w[0].as_str(), "do" | "does" | "did" | "can" | "could")
+                    && NOT_FOUND_VERBS.contains(&w[2].as_str()))
+                    || (matches!(w[0].as_str(), "is" | "are")
+                        && matches!(
+                            w[2].as_str(),
+                            "mentioned"
+                                | "provided"
+                                | "given"
+                                | "found"
+                                | "covered"
+                                | "specified"
+                                | "stated"
+                                | "available"
+                        )))
+        })
+    });
+    // "there is no information about it in the documents".
+    let nothing = words
+        .windows(2)
+        .any(|w| w[0] == "no" && matches!(w[1].as_str(), "information" | "mention" | "answer"))
+        && words
+            .iter()
+            .any(|w| NOT_FOUND_SUBJECTS.contains(&w.as_str()));
+    negated || nothing
 }
 
 /// The user message: numbered, delimited sources, then the question.
@@ -487,6 +598,11 @@ impl Asker {
         &self.retriever
     }
 
+    /// The default model (what a collection without a model of its own is answered by).
+    pub fn generator(&self) -> Arc<dyn Generator> {
+        Arc::clone(&self.generator)
+    }
+
     /// The engine and model that write the answers.
     pub fn engine(&self) -> enclave_generation::EngineInfo {
         self.generator.info()
@@ -526,6 +642,17 @@ impl Asker {
             .as_ref()
             .map_or(request.question.as_str(), |r| r.question.as_str())
             .to_string();
+        let expand_started = Instant::now();
+        let expansion = if self.options.expand_query {
+            Some(expansion::expand(generator.as_ref(), &searched).await?).filter(|e| !e.is_empty())
+        } else {
+            None
+        };
+        let expand_ms = if self.options.expand_query {
+            expand_started.elapsed().as_secs_f64() * 1000.0
+        } else {
+            0.0
+        };
         let retrieval_started = Instant::now();
         let results = self
             .retriever
@@ -537,6 +664,8 @@ impl Asker {
                 access: request.access.clone(),
                 scope: request.scope.clone(),
                 expand_neighbours: self.options.expand_neighbours,
+                fusion: None,
+                expansion: expansion.clone(),
             })
             .await?;
         let retrieval_ms = retrieval_started.elapsed().as_secs_f64() * 1000.0;
@@ -545,20 +674,24 @@ impl Asker {
         let passages = results.passages;
         let unmatched_terms = results.unmatched_terms;
         if !results.relevant {
-            let answer = Answer::refused(
-                Refusal::Retrieval,
-                request.question.clone(),
-                rewritten,
-                passages.clone(),
-                Timings {
-                    rewrite_ms,
-                    retrieval_ms,
-                    total_ms: started.elapsed().as_secs_f64() * 1000.0,
-                    ..Default::default()
-                },
-                model,
-                unmatched_terms,
-            );
+            let answer = Answer {
+                expansion,
+                ..Answer::refused(
+                    Refusal::Retrieval,
+                    request.question.clone(),
+                    rewritten,
+                    passages.clone(),
+                    Timings {
+                        rewrite_ms,
+                        expand_ms,
+                        retrieval_ms,
+                        total_ms: started.elapsed().as_secs_f64() * 1000.0,
+                        ..Default::default()
+                    },
+                    model,
+                    unmatched_terms,
+                )
+            };
             let _ = tx.send(AskEvent::Sources(passages)).await;
             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
             return Ok(rx);
@@ -624,9 +757,10 @@ impl Asker {
                                 passages,
                                 Timings {
                                     rewrite_ms,
+                                    expand_ms,
                                     retrieval_ms,
                                     time_to_first_token_ms: Some(
-                                        rewrite_ms + retrieval_ms + after_generate,
+                                        rewrite_ms + expand_ms + retrieval_ms + after_generate,
                                     ),
                                     generated_tokens: pieces,
                                     total_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -644,6 +778,39 @@ impl Asker {
                         return;
                     }
                     GenerationEvent::Done(stats) => {
+                        let timings = Timings {
+                            rewrite_ms,
+                            expand_ms,
+                            retrieval_ms,
+                            time_to_first_token_ms: Some(
+                                rewrite_ms
+                                    + expand_ms
+                                    + retrieval_ms
+                                    + stats.queue_ms
+                                    + stats.time_to_first_token_ms,
+                            ),
+                            prompt_tokens: stats.prompt_tokens,
+                            generated_tokens: stats.generated_tokens,
+                            tokens_per_s: Some(stats.decode_tokens_per_s),
+                            total_ms: started.elapsed().as_secs_f64() * 1000.0,
+                        };
+                        // The model said, in its own words, that the sources lack the answer.
+                        if says_not_found(&text) {
+                            let answer = Answer {
+                                expansion,
+                                ..Answer::refused(
+                                    Refusal::Model,
+                                    question,
+                                    rewritten,
+                                    passages,
+                                    timings,
+                                    model,
+                                    unmatched_terms,
+                                )
+                            };
+                            let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
+                            return;
+                        }
                         let sources: Vec<&str> =
                             passages.iter().map(|p| p.context.as_str()).collect();
                         let (text, repointed) = attribution::attribute(&text, &sources);
@@ -675,23 +842,11 @@ impl Asker {
                             refused: false,
                             refusal: None,
                             passages,
-                            timings: Timings {
-                                rewrite_ms,
-                                retrieval_ms,
-                                time_to_first_token_ms: Some(
-                                    rewrite_ms
-                                        + retrieval_ms
-                                        + stats.queue_ms
-                                        + stats.time_to_first_token_ms,
-                                ),
-                                prompt_tokens: stats.prompt_tokens,
-                                generated_tokens: stats.generated_tokens,
-                                tokens_per_s: Some(stats.decode_tokens_per_s),
-                                total_ms: started.elapsed().as_secs_f64() * 1000.0,
-                            },
+                            timings,
                             model,
                             unmatched_terms,
                             repointed_citations: repointed,
+                            expansion,
                         };
                         let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
                         return;
@@ -721,6 +876,31 @@ impl Asker {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_model_saying_its_sources_lack_the_answer_is_a_refusal() {
+        for text in [
+            NOT_IN_CORPUS,
+            "The text does not contain the answer to this question [1].",
+            "The provided text doesn't mention Excel. [2] It says ...",
+            "The sources provided do not specify how to do it [1].",
+            "The documents don't contain information about the Australian mirror.",
+            "There is no information about USB serial ports in the documents [3].",
+            "The information is not given in the sources.",
+        ] {
+            assert!(says_not_found(text), "{text}");
+        }
+        for text in [
+            "Debian does not contain non-free software by default [1].",
+            "The source code does not include the Ethernet driver on Windows [2].",
+            "The text does not give the exact version, but it says 2.3 is current [1].",
+            "Use apt to upgrade [1]. The documents do not contain more.",
+            "Run the SET command [2]; the simulator does not provide a GUI.",
+            "The SET CONSOLE TELNET command does not answer on port 23 [1].",
+        ] {
+            assert!(!says_not_found(text), "{text}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -243,6 +243,8 @@ impl Corpus {
             scope: q.scope.clone(),
             access: allowed.access,
             expand_neighbours: query.expand_neighbours,
+            fusion: None,
+            expansion: None,
         })
     }
 

@@ -59,6 +59,43 @@ pub struct CollectionChange {
     pub system_prompt: Option<Option<String>>,
     /// A name of `generation.models`.
     pub model: Option<Option<String>>,
+    /// Hybrid fusion weights (0 to 10 each, not both 0), given together: the dense and the
+    /// BM25 ranking's. `enclave calibrate` chooses them from the collection itself.
+    pub dense_weight: Option<Option<f64>>,
+    pub bm25_weight: Option<Option<f64>>,
+}
+
+/// The most a fusion weight may be.
+pub const MAX_FUSION_WEIGHT: f64 = 10.0;
+
+/// The fusion weights a change sets: `None` leaves them, `Some(None)` goes back to the
+/// configured ones.
+fn fusion_change(change: &CollectionChange) -> Result<Option<Option<(f64, f64)>>> {
+    let together = || {
+        CorpusError::Invalid(
+            "dense_weight and bm25_weight go together: give both, or clear both".into(),
+        )
+    };
+    match (change.dense_weight, change.bm25_weight) {
+        (None, None) => Ok(None),
+        (Some(None), Some(None)) => Ok(Some(None)),
+        (Some(Some(d)), Some(Some(b))) => {
+            for (key, w) in [("dense_weight", d), ("bm25_weight", b)] {
+                if !(w.is_finite() && (0.0..=MAX_FUSION_WEIGHT).contains(&w)) {
+                    return Err(CorpusError::Invalid(format!(
+                        "{key} {w}: from 0 to {MAX_FUSION_WEIGHT}"
+                    )));
+                }
+            }
+            if d + b <= 0.0 {
+                return Err(CorpusError::Invalid(
+                    "dense_weight and bm25_weight are both 0: one ranking must count".into(),
+                ));
+            }
+            Ok(Some(Some((d, b))))
+        }
+        _ => Err(together()),
+    }
 }
 
 /// A retrieval mode by name (`None` or empty: the default).
@@ -91,6 +128,10 @@ impl Corpus {
             Some(v) => settings.insert(key.into(), v),
             None => settings.remove(key),
         };
+        if let Some(fusion) = fusion_change(change)? {
+            set("dense_weight", fusion.map(|(d, _)| d.into()));
+            set("bm25_weight", fusion.map(|(_, b)| b.into()));
+        }
         if let Some(mode) = &change.mode {
             set(
                 "mode",

@@ -9,6 +9,7 @@
 
 pub mod actor;
 mod asking;
+mod calibration;
 mod changes;
 mod collection_settings;
 mod conversations;
@@ -32,6 +33,7 @@ pub use asking::{
     Answering, MAX_HISTORY_ANSWER_CHARS, MAX_QUESTION_CHARS, MAX_SEARCH_LIMIT, Query, Question,
     check_question,
 };
+pub use calibration::{FusionCalibration, MAX_CALIBRATION_SAMPLES};
 pub use changes::{DocumentChange, check_collection_name, clean_tags};
 pub use collection_settings::{CollectionChange, SettingsBounds, parse_mode};
 pub use conversations::{

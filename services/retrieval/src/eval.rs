@@ -22,15 +22,27 @@ pub async fn evaluate(
     items: &[EvalItem],
     collections: &[String],
 ) -> Result<Vec<(SearchMode, ModeReport)>, RetrievalError> {
+    evaluate_expanded(retriever, items, collections, &[]).await
+}
+
+/// [`evaluate`], each question searched with its query expansion (`expansions[i]` stands
+/// beside `items[i]`; see [`SearchRequest::expansion`]); an empty slice: none.
+pub async fn evaluate_expanded(
+    retriever: &Retriever,
+    items: &[EvalItem],
+    collections: &[String],
+    expansions: &[String],
+) -> Result<Vec<(SearchMode, ModeReport)>, RetrievalError> {
     let mut reports: Vec<(SearchMode, ModeReport)> =
         MODES.iter().map(|m| (*m, ModeReport::default())).collect();
-    for item in items {
+    for (i, item) in items.iter().enumerate() {
         for (mode, report) in &mut reports {
             let request = SearchRequest {
                 query: item.question.clone(),
                 collections: collections.to_vec(),
                 mode: Some(*mode),
                 limit: 10,
+                expansion: expansions.get(i).cloned(),
                 ..Default::default()
             };
             report.add(item, &retriever.search(&request).await?);
@@ -82,16 +94,29 @@ pub struct EvalItem {
 impl EvalItem {
     /// Whether a passage answers this item.
     pub fn is_hit(&self, p: &Passage) -> bool {
+        self.is_on_gold_page(
+            &p.chunk.document_id,
+            &p.source_uri,
+            p.chunk.page_start,
+            p.chunk.page_end,
+        )
+    }
+
+    /// Whether a passage of this document (id and source URI) over these pages is where the
+    /// answer is: the expected document, on one of the expected pages.
+    pub fn is_on_gold_page(
+        &self,
+        document_id: &str,
+        source_uri: &str,
+        page_start: i64,
+        page_end: i64,
+    ) -> bool {
         let document = match (&self.document_id, &self.document) {
-            (Some(id), _) => p.chunk.document_id == *id,
-            (None, Some(file)) => p.source_uri.ends_with(file.as_str()),
+            (Some(id), _) => document_id == id,
+            (None, Some(file)) => source_uri.ends_with(file.as_str()),
             (None, None) => false,
         };
-        document
-            && self
-                .pages
-                .iter()
-                .any(|&n| p.chunk.page_start <= n && n <= p.chunk.page_end)
+        document && self.pages.iter().any(|&n| page_start <= n && n <= page_end)
     }
 
     /// Rank (1-based) of the first hit among the results.

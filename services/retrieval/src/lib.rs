@@ -8,6 +8,7 @@
 //! The fusion is computed here rather than by the store's built-in RRF because the weights are
 //! configurable and every passage reports its per-channel scores and ranks.
 
+pub mod calibrate;
 pub mod eval;
 
 use std::collections::HashMap;
@@ -145,6 +146,69 @@ pub struct SearchRequest {
     pub access: Vec<String>,
     /// Add each passage's neighbouring chunks (one on each side) to its text.
     pub expand_neighbours: bool,
+    /// Hybrid fusion weights; `None`: the weights the collections searched agree on (see
+    /// [`collection_fusion`]), else `retrieval.dense_weight` and `retrieval.bm25_weight`.
+    pub fusion: Option<Fusion>,
+    /// Text written to stand beside the query (a hypothetical answer, see
+    /// `generation.expand_query`): both channels rank with the query and it together, while
+    /// relevance and [`SearchResults::unmatched_terms`] are judged on the query alone.
+    pub expansion: Option<String>,
+}
+
+/// The weights of the two rankings in hybrid fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Fusion {
+    pub dense_weight: f32,
+    pub bm25_weight: f32,
+}
+
+impl Fusion {
+    /// Weights that give the dense ranking `share` (0 to 1) of the fusion, summing to 2 so
+    /// that a share of 0.5 is the default (1, 1).
+    pub fn with_dense_share(share: f32) -> Self {
+        let share = share.clamp(0.0, 1.0);
+        Self {
+            dense_weight: 2.0 * share,
+            bm25_weight: 2.0 * (1.0 - share),
+        }
+    }
+
+    /// The dense ranking's share of the fusion.
+    pub fn dense_share(&self) -> f32 {
+        let sum = self.dense_weight + self.bm25_weight;
+        if sum > 0.0 {
+            self.dense_weight / sum
+        } else {
+            0.5
+        }
+    }
+}
+
+/// The hybrid fusion weights a collection's settings name (`{"dense_weight": 1.4,
+/// "bm25_weight": 0.6}`, written by `enclave calibrate`), if any.
+pub fn collection_fusion(settings: &serde_json::Value) -> Result<Option<Fusion>, RetrievalError> {
+    let weight = |key: &str| match settings.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(w) if w.is_finite() && w >= 0.0 => Ok(Some(w as f32)),
+            _ => Err(RetrievalError::Invalid(format!(
+                "collection setting {key} = {v}: use a number of 0 or more"
+            ))),
+        },
+    };
+    match (weight("dense_weight")?, weight("bm25_weight")?) {
+        (None, None) => Ok(None),
+        (Some(d), Some(b)) if d + b > 0.0 => Ok(Some(Fusion {
+            dense_weight: d,
+            bm25_weight: b,
+        })),
+        (Some(_), Some(_)) => Err(RetrievalError::Invalid(
+            "collection settings dense_weight and bm25_weight are both 0".into(),
+        )),
+        _ => Err(RetrievalError::Invalid(
+            "collection settings dense_weight and bm25_weight go together: set both".into(),
+        )),
+    }
 }
 
 /// The retrieval mode a collection's settings name (`{"mode": "bm25"}`), if any.
@@ -322,13 +386,15 @@ impl Retriever {
         Arc::clone(&self.vectors)
     }
 
-    /// The filter of a request, and the mode its collections' settings agree on.
+    /// The filter of a request, and the mode and fusion weights its collections' settings
+    /// agree on.
     async fn filter(
         &self,
         request: &SearchRequest,
-    ) -> Result<(VectorFilter, Option<SearchMode>), RetrievalError> {
+    ) -> Result<(VectorFilter, Option<SearchMode>, Option<Fusion>), RetrievalError> {
         let mut collection_ids = Vec::new();
         let mut modes = Vec::new();
+        let mut fusions = Vec::new();
         for name in &request.collections {
             let c = self
                 .meta
@@ -336,10 +402,15 @@ impl Retriever {
                 .await?
                 .ok_or_else(|| RetrievalError::UnknownCollection(name.clone()))?;
             modes.push(collection_mode(&c.settings)?);
+            fusions.push(collection_fusion(&c.settings)?);
             collection_ids.push(c.id);
         }
         let agreed = match modes.split_first() {
             Some((first, rest)) if rest.iter().all(|m| m == first) => *first,
+            _ => None,
+        };
+        let fusion = match fusions.split_first() {
+            Some((first, rest)) if rest.iter().all(|f| f == first) => *first,
             _ => None,
         };
         let filter = VectorFilter {
@@ -353,7 +424,7 @@ impl Retriever {
             authors_any: request.scope.authors.clone(),
             include_disabled: false,
         };
-        Ok((filter, agreed))
+        Ok((filter, agreed, fusion))
     }
 
     /// The settings every named collection has with the same value (none when no collection
@@ -403,23 +474,48 @@ impl Retriever {
                 "the date range is empty: its start is after its end".into(),
             ));
         }
-        let (filter, collection_default) = self.filter(request).await?;
+        let (filter, collection_default, agreed_fusion) = self.filter(request).await?;
         let mode = request.mode.or(collection_default).unwrap_or_default();
         let candidates = request.limit * self.options.candidates_factor.max(1);
 
         // The dense channel always runs: its cosine decides relevance, whatever the mode.
-        let vector = self
-            .embedder
-            .embed(vec![query.to_string()])
-            .await?
-            .pop()
-            .unwrap_or_default();
-        let dense = self
-            .vectors
-            .search(VectorQuery::Dense(vector), &filter, candidates)
-            .await?;
-        let (terms, weights) = self.bm25.query(query);
-        let query_terms = terms.len();
+        let expanded = request
+            .expansion
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| format!("{query} {e}"));
+        let mut inputs = vec![query.to_string()];
+        inputs.extend(expanded.clone());
+        let mut vectors = self.embedder.embed(inputs).await?.into_iter();
+        let vector = vectors.next().unwrap_or_default();
+        let (dense, best_dense) = match vectors.next() {
+            // Ranked by the expanded text; relevance from the query's own nearest passage.
+            Some(expanded_vector) => {
+                let nearest = self
+                    .vectors
+                    .search(VectorQuery::Dense(vector), &filter, 1)
+                    .await?;
+                let dense = self
+                    .vectors
+                    .search(VectorQuery::Dense(expanded_vector), &filter, candidates)
+                    .await?;
+                (dense, nearest.first().map_or(0.0, |h| h.score))
+            }
+            None => {
+                let dense = self
+                    .vectors
+                    .search(VectorQuery::Dense(vector), &filter, candidates)
+                    .await?;
+                let best = dense.first().map_or(0.0, |h| h.score);
+                (dense, best)
+            }
+        };
+        let (terms, weights) = self.bm25.query(expanded.as_deref().unwrap_or(query));
+        let query_terms = match &expanded {
+            Some(_) => self.bm25.query(query).0.len(),
+            None => terms.len(),
+        };
         let bm25 = if mode == SearchMode::Dense || terms.is_empty() {
             Vec::new()
         } else {
@@ -434,7 +530,13 @@ impl Retriever {
         let (wd, wb) = match mode {
             SearchMode::Dense => (1.0, 0.0),
             SearchMode::Bm25 => (0.0, 1.0),
-            SearchMode::Hybrid => (self.options.dense_weight, self.options.bm25_weight),
+            SearchMode::Hybrid => {
+                let f = request.fusion.or(agreed_fusion).unwrap_or(Fusion {
+                    dense_weight: self.options.dense_weight,
+                    bm25_weight: self.options.bm25_weight,
+                });
+                (f.dense_weight, f.bm25_weight)
+            }
         };
         for (rank, hit) in dense.iter().enumerate() {
             let s = scores.entry(hit.id.clone()).or_default();
@@ -446,7 +548,6 @@ impl Retriever {
             s.bm25 = Some(hit.score);
             s.fused += wb / (self.options.rrf_k + rank as f32 + 1.0);
         }
-        let best_dense = dense.first().map_or(0.0, |h| h.score);
         let mut ranked: Vec<(String, Scores)> =
             scores.into_iter().filter(|(_, s)| s.fused > 0.0).collect();
         ranked.sort_by(|a, b| b.1.fused.total_cmp(&a.1.fused).then(a.0.cmp(&b.0)));

@@ -851,6 +851,8 @@ pub async fn collection_page(
             "chunk_tokens": st.chunking.max_tokens,
             "chunk_overlap": st.chunking.overlap_tokens,
             "passages": st.generation.passages,
+            "dense_weight": st.retrieval.dense_weight,
+            "bm25_weight": st.retrieval.bm25_weight,
             "max_chunk_tokens": st.embedding.max_input_tokens.saturating_sub(2),
             "model": st.generation_model().file_name().map(|f| f.to_string_lossy().to_string()),
             "models": st.generation.models.keys().collect::<Vec<_>>(),
@@ -917,8 +919,15 @@ fn run_row(r: &enclave_corpus::EvalRun) -> serde_json::Value {
         setting("chunk_overlap"),
         setting("passages"),
         setting("model"),
-        number(&s["retrieval"]["dense_weight"]),
-        number(&s["retrieval"]["bm25_weight"]),
+        // The collection's own weights where it has them, else the server's.
+        number(match &c["dense_weight"] {
+            serde_json::Value::Null => &s["retrieval"]["dense_weight"],
+            own => own,
+        }),
+        number(match &c["bm25_weight"] {
+            serde_json::Value::Null => &s["retrieval"]["bm25_weight"],
+            own => own,
+        }),
         number(&s["retrieval"]["min_dense_score"]),
     );
     let modes: Vec<_> = r
@@ -961,7 +970,18 @@ pub async fn collection_save(
             })
             .transpose()
     };
+    let weight = |key: &str| -> std::result::Result<Option<f64>, ApiError> {
+        fields
+            .get(key)
+            .map(|v| {
+                v.parse::<f64>()
+                    .map_err(|_| ApiError::Invalid(format!("{key} '{v}': a number")))
+            })
+            .transpose()
+    };
     let body = CollectionSettingsBody {
+        dense_weight: Some(weight("dense_weight")?),
+        bm25_weight: Some(weight("bm25_weight")?),
         name: fields.get("name").map(str::to_string),
         mode: Some(fields.get("mode").map(str::to_string)),
         chunk_tokens: Some(number("chunk_tokens")?),

@@ -162,6 +162,8 @@ pub async fn change_collection(
         passages: body.passages,
         system_prompt: body.system_prompt.clone(),
         model: body.model.clone(),
+        dense_weight: body.dense_weight,
+        bm25_weight: body.bm25_weight,
     };
     Ok(state
         .corpus

@@ -31,6 +31,14 @@ pub struct CollectionOut {
     pub system_prompt: Option<String>,
     /// The model answering questions to this collection (`null`: the server's default).
     pub model: Option<String>,
+    /// Weight of the dense ranking in hybrid fusion (`null`: `retrieval.dense_weight`).
+    pub dense_weight: Option<f64>,
+    /// Weight of the BM25 ranking in hybrid fusion (`null`: `retrieval.bm25_weight`).
+    pub bm25_weight: Option<f64>,
+    /// What the last `enclave calibrate` measured (`null`: never calibrated): when, how many
+    /// questions, nDCG@10 at the configured and the chosen weights, the model.
+    #[schema(value_type = Option<Object>)]
+    pub fusion_calibration: Option<serde_json::Value>,
     /// Documents ready to be searched.
     pub ready: i64,
     /// Documents that failed or hold no text.
@@ -59,6 +67,13 @@ impl CollectionOut {
             .map(str::to_string);
         let number = |key: &str| c.settings.get(key).and_then(|v| v.as_u64());
         Self {
+            dense_weight: c.settings.get("dense_weight").and_then(|v| v.as_f64()),
+            bm25_weight: c.settings.get("bm25_weight").and_then(|v| v.as_f64()),
+            fusion_calibration: c
+                .settings
+                .get("fusion_calibration")
+                .filter(|v| v.is_object())
+                .cloned(),
             chunk_tokens: number("chunk_tokens"),
             chunk_overlap: number("chunk_overlap"),
             passages: number("passages"),
@@ -126,6 +141,15 @@ pub struct CollectionSettingsBody {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub model: Option<Option<String>>,
+    /// Weight of the dense ranking in hybrid fusion, 0 to 10; given with `bm25_weight`
+    /// (`null` for both: the configured weights).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f64>)]
+    pub dense_weight: Option<Option<f64>>,
+    /// Weight of the BM25 ranking in hybrid fusion, 0 to 10; given with `dense_weight`.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f64>)]
+    pub bm25_weight: Option<Option<f64>>,
 }
 
 /// The collections.

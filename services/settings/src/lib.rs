@@ -367,6 +367,12 @@ pub struct GenerationSettings {
     /// (`cargo bench --bench quality`); worth turning on with a larger model. Off: only
     /// retrieval's threshold (`retrieval.min_dense_score`) refuses.
     pub model_refusal: bool,
+    /// Query expansion: before searching, the model writes a two-sentence passage that would
+    /// answer the question, and the question and that passage are searched together (dense
+    /// and BM25 ranking; relevance and the words no passage holds still come from the
+    /// question alone). Costs one short generation (a few seconds on a CPU) before the
+    /// answer's first token; `cargo bench --bench quality` and `enclave eval` measure it.
+    pub expand_query: bool,
     /// Replaces the built-in system prompt (which asks for answers from the sources only,
     /// cited like [2]).
     pub system_prompt: Option<String>,
@@ -393,6 +399,7 @@ impl Default for GenerationSettings {
             passages: 5,
             max_chars_between_citations: 300,
             model_refusal: false,
+            expand_query: false,
             system_prompt: None,
             models: Default::default(),
         }
