@@ -469,34 +469,27 @@ async fn model_refusal(engine: Engine) {
     );
     assert!(a.timings.generated_tokens > 0, "the model was asked");
 
-    // Off, the grammar offers no refusal: the model's sentence comes with a citation, and is
-    // still recognised as the model saying that its sources lack the answer.
-    let off = Asker::new(retriever.clone(), Arc::clone(&generator), options(false));
-    let a = off.answer(&question).await.unwrap();
-    println!("{engine:?}, model refusal off: {:?}", a.text);
-    assert!(a.refused, "{}", a.text);
-    assert_eq!(a.refusal, Some(enclave_answer::Refusal::Model));
-    assert_eq!(a.text, NOT_IN_CORPUS);
-    assert!(a.citations.is_empty() && a.timings.generated_tokens > 0);
-
-    // An answer is not taken for a refusal.
-    let off = Asker::new(
-        retriever,
-        generator,
+    // Saying so in its own words is a refusal too.
+    let own_words = Asker::new(
+        retriever.clone(),
+        Arc::clone(&generator),
         options_saying(
-            false,
-            "Client files are kept for seven years after the matter closes.",
+            true,
+            "The text does not contain the answer to this question.",
         ),
     );
+    let a = own_words.answer(&question).await.unwrap();
+    println!("{engine:?}, in its own words: {:?}", a.text);
+    assert!(a.refused, "{}", a.text);
+    assert_eq!(a.refusal, Some(enclave_answer::Refusal::Model));
+    assert!(a.citations.is_empty());
+
+    // Off, the grammar offers no refusal: the same instruction ends in a cited answer.
+    let off = Asker::new(retriever, generator, options(false));
     let a = off.answer(&question).await.unwrap();
-    println!("{engine:?}, an answer: {:?}", a.text);
+    println!("{engine:?}, model refusal off: {:?}", a.text);
     assert!(!a.refused && a.refusal.is_none(), "{}", a.text);
-    // On this prompt the 135M model under mistral.rs's Lark grammar has been seen to end
-    // with no valid marker (repeating "The answer is: 7 years." until max_tokens); the
-    // citation requirement of both grammars is checked by `grounded_answers`.
-    if matches!(engine, Engine::LlamaCpp) {
-        assert!(!a.citations.is_empty(), "{}", a.text);
-    }
+    assert!(!a.citations.is_empty(), "{}", a.text);
 }
 
 #[tokio::test]

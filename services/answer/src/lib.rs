@@ -423,9 +423,9 @@ const NOT_FOUND_VERBS: &[&str] = &[
 /// Whether an answer opens by saying that its sources do not hold the answer ("The text does
 /// not contain information about …", "The documents do not mention …", "There is no
 /// information about … in the sources"), as the built-in prompt asks a model to, even when it
-/// then cites a source. Such an answer is the model's refusal: what a small model adds after
-/// it is a guess. A sentence that goes on with "but" or "however" is a partial answer, not a
-/// refusal.
+/// then cites a source. With [`AnswerOptions::model_refusal`] such an answer is the model's
+/// refusal: what a small model adds after it is a guess. A sentence that goes on with "but" or
+/// "however" is a partial answer, not a refusal.
 pub fn says_not_found(text: &str) -> bool {
     let text = text.replace('\u{2019}', "'");
     let first = text
@@ -794,8 +794,10 @@ impl Asker {
                             tokens_per_s: Some(stats.decode_tokens_per_s),
                             total_ms: started.elapsed().as_secs_f64() * 1000.0,
                         };
-                        // The model said, in its own words, that the sources lack the answer.
-                        if says_not_found(&text) {
+                        // The model said, in its own words, that the sources lack the answer
+                        // (when it may refuse: by default such an answer keeps its citations,
+                        // as the model is wrong more often than right when it says so).
+                        if model_refusal && says_not_found(&text) {
                             let answer = Answer {
                                 expansion,
                                 ..Answer::refused(

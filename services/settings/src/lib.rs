@@ -362,7 +362,8 @@ pub struct GenerationSettings {
     pub max_chars_between_citations: usize,
     /// Lets the model answer "The documents do not contain an answer to this question." (the
     /// answer grammar's one alternative to a cited answer) when the passages it was given do
-    /// not hold the answer. Off by default: the packaged 0.5B model refuses most unanswerable
+    /// not hold the answer; an answer whose first sentence says so in other words ("The text
+    /// does not contain …") then counts as the model's refusal too. Off by default: the packaged 0.5B model refuses most unanswerable
     /// questions that retrieval lets through, but also more than half of the answerable ones
     /// (`cargo bench --bench quality`); worth turning on with a larger model. Off: only
     /// retrieval's threshold (`retrieval.min_dense_score`) refuses.
