@@ -3,7 +3,7 @@
 //! so a question worded away from the documents still meets their vocabulary. Relevance and
 //! the words no passage holds are still judged on the question alone.
 
-use enclave_generation::{ChatMessage, GenerationEvent, GenerationRequest, Generator};
+use enclave_generation::{ChatMessage, GenerationRequest, Generator};
 
 use crate::AnswerError;
 
@@ -34,21 +34,16 @@ pub fn expansion_lark() -> String {
 
 /// The model's hypothetical answer to `question` (greedy, at most about 64 tokens).
 pub async fn expand(generator: &dyn Generator, question: &str) -> Result<String, AnswerError> {
-    let mut events = generator.generate(GenerationRequest {
-        messages: expansion_messages(question),
-        max_tokens: 64,
-        temperature: 0.0,
-        grammar: Some(expansion_grammar()),
-        lark: Some(expansion_lark()),
-        seed: 0,
-    })?;
-    let mut text = String::new();
-    while let Some(event) = events.recv().await {
-        match event {
-            GenerationEvent::Token(piece) => text.push_str(&piece),
-            GenerationEvent::Error(e) => return Err(e.into()),
-            GenerationEvent::Done(_) => break,
-        }
-    }
-    Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    crate::complete(
+        generator,
+        GenerationRequest {
+            messages: expansion_messages(question),
+            max_tokens: 64,
+            temperature: 0.0,
+            grammar: Some(expansion_grammar()),
+            lark: Some(expansion_lark()),
+            seed: 0,
+        },
+    )
+    .await
 }

@@ -2,7 +2,7 @@
 //! version 2?") is rewritten into a standalone question before retrieval, by the local model,
 //! unless it already stands alone (a cheap check, no model call).
 
-use enclave_generation::{ChatMessage, GenerationEvent, GenerationRequest, Generator};
+use enclave_generation::{ChatMessage, GenerationRequest, Generator};
 
 use crate::AnswerError;
 
@@ -301,23 +301,18 @@ pub async fn rewrite(
     history: &[Turn],
 ) -> Result<Rewrite, AnswerError> {
     let started = std::time::Instant::now();
-    let mut events = generator.generate(GenerationRequest {
-        messages: rewrite_messages(question, history),
-        max_tokens: 64,
-        temperature: 0.0,
-        grammar: Some(rewrite_grammar()),
-        lark: Some(rewrite_lark()),
-        seed: 0,
-    })?;
-    let mut text = String::new();
-    while let Some(event) = events.recv().await {
-        match event {
-            GenerationEvent::Token(piece) => text.push_str(&piece),
-            GenerationEvent::Error(e) => return Err(e.into()),
-            GenerationEvent::Done(_) => break,
-        }
-    }
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = crate::complete(
+        generator,
+        GenerationRequest {
+            messages: rewrite_messages(question, history),
+            max_tokens: 64,
+            temperature: 0.0,
+            grammar: Some(rewrite_grammar()),
+            lark: Some(rewrite_lark()),
+            seed: 0,
+        },
+    )
+    .await?;
     let (question, kind) = if usable(&text, question, history) {
         (text, RewriteKind::Model)
     } else {

@@ -398,6 +398,24 @@ pub fn is_model_refusal(text: &str) -> bool {
     text.trim_start().starts_with(NOT_IN_CORPUS)
 }
 
+/// Runs a short, non-streamed generation (a rewrite, an expansion, a question) and returns its
+/// text on one line, runs of white space made single spaces.
+pub(crate) async fn complete(
+    generator: &dyn Generator,
+    request: GenerationRequest,
+) -> Result<String, AnswerError> {
+    let mut events = generator.generate(request)?;
+    let mut text = String::new();
+    while let Some(event) = events.recv().await {
+        match event {
+            GenerationEvent::Token(piece) => text.push_str(&piece),
+            GenerationEvent::Error(e) => return Err(e.into()),
+            GenerationEvent::Done(_) => break,
+        }
+    }
+    Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
 /// Subjects of a "the sources do not say" sentence.
 const NOT_FOUND_SUBJECTS: &[&str] = &[
     "document",

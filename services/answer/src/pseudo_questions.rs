@@ -2,7 +2,7 @@
 //! ask that the passage answers. They calibrate a collection's fusion weights (see
 //! `enclave_retrieval::calibrate`) without anyone writing a question set first.
 
-use enclave_generation::{ChatMessage, GenerationEvent, GenerationRequest, Generator};
+use enclave_generation::{ChatMessage, GenerationRequest, Generator};
 
 use crate::AnswerError;
 use crate::followup::{rewrite_grammar, rewrite_lark};
@@ -40,23 +40,19 @@ pub async fn question_for(
     section: Option<&str>,
     passage: &str,
 ) -> Result<Option<String>, AnswerError> {
-    let mut events = generator.generate(GenerationRequest {
-        messages: question_messages(title, section, passage),
-        max_tokens: 48,
-        temperature: 0.0,
-        grammar: Some(rewrite_grammar()),
-        lark: Some(rewrite_lark()),
-        seed: 0,
-    })?;
-    let mut text = String::new();
-    while let Some(event) = events.recv().await {
-        match event {
-            GenerationEvent::Token(piece) => text.push_str(&piece),
-            GenerationEvent::Error(e) => return Err(e.into()),
-            GenerationEvent::Done(_) => break,
-        }
-    }
-    let question = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = crate::complete(
+        generator,
+        GenerationRequest {
+            messages: question_messages(title, section, passage),
+            max_tokens: 48,
+            temperature: 0.0,
+            grammar: Some(rewrite_grammar()),
+            lark: Some(rewrite_lark()),
+            seed: 0,
+        },
+    )
+    .await?;
+    let question = text;
     Ok((question.split(' ').count() >= 3).then_some(question))
 }
 
