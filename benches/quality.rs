@@ -30,8 +30,8 @@
 //! ```text
 //! export CARGO_TARGET_DIR=$HOME/.cache/enclave/target
 //! scripts/fetch-models embed llm
-//! cargo bench --bench quality                     # about 40 min on 2 cores
-//! cargo bench --bench quality -- --answers 0      # retrieval only: about 3 min
+//! cargo bench --bench quality                     # about 50 min on 2 cores
+//! cargo bench --bench quality -- --answers 0      # retrieval, calibration, expansion: about 15 min
 //! ```
 
 use std::collections::BTreeSet;
