@@ -660,16 +660,13 @@ impl Asker {
             .as_ref()
             .map_or(request.question.as_str(), |r| r.question.as_str())
             .to_string();
-        let expand_started = Instant::now();
-        let expansion = if self.options.expand_query {
-            Some(expansion::expand(generator.as_ref(), &searched).await?).filter(|e| !e.is_empty())
+        let (expansion, expand_ms) = if self.options.expand_query {
+            let expand_started = Instant::now();
+            let text = expansion::expand(generator.as_ref(), &searched).await?;
+            let took = expand_started.elapsed().as_secs_f64() * 1000.0;
+            (Some(text).filter(|e| !e.is_empty()), took)
         } else {
-            None
-        };
-        let expand_ms = if self.options.expand_query {
-            expand_started.elapsed().as_secs_f64() * 1000.0
-        } else {
-            0.0
+            (None, 0.0)
         };
         let retrieval_started = Instant::now();
         let results = self
@@ -896,6 +893,7 @@ impl Asker {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn a_model_saying_its_sources_lack_the_answer_is_a_refusal() {
@@ -921,7 +919,6 @@ mod tests {
             assert!(!says_not_found(text), "{text}");
         }
     }
-    use super::*;
 
     #[test]
     fn documents_cannot_forge_source_delimiters() {

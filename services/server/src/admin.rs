@@ -912,6 +912,13 @@ fn run_row(r: &enclave_corpus::EvalRun) -> serde_json::Value {
         v.as_f64()
             .map_or_else(|| "?".to_string(), |n| format!("{n:.2}"))
     };
+    // The collection's own weights where it has them, else the server's.
+    let fusion_weight = |key: &str| {
+        number(match &c[key] {
+            serde_json::Value::Null => &s["retrieval"][key],
+            own => own,
+        })
+    };
     let settings = format!(
         "mode {}, chunks {}/{} tokens, passages {}, model {}, fusion {}:{}, threshold {}",
         setting("mode"),
@@ -919,15 +926,8 @@ fn run_row(r: &enclave_corpus::EvalRun) -> serde_json::Value {
         setting("chunk_overlap"),
         setting("passages"),
         setting("model"),
-        // The collection's own weights where it has them, else the server's.
-        number(match &c["dense_weight"] {
-            serde_json::Value::Null => &s["retrieval"]["dense_weight"],
-            own => own,
-        }),
-        number(match &c["bm25_weight"] {
-            serde_json::Value::Null => &s["retrieval"]["bm25_weight"],
-            own => own,
-        }),
+        fusion_weight("dense_weight"),
+        fusion_weight("bm25_weight"),
         number(&s["retrieval"]["min_dense_score"]),
     );
     let modes: Vec<_> = r
