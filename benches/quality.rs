@@ -97,6 +97,8 @@ struct ModeRow {
 #[derive(Debug, Deserialize)]
 struct UnmatchedRow {
     refuse_unmatched: String,
+    #[serde(default)]
+    names_together: bool,
     refused: usize,
     false_refusals: usize,
 }
@@ -415,7 +417,11 @@ fn print_unmatched(runs: &[Run]) {
             println!(
                 "| {name} | {} | {} | {} of {} | {} of {} |",
                 if tuned { "yes" } else { "no (held out)" },
-                row.refuse_unmatched,
+                if row.names_together {
+                    format!("{} + names together", row.refuse_unmatched)
+                } else {
+                    row.refuse_unmatched.clone()
+                },
                 row.refused,
                 hybrid.unanswerable,
                 row.false_refusals,

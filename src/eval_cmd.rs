@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use enclave_retrieval::eval::{ModeReport, ThresholdRow, evaluate_expanded, parse_set};
+use enclave_retrieval::eval::{
+    ModeReport, ThresholdRow, UNMATCHED_RULES, evaluate_expanded, parse_set, rule_label,
+};
 use enclave_settings::{RefuseUnmatched, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -220,12 +222,14 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
                     "latency_p50_ms": r.latency_percentile(50.0),
                     "latency_p95_ms": r.latency_percentile(95.0),
                     "latency_p99_ms": r.latency_percentile(99.0),
-                    "unmatched_rule": RefuseUnmatched::ALL
+                    "unmatched_rule": UNMATCHED_RULES
                         .iter()
-                        .map(|&k| {
-                            let row = r.at_rule(settings.retrieval.min_dense_score, k);
+                        .map(|&(k, together)| {
+                            let row =
+                                r.at_rule(settings.retrieval.min_dense_score, k, together);
                             serde_json::json!({
                                 "refuse_unmatched": k.as_str(),
+                                "names_together": together,
                                 "refused": row.refused,
                                 "false_refusals": row.false_refusals,
                             })
@@ -410,10 +414,12 @@ fn print_unmatched(report: &ModeReport, retrieval: &enclave_settings::RetrievalS
     println!();
     println!("| refuse_unmatched | unanswerable refused | answerable refused | right |");
     println!("|---|---|---|---|");
-    for k in RefuseUnmatched::ALL {
-        let r = report.at_rule(retrieval.min_dense_score, k);
-        let mut label = k.as_str().to_string();
-        if k == retrieval.refuse_unmatched {
+    for (k, together) in UNMATCHED_RULES {
+        let r = report.at_rule(retrieval.min_dense_score, k, together);
+        let mut label = rule_label(k, together);
+        if k == retrieval.refuse_unmatched
+            && (together == retrieval.names_together || k == RefuseUnmatched::Off)
+        {
             label.push_str(" (configured)");
         }
         print_refusal_row(&label, &r, report);
@@ -421,13 +427,16 @@ fn print_unmatched(report: &ModeReport, retrieval: &enclave_settings::RetrievalS
     let listed = report.with_unmatched();
     if !listed.is_empty() {
         println!();
-        println!("| question | unanswerable | words no passage holds |");
-        println!("|---|---|---|");
-        for (id, unanswerable, words) in listed {
+        println!(
+            "| question | unanswerable | words no passage holds | names no document found holds together |"
+        );
+        println!("|---|---|---|---|");
+        for (id, unanswerable, words, apart) in listed {
             println!(
-                "| {id} | {} | {} |",
+                "| {id} | {} | {} | {} |",
                 if unanswerable { "yes" } else { "no" },
-                words.join(", ")
+                words.join(", "),
+                apart.join(", ")
             );
         }
     }

@@ -42,6 +42,13 @@ async fn known_answers_come_from_their_pages() {
         "Internal memo: the Debian mirror in the basement is retired.\n",
     )
     .unwrap();
+    let farm = env.docs().join("farm.txt");
+    std::fs::write(
+        &farm,
+        "Kestrel is the build farm of the payroll team: it compiles the payroll software \
+         every night and keeps the last seven builds.\n",
+    )
+    .unwrap();
     env.run(&["groups", "create", "staff"]);
     env.run(&["groups", "create", "hr"]);
     env.run(&[
@@ -59,6 +66,14 @@ async fn known_answers_come_from_their_pages() {
         "--allow-group",
         "hr",
         memo.to_str().unwrap(),
+    ]);
+    env.run(&[
+        "ingest",
+        "--collection",
+        "farm",
+        "--allow-group",
+        "hr",
+        farm.to_str().unwrap(),
     ]);
     let r = retriever(&env).await;
 
@@ -165,6 +180,16 @@ async fn known_answers_come_from_their_pages() {
         },
     )
     .unwrap();
+    let lenient_names = Retriever::new(
+        r.meta().clone(),
+        r.vectors(),
+        embedder().await,
+        RetrievalOptions {
+            names_together: false,
+            ..RetrievalOptions::default()
+        },
+    )
+    .unwrap();
     let res = lenient
         .search(&request(zypper, SearchMode::Hybrid))
         .await
@@ -178,6 +203,36 @@ async fn known_answers_come_from_their_pages() {
         .await
         .unwrap();
     assert!(res.relevant && res.unmatched_terms.is_empty());
+
+    // Names no one document found holds together: every word of the question is somewhere,
+    // but "Kestrel" only in the farm note and "Debian" only elsewhere.
+    let apart = "Does Kestrel mirror the Debian archive?";
+    let res = r.search(&request(apart, SearchMode::Hybrid)).await.unwrap();
+    assert!(res.unmatched_terms.is_empty(), "{:?}", res.unmatched_terms);
+    assert_eq!(res.names_apart, ["Kestrel", "Debian"]);
+    assert!(!res.relevant, "names apart refuse by default");
+    let res = lenient_names
+        .search(&request(apart, SearchMode::Hybrid))
+        .await
+        .unwrap();
+    assert!(res.relevant, "best dense {}", res.best_dense);
+    // One document holding every name, or a question naming one that a found document holds,
+    // is answered.
+    for together in [
+        "Does Kestrel compile the payroll software every night?",
+        "Is the Debian mirror in the basement retired?",
+    ] {
+        let res = r
+            .search(&request(together, SearchMode::Hybrid))
+            .await
+            .unwrap();
+        assert!(
+            res.names_apart.is_empty(),
+            "{together}: {:?}",
+            res.names_apart
+        );
+        assert!(res.relevant, "{together}: best dense {}", res.best_dense);
+    }
 
     // Off-corpus: nothing relevant, the nearest passages still shown.
     let res = r

@@ -295,6 +295,11 @@ pub struct Answer {
     /// refused; a reader sees which of their words the documents never mention.
     #[serde(default)]
     pub unmatched_terms: Vec<String>,
+    /// Names of the question that no one document among those found mentions together
+    /// (`retrieval.names_together`): with `retrieval.refuse_unmatched` they can be why
+    /// retrieval refused.
+    #[serde(default)]
+    pub names_apart: Vec<String>,
     /// Markers moved to the source their sentence was copied from (the model named another
     /// one); `text` and `citations` already name the right source.
     #[serde(default)]
@@ -328,6 +333,7 @@ impl Answer {
             timings,
             model,
             unmatched_terms,
+            names_apart: Vec::new(),
             repointed_citations: Vec::new(),
             expansion: None,
         }
@@ -688,9 +694,11 @@ impl Asker {
         let (tx, rx) = mpsc::channel(64);
         let passages = results.passages;
         let unmatched_terms = results.unmatched_terms;
+        let names_apart = results.names_apart;
         if !results.relevant {
             let answer = Answer {
                 expansion,
+                names_apart,
                 ..Answer::refused(
                     Refusal::Retrieval,
                     request.question.clone(),
@@ -862,6 +870,7 @@ impl Asker {
                             timings,
                             model,
                             unmatched_terms,
+                            names_apart,
                             repointed_citations: repointed,
                             expansion,
                         };

@@ -9,11 +9,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Passage, RefuseUnmatched, RetrievalError, Retriever, SearchMode, SearchRequest, SearchResults,
-    refuses_unmatched,
+    refuses_apart, refuses_unmatched,
 };
 
 /// The modes an evaluation compares.
 pub const MODES: [SearchMode; 3] = [SearchMode::Dense, SearchMode::Bm25, SearchMode::Hybrid];
+
+/// The refusal rules an evaluation compares: each `retrieval.refuse_unmatched`, `names` and
+/// `words` with `retrieval.names_together` off and on.
+pub const UNMATCHED_RULES: [(RefuseUnmatched, bool); 5] = [
+    (RefuseUnmatched::Off, false),
+    (RefuseUnmatched::Names, false),
+    (RefuseUnmatched::Names, true),
+    (RefuseUnmatched::Words, false),
+    (RefuseUnmatched::Words, true),
+];
+
+/// How tables name a rule of [`UNMATCHED_RULES`].
+pub fn rule_label(policy: RefuseUnmatched, names_together: bool) -> String {
+    if names_together {
+        format!("{} + names together", policy.as_str())
+    } else {
+        policy.as_str().to_string()
+    }
+}
 
 /// Searches every item of a set in every mode (top 10, within `collections`, every document
 /// of them) and scores the results.
@@ -171,6 +190,8 @@ pub struct ModeReport {
     pub nearest: Vec<(bool, f32)>,
     /// Per question, in the same order: the words of it that no passage in scope holds.
     pub unmatched: Vec<Vec<String>>,
+    /// Per question, in the same order: its names no one document found holds together.
+    pub names_apart: Vec<Vec<String>>,
     /// Per question, in the same order: its id.
     pub ids: Vec<String>,
 }
@@ -191,6 +212,7 @@ impl ModeReport {
         self.latencies_ms.push(results.took_ms);
         self.nearest.push((item.unanswerable, results.best_dense));
         self.unmatched.push(results.unmatched_terms.clone());
+        self.names_apart.push(results.names_apart.clone());
         self.ids.push(item.id.clone());
         if item.unanswerable {
             self.unanswerable += 1;
@@ -248,18 +270,27 @@ impl ModeReport {
 
     /// What refusal would have been with `threshold` as `retrieval.min_dense_score`.
     pub fn at_threshold(&self, threshold: f32) -> ThresholdRow {
-        self.at_rule(threshold, RefuseUnmatched::Off)
+        self.at_rule(threshold, RefuseUnmatched::Off, false)
     }
 
-    /// What refusal would have been with `threshold` as `retrieval.min_dense_score` and
-    /// `policy` as `retrieval.refuse_unmatched`.
-    pub fn at_rule(&self, threshold: f32, policy: RefuseUnmatched) -> ThresholdRow {
+    /// What refusal would have been with `threshold` as `retrieval.min_dense_score`, `policy`
+    /// as `retrieval.refuse_unmatched` and `names_together` as `retrieval.names_together`.
+    pub fn at_rule(
+        &self,
+        threshold: f32,
+        policy: RefuseUnmatched,
+        names_together: bool,
+    ) -> ThresholdRow {
         let refused = |i: usize| {
             self.nearest[i].1 < threshold
                 || self
                     .unmatched
                     .get(i)
                     .is_some_and(|u| refuses_unmatched(policy, u))
+                || self
+                    .names_apart
+                    .get(i)
+                    .is_some_and(|n| refuses_apart(policy, names_together, n))
         };
         let count = |want: bool| {
             (0..self.nearest.len())
@@ -273,15 +304,17 @@ impl ModeReport {
         }
     }
 
-    /// The questions (id, unanswerable, words) some of whose words no passage in scope holds.
-    pub fn with_unmatched(&self) -> Vec<(&str, bool, &[String])> {
+    /// The questions (id, unanswerable, words no passage in scope holds, names no one
+    /// document found holds together) with either.
+    pub fn with_unmatched(&self) -> Vec<(&str, bool, &[String], &[String])> {
         (0..self.ids.len())
-            .filter(|&i| !self.unmatched[i].is_empty())
+            .filter(|&i| !self.unmatched[i].is_empty() || !self.names_apart[i].is_empty())
             .map(|i| {
                 (
                     self.ids[i].as_str(),
                     self.nearest[i].0,
                     self.unmatched[i].as_slice(),
+                    self.names_apart[i].as_slice(),
                 )
             })
             .collect()
@@ -368,6 +401,7 @@ mod tests {
             relevant,
             best_dense: if relevant { 0.5 } else { 0.2 },
             unmatched_terms: Vec::new(),
+            names_apart: Vec::new(),
             query_terms: 1,
             mode: SearchMode::Hybrid,
             took_ms: 10.0,

@@ -86,7 +86,13 @@ pub struct RetrievalOptions {
     /// Whether words of the query that occur in no passage it may return (see
     /// [`SearchResults::unmatched_terms`]) make it "nothing relevant found".
     pub refuse_unmatched: RefuseUnmatched,
+    /// Whether, with `refuse_unmatched` on, names of the query that no one document among the
+    /// results holds together (see [`SearchResults::names_apart`]) refuse as well.
+    pub names_together: bool,
 }
+
+/// The passages, best first, whose documents [`SearchResults::names_apart`] looks at.
+pub const NAMES_TOGETHER_PASSAGES: usize = 5;
 
 pub use enclave_settings::RefuseUnmatched;
 
@@ -96,6 +102,46 @@ pub use enclave_settings::RefuseUnmatched;
 pub fn looks_like_name(word: &str) -> bool {
     word.chars().any(|c| c.is_uppercase() || c.is_ascii_digit())
         || word.trim_matches('-').contains('-')
+}
+
+/// The words of a query as the unmatched-word checks read it: split at anything but letters,
+/// digits, `_`, `-` and `.`, trimmed of leading and trailing punctuation.
+fn query_words(query: &str) -> impl Iterator<Item = &str> {
+    query
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+        .filter(|w| !w.is_empty())
+}
+
+/// The words of `query` that look like names ([`looks_like_name`]), distinct, in query order.
+/// The first word's leading capital does not count: every sentence has one ("Give me an
+/// overview ..." names nothing).
+pub fn query_names(query: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (i, word) in query_words(query).enumerate() {
+        let name = if i == 0 {
+            let mut chars = word.chars();
+            let first = chars.next().map(|c| c.to_lowercase().collect::<String>());
+            looks_like_name(&(first.unwrap_or_default() + chars.as_str()))
+        } else {
+            looks_like_name(word)
+        };
+        if name && !names.iter().any(|n| n == word) {
+            names.push(word.to_string());
+        }
+    }
+    names
+}
+
+/// Whether `policy` refuses a search whose query has these names no one document among the
+/// results holds together ([`SearchResults::names_apart`]), with `names_together` as
+/// `retrieval.names_together`.
+pub fn refuses_apart(
+    policy: RefuseUnmatched,
+    names_together: bool,
+    names_apart: &[String],
+) -> bool {
+    policy != RefuseUnmatched::Off && names_together && !names_apart.is_empty()
 }
 
 /// Whether `policy` refuses a search whose query has these unmatched words.
@@ -118,6 +164,7 @@ impl From<&enclave_settings::RetrievalSettings> for RetrievalOptions {
             candidates_factor: s.candidates_factor,
             min_dense_score: s.min_dense_score,
             refuse_unmatched: s.refuse_unmatched,
+            names_together: s.names_together,
         }
     }
 }
@@ -339,6 +386,11 @@ pub struct SearchResults {
     /// (same collections, access and scope), as the query spells them. An answer cannot come
     /// from passages that never mention what the question is about.
     pub unmatched_terms: Vec<String>,
+    /// Every name of the query (see [`query_names`]) when no one document among those of the
+    /// first [`NAMES_TOGETHER_PASSAGES`] passages mentions them all; empty otherwise. The
+    /// manual of one product seldom answers a question that also names a product only other
+    /// documents mention ("get SIMH from GitHub").
+    pub names_apart: Vec<String>,
     /// Words of the query the BM25 index looks up (stop words aside), distinct.
     pub query_terms: usize,
     pub mode: SearchMode,
@@ -611,6 +663,7 @@ impl Retriever {
                 break;
             }
         }
+        let names_apart = self.names_apart(query, &filter, &passages).await?;
         if request.expand_neighbours {
             for p in &mut passages {
                 p.context = self.with_neighbours(&p.chunk).await?;
@@ -619,9 +672,15 @@ impl Retriever {
         Ok(SearchResults {
             relevant: !passages.is_empty()
                 && best_dense >= self.options.min_dense_score
-                && !refuses_unmatched(self.options.refuse_unmatched, &unmatched_terms),
+                && !refuses_unmatched(self.options.refuse_unmatched, &unmatched_terms)
+                && !refuses_apart(
+                    self.options.refuse_unmatched,
+                    self.options.names_together,
+                    &names_apart,
+                ),
             best_dense,
             unmatched_terms,
+            names_apart,
             query_terms,
             passages,
             mode,
@@ -638,11 +697,7 @@ impl Retriever {
         filter: &VectorFilter,
     ) -> Result<Vec<String>, RetrievalError> {
         let mut words: Vec<(u32, String)> = Vec::new();
-        for word in query
-            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
-            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
-            .filter(|w| !w.is_empty())
-        {
+        for word in query_words(query) {
             for term in self.bm25.query(word).0 {
                 if !words.iter().any(|(t, _)| *t == term) {
                     words.push((term, word.to_string()));
@@ -661,6 +716,56 @@ impl Retriever {
             }
         }
         Ok(unmatched)
+    }
+
+    /// [`SearchResults::names_apart`]: whether one document of the first passages holds every
+    /// BM25 term of the query's names, by one single-term sparse search per document and term
+    /// under the search's own filter narrowed to that document.
+    async fn names_apart(
+        &self,
+        query: &str,
+        filter: &VectorFilter,
+        passages: &[Passage],
+    ) -> Result<Vec<String>, RetrievalError> {
+        let names: Vec<String> = query_names(query)
+            .into_iter()
+            .filter(|n| !self.bm25.query(n).0.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Ok(names);
+        }
+        let mut terms: Vec<u32> = Vec::new();
+        for name in &names {
+            for t in self.bm25.query(name).0 {
+                if !terms.contains(&t) {
+                    terms.push(t);
+                }
+            }
+        }
+        let mut documents: Vec<&str> = Vec::new();
+        for p in passages.iter().take(NAMES_TOGETHER_PASSAGES) {
+            if !documents.contains(&p.chunk.document_id.as_str()) {
+                documents.push(&p.chunk.document_id);
+            }
+        }
+        let filters: Vec<VectorFilter> = documents
+            .iter()
+            .map(|d| VectorFilter {
+                document_ids: vec![d.to_string()],
+                ..filter.clone()
+            })
+            .collect();
+        let held = futures::future::try_join_all(filters.iter().flat_map(|f| {
+            terms.iter().map(move |t| {
+                self.vectors
+                    .search(VectorQuery::Bm25(vec![*t], vec![1.0]), f, 1)
+            })
+        }))
+        .await?;
+        let together = held
+            .chunks(terms.len())
+            .any(|document| document.iter().all(|hits| !hits.is_empty()));
+        Ok(if together { Vec::new() } else { names })
     }
 
     /// The chunk's text widened to the previous and next chunks of the same version, as one
@@ -759,6 +864,36 @@ mod tests {
         assert!(!overlaps(&chunk("a", 0, 100), &chunk("a", 80, 180)));
         assert!(!overlaps(&chunk("a", 0, 100), &chunk("b", 0, 100)));
         assert!(overlaps(&chunk("a", 0, 100), &chunk("a", 10, 20)));
+    }
+
+    #[test]
+    fn names_are_capitals_digits_and_inner_hyphens_past_the_first_word() {
+        // "I" is one too: the BM25 encoder drops it as a stop word before names are looked up.
+        assert_eq!(
+            query_names("How do I get the latest SIMH sources from GitHub?"),
+            ["I", "SIMH", "GitHub"]
+        );
+        assert_eq!(
+            query_names("Give me an overview of how a simulator is put together."),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            query_names("KA10 or scikit-learn, and KA10 again"),
+            ["KA10", "scikit-learn"]
+        );
+        assert_eq!(query_names("DataFrames in R"), ["DataFrames", "R"]);
+        assert!(refuses_apart(
+            RefuseUnmatched::Names,
+            true,
+            &["SIMH".into()]
+        ));
+        assert!(!refuses_apart(
+            RefuseUnmatched::Names,
+            false,
+            &["SIMH".into()]
+        ));
+        assert!(!refuses_apart(RefuseUnmatched::Off, true, &["SIMH".into()]));
+        assert!(!refuses_apart(RefuseUnmatched::Words, true, &[]));
     }
 
     #[test]

@@ -1235,6 +1235,7 @@ pub async fn search(
         passages: PassageOut::list(&results.passages),
         relevant: results.relevant,
         unmatched_terms: results.unmatched_terms.clone(),
+        names_apart: results.names_apart.clone(),
         mode: results.mode.to_string(),
         took_ms: results.took_ms,
     }))

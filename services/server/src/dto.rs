@@ -737,6 +737,9 @@ pub struct SearchOut {
     /// Words of the query (stop words aside) that no passage the caller may read in the
     /// searched collections holds.
     pub unmatched_terms: Vec<String>,
+    /// The query's names when no one document of the five best passages mentions them all
+    /// (`retrieval.names_together`).
+    pub names_apart: Vec<String>,
     pub mode: String,
     pub took_ms: f64,
 }
@@ -1014,6 +1017,9 @@ pub struct AnswerOut {
     /// searched collections holds: with `retrieval.refuse_unmatched`, why retrieval
     /// refused.
     pub unmatched_terms: Vec<String>,
+    /// The question's names when no one document found mentions them all: with
+    /// `retrieval.names_together`, why retrieval refused.
+    pub names_apart: Vec<String>,
     /// Citation markers the model put after words copied from another source, moved to that
     /// source (the text and citations already name it).
     pub repointed_citations: usize,
@@ -1083,6 +1089,7 @@ impl From<&Answer> for AnswerOut {
             },
             model: a.model.clone(),
             unmatched_terms: a.unmatched_terms.clone(),
+            names_apart: a.names_apart.clone(),
             repointed_citations: a.repointed_citations.len(),
             rewrite: a.rewrite.as_ref().map(|r| RewriteOut {
                 question: r.question.clone(),

@@ -72,6 +72,8 @@ pub struct Grounding {
     pub citations: Vec<CitationOut>,
     /// Words of the question that no passage the caller may read holds (stop words aside).
     pub unmatched_terms: Vec<String>,
+    /// The question's names when no one document found mentions them all.
+    pub names_apart: Vec<String>,
 }
 
 impl Grounding {
@@ -86,6 +88,7 @@ impl Grounding {
                 .map(|c| CitationOut::new(c, &a.passages))
                 .collect(),
             unmatched_terms: a.unmatched_terms.clone(),
+            names_apart: a.names_apart.clone(),
         }
     }
 }

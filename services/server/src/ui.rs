@@ -547,6 +547,12 @@ fn answer_context(answer: &Answer) -> serde_json::Value {
         "citations": citations,
         "nearest": if answer.refused { passage_views(&answer.passages) } else { Vec::new() },
         "unmatched": answer.unmatched_terms.join(", "),
+        // Shown only when they are why retrieval refused.
+        "apart": if answer.refused && answer.unmatched_terms.is_empty() {
+            answer.names_apart.join(", ")
+        } else {
+            String::new()
+        },
         "meta": meta.join(" · "),
     })
 }

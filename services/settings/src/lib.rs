@@ -605,6 +605,12 @@ pub struct RetrievalSettings {
     /// hyphen: Excel, KA10, scikit-learn) or two or more are missing; `words`: any missing
     /// word; `off`: only the similarity threshold refuses.
     pub refuse_unmatched: RefuseUnmatched,
+    /// With `refuse_unmatched` on (`names` or `words`), also refuse a question whose names
+    /// (words with a capital letter past the first word, a digit or an inner hyphen) no one
+    /// of the documents of the five best passages mentions together: "run SIMH as a systemd
+    /// service" is answered, "get SIMH from GitHub" is not when the SIMH manual never says
+    /// GitHub and the document that does never says SIMH.
+    pub names_together: bool,
 }
 
 /// When words no passage holds make retrieval refuse ([`RetrievalSettings::refuse_unmatched`]).
@@ -642,6 +648,7 @@ impl Default for RetrievalSettings {
             candidates_factor: 4,
             min_dense_score: 0.30,
             refuse_unmatched: RefuseUnmatched::default(),
+            names_together: true,
         }
     }
 }
