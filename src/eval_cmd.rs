@@ -51,6 +51,10 @@ struct AnswerReport {
     /// Answers citing a passage on a page where the answer is (the expected document and
     /// pages, as a retrieval hit is counted).
     cited_gold_page: usize,
+    /// Answers given a passage that contains the answer text: what citing could reach.
+    given_passage_holds_answer: usize,
+    /// Answers given a passage on an expected page.
+    given_gold_page: usize,
     citations: usize,
     removed_citations: usize,
     /// Markers moved to the source their sentence was copied from.
@@ -114,6 +118,23 @@ async fn evaluate_answers(
             r.cited_gold_page += 1;
         }
         let expected = item.answer.clone().unwrap_or_default();
+        if answer.passages.iter().any(|p| {
+            item.is_on_gold_page(
+                &p.chunk.document_id,
+                &p.source_uri,
+                p.chunk.page_start,
+                p.chunk.page_end,
+            )
+        }) {
+            r.given_gold_page += 1;
+        }
+        if answer
+            .passages
+            .iter()
+            .any(|p| contains_words(&p.chunk.text, &expected))
+        {
+            r.given_passage_holds_answer += 1;
+        }
         if answer
             .citations
             .iter()
@@ -321,6 +342,14 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         println!(
             "| answers citing a passage on an expected page | {} |",
             pct(a.cited_gold_page, a.answerable)
+        );
+        println!(
+            "| answers given a passage that contains the answer text | {} |",
+            pct(a.given_passage_holds_answer, a.answerable)
+        );
+        println!(
+            "| answers given a passage on an expected page | {} |",
+            pct(a.given_gold_page, a.answerable)
         );
         println!(
             "| citation markers moved to the source their sentence was copied from | {} |",
