@@ -118,14 +118,7 @@ async fn evaluate_answers(
             r.cited_gold_page += 1;
         }
         let expected = item.answer.clone().unwrap_or_default();
-        if answer.passages.iter().any(|p| {
-            item.is_on_gold_page(
-                &p.chunk.document_id,
-                &p.source_uri,
-                p.chunk.page_start,
-                p.chunk.page_end,
-            )
-        }) {
+        if answer.passages.iter().any(|p| item.is_hit(p)) {
             r.given_gold_page += 1;
         }
         if answer

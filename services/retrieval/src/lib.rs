@@ -727,20 +727,23 @@ impl Retriever {
         filter: &VectorFilter,
         passages: &[Passage],
     ) -> Result<Vec<String>, RetrievalError> {
-        let names: Vec<String> = query_names(query)
-            .into_iter()
-            .filter(|n| !self.bm25.query(n).0.is_empty())
-            .collect();
-        if names.is_empty() {
-            return Ok(names);
-        }
+        // Names the encoder keeps no term of (stop words such as "I") are left out.
+        let mut names: Vec<String> = Vec::new();
         let mut terms: Vec<u32> = Vec::new();
-        for name in &names {
-            for t in self.bm25.query(name).0 {
+        for name in query_names(query) {
+            let name_terms = self.bm25.query(&name).0;
+            if name_terms.is_empty() {
+                continue;
+            }
+            for t in name_terms {
                 if !terms.contains(&t) {
                     terms.push(t);
                 }
             }
+            names.push(name);
+        }
+        if names.is_empty() {
+            return Ok(names);
         }
         let mut documents: Vec<&str> = Vec::new();
         for p in passages.iter().take(NAMES_TOGETHER_PASSAGES) {

@@ -627,9 +627,6 @@ pub enum RefuseUnmatched {
 }
 
 impl RefuseUnmatched {
-    /// Every policy, weakest first.
-    pub const ALL: [RefuseUnmatched; 3] = [Self::Off, Self::Names, Self::Words];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Off => "off",
