@@ -118,6 +118,8 @@ struct Answers {
     refused_by_model: usize,
     false_refusals: usize,
     false_refusals_by_model: usize,
+    #[serde(default)]
+    said_not_found: usize,
     ttft_ms: Vec<f64>,
 }
 
@@ -450,9 +452,9 @@ fn print_answers(runs: &[Run]) {
     println!("### Answers (default model, headings on, hybrid retrieval)");
     println!();
     println!(
-        "| set | tuned on | model refusal | unanswerable refused (of which by the model) | answerable wrongly refused (by the model) | cited passage holds the answer text (a given one does) | cites a passage on an expected page | citations resolving to a given passage | first token p50 · p95 |"
+        "| set | tuned on | model refusal | unanswerable refused (of which by the model) | answerable wrongly refused (by the model) | answerable answered \"not in the documents\" | cited passage holds the answer text (a given one does) | cites a passage on an expected page | citations resolving to a given passage | first token p50 · p95 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let frac = |n: usize, d: usize| {
         if d == 0 {
             "n/a".to_string()
@@ -464,12 +466,13 @@ fn print_answers(runs: &[Run]) {
         for (label, a) in [("off (default)", Some(default)), ("on", refusing)] {
             let Some(a) = a else { continue };
             println!(
-                "| {name} | {} | {label} | {} ({}) | {} ({}) | {} ({}) | {} | {} | {:.1} s · {:.1} s |",
+                "| {name} | {} | {label} | {} ({}) | {} ({}) | {} | {} ({}) | {} | {} | {:.1} s · {:.1} s |",
                 if tuned { "yes" } else { "no (held out)" },
                 frac(a.refused, a.unanswerable),
                 a.refused_by_model,
                 frac(a.false_refusals, a.answerable),
                 a.false_refusals_by_model,
+                frac(a.said_not_found, a.answerable),
                 frac(a.cited_passage_holds_answer, a.answerable),
                 frac(a.given_passage_holds_answer, a.answerable),
                 frac(a.cited_gold_page, a.answerable),

@@ -66,8 +66,30 @@ struct AnswerReport {
     false_refusals: usize,
     /// Of `false_refusals`: the model's.
     false_refusals_by_model: usize,
+    /// Answers to answerable questions, not refused, that open by saying the documents lack
+    /// the answer (a refusal in all but name: the model may not refuse by default).
+    said_not_found: usize,
     ttft_ms: Vec<f64>,
     tokens_per_s: Vec<f64>,
+    /// Each question's answer, for reading the misses one by one (in the JSON output).
+    questions: Vec<AnswerRecord>,
+}
+
+/// One question's answer, as `--json` lists it.
+#[derive(Debug, serde::Serialize)]
+struct AnswerRecord {
+    id: String,
+    question: String,
+    unanswerable: bool,
+    refused: bool,
+    text: String,
+    /// Source numbers cited, in order of first citation.
+    cited: Vec<usize>,
+    /// Given passages (numbered from 1) that contain the answer text.
+    given_holding_answer: Vec<usize>,
+    /// Given passages on an expected page.
+    given_on_expected_page: Vec<usize>,
+    repointed: Vec<enclave_answer::Repointed>,
 }
 
 async fn evaluate_answers(
@@ -100,6 +122,25 @@ async fn evaluate_answers(
             r.tokens_per_s.push(t);
         }
         let by_model = usize::from(answer.refusal == Some(enclave_answer::Refusal::Model));
+        let expected = item.answer.clone().unwrap_or_default();
+        let numbers = |hit: &dyn Fn(&enclave_retrieval::Passage) -> bool| -> Vec<usize> {
+            (1..=answer.passages.len())
+                .filter(|&k| hit(&answer.passages[k - 1]))
+                .collect()
+        };
+        let holding = numbers(&|p| contains_words(&p.chunk.text, &expected));
+        let on_page = numbers(&|p| item.is_hit(p));
+        r.questions.push(AnswerRecord {
+            id: item.id.clone(),
+            question: item.question.clone(),
+            unanswerable: item.unanswerable,
+            refused: answer.refused,
+            text: answer.text.clone(),
+            cited: answer.citations.iter().map(|c| c.number).collect(),
+            given_holding_answer: holding.clone(),
+            given_on_expected_page: on_page.clone(),
+            repointed: answer.repointed_citations.clone(),
+        });
         if item.unanswerable {
             r.unanswerable += 1;
             r.refused += usize::from(answer.refused);
@@ -109,6 +150,8 @@ async fn evaluate_answers(
         r.answerable += 1;
         r.false_refusals += usize::from(answer.refused);
         r.false_refusals_by_model += by_model;
+        r.said_not_found +=
+            usize::from(!answer.refused && enclave_answer::says_not_found(&answer.text));
         r.with_citation += usize::from(!answer.citations.is_empty());
         if answer
             .citations
@@ -117,17 +160,8 @@ async fn evaluate_answers(
         {
             r.cited_gold_page += 1;
         }
-        let expected = item.answer.clone().unwrap_or_default();
-        if answer.passages.iter().any(|p| item.is_hit(p)) {
-            r.given_gold_page += 1;
-        }
-        if answer
-            .passages
-            .iter()
-            .any(|p| contains_words(&p.chunk.text, &expected))
-        {
-            r.given_passage_holds_answer += 1;
-        }
+        r.given_gold_page += usize::from(!on_page.is_empty());
+        r.given_passage_holds_answer += usize::from(!holding.is_empty());
         if answer
             .citations
             .iter()
@@ -357,6 +391,10 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
             "| wrong refusals on answerable questions | {} (by the model: {}) |",
             pct(a.false_refusals, a.answerable),
             a.false_refusals_by_model
+        );
+        println!(
+            "| answers to answerable questions saying the documents lack the answer | {} |",
+            pct(a.said_not_found, a.answerable)
         );
         println!(
             "| time to first token p50 / p95 | {:.1} s / {:.1} s |",
