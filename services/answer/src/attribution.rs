@@ -39,6 +39,61 @@ fn support(
     claim.intersection(source).count() as f64 / claim.len() as f64
 }
 
+/// Where each sentence of `span` starts: after a line break, or after `.`, `!` or `?` followed
+/// by white space (so "libfoo.so.1" or "12.1" end nothing). Starts of empty sentences are left
+/// out.
+fn sentence_starts(span: &str) -> Vec<usize> {
+    let mut starts = vec![0];
+    let mut chars = span.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let ends = c == '\n'
+            || (matches!(c, '.' | '!' | '?')
+                && chars.peek().is_some_and(|&(_, next)| next.is_whitespace()));
+        if ends {
+            starts.push(i + c.len_utf8());
+        }
+    }
+    starts.retain(|&s| !span[s..].trim().is_empty());
+    starts
+}
+
+/// `text` without its markers `[k]`.
+fn without_markers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        match after.find(']') {
+            Some(close) if after[1..close].trim().parse::<usize>().is_ok() => {
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('[');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The word pairs of the claim a marker at the end of `span` makes: its last sentence (the
+/// marker may follow the sentence's full stop), then the sentences before it, one at a time,
+/// until the claim has [`MIN_PAIRS`] pairs or `span` is used up.
+fn claim_before(span: &str) -> std::collections::HashSet<(String, String)> {
+    // Markers right before this one ("[1][2]") are not words of the claim.
+    let span = &without_markers(span);
+    let mut claim = std::collections::HashSet::new();
+    for &start in sentence_starts(span).iter().rev() {
+        claim = pairs(&span[start..]);
+        if claim.len() >= MIN_PAIRS {
+            break;
+        }
+    }
+    claim
+}
+
 /// A marker moved to the source its claim came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Repointed {
@@ -74,13 +129,9 @@ pub fn attribute(text: &str, sources: &[&str]) -> (String, Vec<Repointed>) {
             out.push_str(marker);
             continue;
         }
-        // The claim: from the previous marker or the start of this sentence.
-        let span = &out[claim_start..];
-        let sentence_start = span
-            .trim_end()
-            .rfind(['.', '!', '?', '\n'])
-            .map_or(0, |i| i + 1);
-        let claim = pairs(&span[sentence_start..]);
+        // The claim: this marker's sentence, and the ones before it (back to the previous
+        // marker) while it is too short to judge.
+        let claim = claim_before(&out[claim_start..]);
         let mut number = k;
         if claim.len() >= MIN_PAIRS {
             let cited = support(&claim, &source_pairs[k - 1]);
@@ -152,6 +203,37 @@ mod tests {
         // Markers out of range and other brackets are the citation check's business.
         let odd = "The bin/windows directory of a CRAN site contains binaries [7] [x].";
         assert_eq!(attribute(odd, &[CRAN, OTHER]), (odd.to_string(), vec![]));
+    }
+
+    #[test]
+    fn a_marker_after_the_full_stop_judges_the_sentence_before_it() {
+        // The common "sentence. [k]" form: the claim is the sentence, not the empty text
+        // after its full stop.
+        let text = "R can be installed from source on Unix-like systems with configure and \
+                    make. [1]";
+        let (out, moved) = attribute(text, &[CRAN, OTHER]);
+        assert_eq!(moved, vec![Repointed { from: 1, to: 2 }]);
+        assert!(out.ends_with("make. [2]"), "{out}");
+    }
+
+    #[test]
+    fn a_short_last_sentence_is_judged_with_the_ones_before_it() {
+        // A list copied from a source, closed by a few words and another source's marker.
+        let text = "The directory holds:\n1. binaries for a base distribution and add-on \
+                    packages from CRAN\n2. Packages[2]";
+        let (_, moved) = attribute(text, &[CRAN, OTHER]);
+        assert_eq!(moved, vec![Repointed { from: 2, to: 1 }]);
+        // Dots inside words and numbers end no sentence: "so.1" does not cut the claim.
+        let text = "Binaries for a base distribution and add-on packages from CRAN run on \
+                    libR.so.1 systems[2]";
+        assert_eq!(
+            attribute(text, &[CRAN, OTHER]).1,
+            vec![Repointed { from: 2, to: 1 }]
+        );
+        // The previous marker bounds the claim: the sentence it closed is not reread.
+        let text = "Binaries for a base distribution and add-on packages from CRAN [1]. \
+                    Run make[2]";
+        assert_eq!(attribute(text, &[CRAN, OTHER]).1, vec![]);
     }
 
     #[test]

@@ -103,11 +103,15 @@ impl ModelCatalog {
 /// What the answer says when the corpus holds nothing relevant.
 pub const NOT_IN_CORPUS: &str = "The documents do not contain an answer to this question.";
 
+/// The built-in system prompt. It asks for the sources' own sentences, each with its source's
+/// number: a small model that copies cites the passage it copied from far more often than one
+/// that rephrases, and [`attribution`] can check a copy. It does not invite "the documents do
+/// not say" (only [`REFUSAL_RULE`] does, when the model may refuse): told it may say so, the
+/// packaged 0.5B model said it of 11 of 30 answerable R FAQ questions while citing a passage.
 const SYSTEM_PROMPT: &str = "You answer questions for the staff of an organisation, using only \
-the numbered sources given with the question. Every sentence of your answer must cite the \
-source it comes from with the source number in square brackets, like [2]. If the sources do \
-not answer the question, say that the documents do not contain the answer. Answer in a few \
-sentences.";
+the numbered sources given with the question. Answer with the sentences of the sources that \
+answer the question, copied word for word, each followed by the number of its source in square \
+brackets, like [2]. Answer in a few sentences.";
 
 /// What the model is told when it may refuse ([`AnswerOptions::model_refusal`]), after the
 /// system prompt, a collection's own included.
@@ -446,8 +450,8 @@ const NOT_FOUND_VERBS: &[&str] = &[
 
 /// Whether an answer opens by saying that its sources do not hold the answer ("The text does
 /// not contain information about …", "The documents do not mention …", "There is no
-/// information about … in the sources"), as the built-in prompt asks a model to, even when it
-/// then cites a source. With [`AnswerOptions::model_refusal`] such an answer is the model's
+/// information about … in the sources"), as a model may when it may refuse
+/// ([`REFUSAL_RULE`]) and, less often, when it may not, even when it then cites a source. With [`AnswerOptions::model_refusal`] such an answer is the model's
 /// refusal: what a small model adds after it is a guess. A sentence that goes on with "but" or
 /// "however" is a partial answer, not a refusal.
 pub fn says_not_found(text: &str) -> bool {
