@@ -141,10 +141,14 @@ async fn grounded_answers(engine: Engine) {
     assert!(tokens > 1, "not streamed: {tokens} pieces");
     assert!(!answer.refused);
     assert_eq!(answer.passages.len(), sources);
-    // Both engines constrain the output with the citation grammar.
+    // Both engines constrain the output with the citation grammar: the one marker that may
+    // be removed is the last one, cut off by the token limit ("[1" without its bracket).
     {
         assert!(
-            answer.removed_citations.is_empty(),
+            answer
+                .removed_citations
+                .iter()
+                .all(|m| !m.contains(']') && answer.removed_citations.len() == 1),
             "{:?}",
             answer.removed_citations
         );
@@ -155,11 +159,13 @@ async fn grounded_answers(engine: Engine) {
         );
     }
     for m in &answer.removed_citations {
-        assert!(
-            !answer.text.contains(m.as_str()),
-            "{m} left in {}",
-            answer.text
-        );
+        // A cut-off "[1" may be the start of a "[1]" that stands earlier on.
+        let left = if m.contains(']') {
+            answer.text.contains(m.as_str())
+        } else {
+            answer.text.ends_with(m.as_str())
+        };
+        assert!(!left, "{m} left in {}", answer.text);
     }
     for c in &answer.citations {
         assert!((1..=sources).contains(&c.number));
