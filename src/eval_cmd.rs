@@ -122,14 +122,20 @@ async fn evaluate_answers(
             r.tokens_per_s.push(t);
         }
         let by_model = usize::from(answer.refusal == Some(enclave_answer::Refusal::Model));
-        let expected = item.answer.clone().unwrap_or_default();
-        let numbers = |hit: &dyn Fn(&enclave_retrieval::Passage) -> bool| -> Vec<usize> {
-            (1..=answer.passages.len())
-                .filter(|&k| hit(&answer.passages[k - 1]))
+        let expected = item.answer.as_deref().unwrap_or_default();
+        let numbered = |hit: &dyn Fn(&enclave_retrieval::Passage) -> bool| -> Vec<usize> {
+            let passages = answer.passages.iter().enumerate();
+            passages
+                .filter(|(_, p)| hit(p))
+                .map(|(i, _)| i + 1)
                 .collect()
         };
-        let holding = numbers(&|p| contains_words(&p.chunk.text, &expected));
-        let on_page = numbers(&|p| item.is_hit(p));
+        let holding = numbered(&|p| contains_words(&p.chunk.text, expected));
+        let on_page = numbered(&|p| item.is_hit(p));
+        if !item.unanswerable {
+            r.given_gold_page += usize::from(!on_page.is_empty());
+            r.given_passage_holds_answer += usize::from(!holding.is_empty());
+        }
         r.questions.push(AnswerRecord {
             id: item.id.clone(),
             question: item.question.clone(),
@@ -137,8 +143,8 @@ async fn evaluate_answers(
             refused: answer.refused,
             text: answer.text.clone(),
             cited: answer.citations.iter().map(|c| c.number).collect(),
-            given_holding_answer: holding.clone(),
-            given_on_expected_page: on_page.clone(),
+            given_holding_answer: holding,
+            given_on_expected_page: on_page,
             repointed: answer.repointed_citations.clone(),
         });
         if item.unanswerable {
@@ -160,12 +166,10 @@ async fn evaluate_answers(
         {
             r.cited_gold_page += 1;
         }
-        r.given_gold_page += usize::from(!on_page.is_empty());
-        r.given_passage_holds_answer += usize::from(!holding.is_empty());
         if answer
             .citations
             .iter()
-            .any(|c| contains_words(&c.quote, &expected))
+            .any(|c| contains_words(&c.quote, expected))
         {
             r.cited_passage_holds_answer += 1;
         }

@@ -57,33 +57,10 @@ fn sentence_starts(span: &str) -> Vec<usize> {
     starts
 }
 
-/// `text` without its markers `[k]`.
-fn without_markers(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open..];
-        match after.find(']') {
-            Some(close) if after[1..close].trim().parse::<usize>().is_ok() => {
-                rest = &after[close + 1..];
-            }
-            _ => {
-                out.push('[');
-                rest = &after[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The word pairs of the claim a marker at the end of `span` makes: its last sentence (the
 /// marker may follow the sentence's full stop), then the sentences before it, one at a time,
 /// until the claim has [`MIN_PAIRS`] pairs or `span` is used up.
 fn claim_before(span: &str) -> std::collections::HashSet<(String, String)> {
-    // Markers right before this one ("[1][2]") are not words of the claim.
-    let span = &without_markers(span);
     let mut claim = std::collections::HashSet::new();
     for &start in sentence_starts(span).iter().rev() {
         claim = pairs(&span[start..]);
@@ -110,11 +87,13 @@ pub fn attribute(text: &str, sources: &[&str]) -> (String, Vec<Repointed>) {
     let source_pairs: Vec<_> = sources.iter().map(|s| pairs(s)).collect();
     let mut out = String::with_capacity(text.len());
     let mut moved = Vec::new();
-    // Where the current claim starts in `out`.
-    let mut claim_start = 0;
+    // The text of the current claim: what was written since the previous marker, without the
+    // markers right before this one ("[1][2]"), which are not words of the claim.
+    let mut claim_text = String::new();
     let mut rest = text;
     while let Some(open) = rest.find('[') {
         out.push_str(&rest[..open]);
+        claim_text.push_str(&rest[..open]);
         let after = &rest[open..];
         let Some(close) = after.find(']') else {
             break;
@@ -123,6 +102,7 @@ pub fn attribute(text: &str, sources: &[&str]) -> (String, Vec<Repointed>) {
         rest = &after[close + 1..];
         let Ok(k) = marker[1..marker.len() - 1].trim().parse::<usize>() else {
             out.push_str(marker);
+            claim_text.push_str(marker);
             continue;
         };
         if !(1..=sources.len()).contains(&k) {
@@ -131,7 +111,7 @@ pub fn attribute(text: &str, sources: &[&str]) -> (String, Vec<Repointed>) {
         }
         // The claim: this marker's sentence, and the ones before it (back to the previous
         // marker) while it is too short to judge.
-        let claim = claim_before(&out[claim_start..]);
+        let claim = claim_before(&claim_text);
         let mut number = k;
         if claim.len() >= MIN_PAIRS {
             let cited = support(&claim, &source_pairs[k - 1]);
@@ -152,7 +132,7 @@ pub fn attribute(text: &str, sources: &[&str]) -> (String, Vec<Repointed>) {
         }
         // Adjacent markers ("[1][2]") share their claim.
         if !rest.trim_start().starts_with('[') {
-            claim_start = out.len();
+            claim_text.clear();
         }
     }
     out.push_str(rest);
