@@ -108,6 +108,8 @@ struct Answers {
     answerable: usize,
     cited_passage_holds_answer: usize,
     #[serde(default)]
+    cited_as_written_holds_answer: usize,
+    #[serde(default)]
     cited_gold_page: usize,
     #[serde(default)]
     given_passage_holds_answer: usize,
@@ -452,7 +454,7 @@ fn print_answers(runs: &[Run]) {
     println!("### Answers (default model, headings on, hybrid retrieval)");
     println!();
     println!(
-        "| set | tuned on | model refusal | unanswerable refused (of which by the model) | answerable wrongly refused (by the model) | answerable answered \"not in the documents\" | cited passage holds the answer text (a given one does) | cites a passage on an expected page | citations resolving to a given passage | first token p50 · p95 |"
+        "| set | tuned on | model refusal | unanswerable refused (of which by the model) | answerable wrongly refused (by the model) | answerable answered \"not in the documents\" | cited passage holds the answer text: attributed · markers as the model wrote them (a given one does) | cites a passage on an expected page | citations resolving to a given passage | first token p50 · p95 |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let frac = |n: usize, d: usize| {
@@ -466,7 +468,7 @@ fn print_answers(runs: &[Run]) {
         for (label, a) in [("off (default)", Some(default)), ("on", refusing)] {
             let Some(a) = a else { continue };
             println!(
-                "| {name} | {} | {label} | {} ({}) | {} ({}) | {} | {} ({}) | {} | {} | {:.1} s · {:.1} s |",
+                "| {name} | {} | {label} | {} ({}) | {} ({}) | {} | {} · {} ({}) | {} | {} | {:.1} s · {:.1} s |",
                 if tuned { "yes" } else { "no (held out)" },
                 frac(a.refused, a.unanswerable),
                 a.refused_by_model,
@@ -474,6 +476,7 @@ fn print_answers(runs: &[Run]) {
                 a.false_refusals_by_model,
                 frac(a.said_not_found, a.answerable),
                 frac(a.cited_passage_holds_answer, a.answerable),
+                frac(a.cited_as_written_holds_answer, a.answerable),
                 frac(a.given_passage_holds_answer, a.answerable),
                 frac(a.cited_gold_page, a.answerable),
                 frac(a.citations, a.citations + a.removed_citations),

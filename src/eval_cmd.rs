@@ -48,6 +48,9 @@ struct AnswerReport {
     answerable: usize,
     with_citation: usize,
     cited_passage_holds_answer: usize,
+    /// The same, with the markers as the model wrote them (before attribution moved and
+    /// added any).
+    cited_as_written_holds_answer: usize,
     /// Answers citing a passage on a page where the answer is (the expected document and
     /// pages, as a retrieval hit is counted).
     cited_gold_page: usize,
@@ -59,6 +62,8 @@ struct AnswerReport {
     removed_citations: usize,
     /// Markers moved to the source their sentence was copied from.
     repointed_citations: usize,
+    /// Markers added after sentences copied from a source and left uncited.
+    added_citations: usize,
     unanswerable: usize,
     refused: usize,
     /// Of `refused`: refusals the model gave after reading the passages.
@@ -90,6 +95,10 @@ struct AnswerRecord {
     /// Given passages on an expected page.
     given_on_expected_page: Vec<usize>,
     repointed: Vec<enclave_answer::Repointed>,
+    /// Sources whose markers were added.
+    added: Vec<usize>,
+    /// The model's text as it wrote it.
+    generated: String,
 }
 
 async fn evaluate_answers(
@@ -115,6 +124,7 @@ async fn evaluate_answers(
         r.citations += answer.citations.len();
         r.removed_citations += answer.removed_citations.len();
         r.repointed_citations += answer.repointed_citations.len();
+        r.added_citations += answer.added_citations.len();
         if let Some(t) = answer.timings.time_to_first_token_ms {
             r.ttft_ms.push(t);
         }
@@ -146,6 +156,8 @@ async fn evaluate_answers(
             given_holding_answer: holding,
             given_on_expected_page: on_page,
             repointed: answer.repointed_citations.clone(),
+            added: answer.added_citations.clone(),
+            generated: answer.generated.clone(),
         });
         if item.unanswerable {
             r.unanswerable += 1;
@@ -173,6 +185,14 @@ async fn evaluate_answers(
         {
             r.cited_passage_holds_answer += 1;
         }
+        let (_, as_written, _) =
+            enclave_answer::check_citations(&answer.generated, answer.passages.len());
+        r.cited_as_written_holds_answer += usize::from(as_written.iter().any(|&k| {
+            answer
+                .passages
+                .get(k - 1)
+                .is_some_and(|p| contains_words(&p.chunk.text, expected))
+        }));
     }
     Ok(r)
 }
@@ -371,6 +391,10 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
             pct(a.cited_passage_holds_answer, a.answerable)
         );
         println!(
+            "| the same, with the markers as the model wrote them | {} |",
+            pct(a.cited_as_written_holds_answer, a.answerable)
+        );
+        println!(
             "| answers citing a passage on an expected page | {} |",
             pct(a.cited_gold_page, a.answerable)
         );
@@ -385,6 +409,10 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         println!(
             "| citation markers moved to the source their sentence was copied from | {} |",
             a.repointed_citations
+        );
+        println!(
+            "| citation markers added after uncited sentences copied from a source | {} |",
+            a.added_citations
         );
         println!(
             "| refusals on unanswerable questions | {} (by the model: {}) |",

@@ -6,6 +6,11 @@
 //! source 2). Each marker's claim, the words between it and the previous marker or the start
 //! of its sentence, is compared with every source by shared word pairs; when another source
 //! holds clearly more of the claim than the cited one, the marker names that source.
+//!
+//! They also copy a sentence and cite nothing after it (the grammar only bounds the run of
+//! text between markers), so the answer's one marker names another sentence's source. A
+//! sentence without a marker that one source holds almost word for word gets that source's
+//! marker.
 
 /// Share of a claim's word pairs another source must hold for a marker to move to it.
 const MIN_SUPPORT: f64 = 0.5;
@@ -13,6 +18,12 @@ const MIN_SUPPORT: f64 = 0.5;
 const MIN_GAIN: f64 = 0.3;
 /// Claims shorter than this many word pairs are left as cited: too little to judge.
 const MIN_PAIRS: usize = 3;
+/// Share of an uncited sentence's word pairs one source must hold for the sentence to be taken
+/// as copied from it, and cited.
+const COPIED: f64 = 0.8;
+/// Sentences shorter than this many word pairs are not cited by [`COPIED`]: a few common
+/// pairs ("debian gnu", "gnu linux") are in many sources.
+const MIN_COPIED_PAIRS: usize = 4;
 
 /// Lower-cased words.
 fn words(text: &str) -> Vec<String> {
@@ -22,10 +33,23 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Adjacent word pairs.
+/// English stop words (NLTK's list): a pair of two of them ("is used", "in the") is in
+/// almost every source, so it says nothing of where a claim came from.
+static STOP_WORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+    std::sync::LazyLock::new(|| {
+        stop_words::get(stop_words::LANGUAGE::English)
+            .iter()
+            .copied()
+            .collect()
+    });
+
+/// Adjacent word pairs, except those of two stop words.
 fn pairs(text: &str) -> std::collections::HashSet<(String, String)> {
     let w = words(text);
-    w.windows(2).map(|p| (p[0].clone(), p[1].clone())).collect()
+    w.windows(2)
+        .filter(|p| !(STOP_WORDS.contains(p[0].as_str()) && STOP_WORDS.contains(p[1].as_str())))
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect()
 }
 
 /// Share of `claim`'s pairs that `source` holds.
@@ -80,11 +104,36 @@ pub struct Repointed {
     pub to: usize,
 }
 
+/// What [`attribute`] made of an answer's markers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributed {
+    /// The text with its markers moved and added.
+    pub text: String,
+    /// Markers moved to the source their claim came from.
+    pub repointed: Vec<Repointed>,
+    /// Sources cited after sentences copied from them that the model left without a marker,
+    /// one entry per marker added.
+    pub added: Vec<usize>,
+}
+
 /// Rewrites the markers `[k]` (1-based into `sources`) of `text` whose claim another source
-/// holds clearly better; returns the text and the markers moved. Other bracketed text is left
-/// as it is (the citation check removes it).
-pub fn attribute(text: &str, sources: &[&str]) -> (String, Vec<Repointed>) {
+/// holds clearly better, and cites the uncited sentences copied from a source. Other bracketed
+/// text is left as it is (the citation check removes it).
+pub fn attribute(text: &str, sources: &[&str]) -> Attributed {
     let source_pairs: Vec<_> = sources.iter().map(|s| pairs(s)).collect();
+    let (text, repointed) = repoint(text, &source_pairs);
+    let (text, added) = cite_copied(&text, &source_pairs);
+    Attributed {
+        text,
+        repointed,
+        added,
+    }
+}
+
+type Pairs = std::collections::HashSet<(String, String)>;
+
+/// The markers of `text` moved to the source that holds their claim clearly better.
+fn repoint(text: &str, source_pairs: &[Pairs]) -> (String, Vec<Repointed>) {
     let mut out = String::with_capacity(text.len());
     let mut moved = Vec::new();
     // The text of the current claim: what was written since the previous marker, without the
@@ -96,6 +145,8 @@ pub fn attribute(text: &str, sources: &[&str]) -> (String, Vec<Repointed>) {
         claim_text.push_str(&rest[..open]);
         let after = &rest[open..];
         let Some(close) = after.find(']') else {
+            // A marker cut off by the token limit: kept as it is, once.
+            rest = after;
             break;
         };
         let marker = &after[..=close];
@@ -105,7 +156,7 @@ pub fn attribute(text: &str, sources: &[&str]) -> (String, Vec<Repointed>) {
             claim_text.push_str(marker);
             continue;
         };
-        if !(1..=sources.len()).contains(&k) {
+        if !(1..=source_pairs.len()).contains(&k) {
             out.push_str(marker);
             continue;
         }
@@ -139,9 +190,133 @@ pub fn attribute(text: &str, sources: &[&str]) -> (String, Vec<Repointed>) {
     (out, moved)
 }
 
+/// The valid markers (`1..=n`) at the start of `text`, before any other word, and where the
+/// text after them starts.
+fn leading_markers(text: &str, n: usize) -> (Vec<usize>, usize) {
+    let mut found = Vec::new();
+    let mut at = 0;
+    loop {
+        let rest = &text[at..];
+        let skipped = rest.len() - rest.trim_start().len();
+        let rest = rest.trim_start();
+        let number = rest
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .and_then(|(k, _)| k.trim().parse::<usize>().ok())
+            .filter(|k| (1..=n).contains(k));
+        match number {
+            Some(k) => {
+                found.push(k);
+                at += skipped + rest.find(']').map_or(0, |i| i + 1);
+            }
+            None => return (found, at),
+        }
+    }
+}
+
+/// What one sentence of the answer is, for [`cite_copied`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sentence {
+    /// It has markers (or markers right after it); the first names this source.
+    Cited(usize),
+    /// No marker, and it was copied from this source.
+    Copied(usize),
+    /// No marker, and too short to say where it is from ("2. Packages").
+    Short,
+    /// No marker, and no source holds it word for word (the model's own words), or a stray
+    /// bracket.
+    Own,
+}
+
+/// Adds a marker after each sentence without one that a source holds almost word for word
+/// ([`COPIED`]). A run of such sentences from one source (short ones between them aside) gets
+/// one marker, after its last sentence, and none when the marker that follows the run names
+/// that source already.
+fn cite_copied(text: &str, source_pairs: &[Pairs]) -> (String, Vec<usize>) {
+    let n = source_pairs.len();
+    let mut starts = sentence_starts(text);
+    if starts.first() != Some(&0) {
+        starts.insert(0, 0);
+    }
+    let bounds: Vec<(usize, usize)> = starts
+        .iter()
+        .zip(starts.iter().skip(1).chain([&text.len()]))
+        .map(|(&a, &b)| (a, b))
+        .collect();
+    // Markers at the start of a sentence close the one before it ("… make. [1] Then …").
+    let leads: Vec<(Vec<usize>, usize)> = bounds
+        .iter()
+        .map(|&(a, b)| leading_markers(&text[a..b], n))
+        .collect();
+    let kinds: Vec<Sentence> = bounds
+        .iter()
+        .enumerate()
+        .map(|(i, &(a, b))| {
+            let body = &text[a + leads[i].1..b];
+            let inside = body
+                .match_indices('[')
+                .find_map(|(j, _)| leading_markers(&body[j..], n).0.first().copied());
+            let closing = leads.get(i + 1).and_then(|l| l.0.first().copied());
+            if let Some(k) = inside.or(closing) {
+                return Sentence::Cited(k);
+            }
+            // Other brackets (a marker cut off by the token limit: "… [1") are the citation
+            // check's to remove; nothing is written after them.
+            if body.contains('[') {
+                return Sentence::Own;
+            }
+            let claim = pairs(body);
+            if claim.len() < MIN_COPIED_PAIRS {
+                return Sentence::Short;
+            }
+            let (best, held) = source_pairs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i + 1, support(&claim, s)))
+                .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
+            if held >= COPIED {
+                Sentence::Copied(best)
+            } else {
+                Sentence::Own
+            }
+        })
+        .collect();
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut added = Vec::new();
+    for (i, &(a, b)) in bounds.iter().enumerate() {
+        let sentence = &text[a..b];
+        let Sentence::Copied(k) = kinds[i] else {
+            out.push_str(sentence);
+            continue;
+        };
+        let next = kinds[i + 1..].iter().find(|s| **s != Sentence::Short);
+        if matches!(next, Some(&Sentence::Copied(j) | &Sentence::Cited(j)) if j == k) {
+            out.push_str(sentence);
+            continue;
+        }
+        // "… the sentence [k]." (before its closing punctuation), white space kept after it.
+        let trimmed = sentence.trim_end();
+        let (words, end) = match trimmed.char_indices().last() {
+            Some((j, '.' | '!' | '?' | ':' | ';')) => trimmed.split_at(j),
+            _ => (trimmed, ""),
+        };
+        out.push_str(words.trim_end());
+        out.push_str(&format!(" [{k}]"));
+        out.push_str(end);
+        out.push_str(&sentence[trimmed.len()..]);
+        added.push(k);
+    }
+    (out, added)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The markers `attribute` moves.
+    fn moved(text: &str, sources: &[&str]) -> Vec<Repointed> {
+        attribute(text, sources).repointed
+    }
 
     const CRAN: &str = "The bin/windows directory of a CRAN site contains binaries for a base \
                         distribution and add-on packages from CRAN to run on 64-bit Windows.";
@@ -152,37 +327,48 @@ mod tests {
     fn a_copied_sentence_cites_the_source_it_was_copied_from() {
         let text = "The bin/windows directory of a CRAN site contains binaries for a base \
                     distribution [2]. You can build it with configure and make [2].";
-        let (out, moved) = attribute(text, &[CRAN, OTHER]);
+        let out = attribute(text, &[CRAN, OTHER]);
         assert_eq!(
-            out,
+            out.text,
             "The bin/windows directory of a CRAN site contains binaries for a base \
              distribution [1]. You can build it with configure and make [2]."
         );
-        assert_eq!(moved, vec![Repointed { from: 2, to: 1 }]);
+        assert_eq!(out.repointed, vec![Repointed { from: 2, to: 1 }]);
+        assert!(out.added.is_empty());
     }
 
     #[test]
     fn right_short_shared_and_unknown_markers_stay() {
         // Already right.
         let right = "R can be installed from source with configure and make [2].";
+        let out = attribute(right, &[CRAN, OTHER]);
         assert_eq!(
-            attribute(right, &[CRAN, OTHER]),
-            (right.to_string(), vec![])
+            (out.text.as_str(), out.repointed, out.added),
+            (right, vec![], vec![])
         );
         // Too short to judge.
         let short = "Windows binaries [2].";
-        assert_eq!(attribute(short, &[CRAN, OTHER]).1, vec![]);
+        assert_eq!(moved(short, &[CRAN, OTHER]), vec![]);
         // Two markers on one claim both hold it: the second one moves only if it is wrong.
         let both = "The bin/windows directory of a CRAN site contains binaries [1][2].";
-        let (out, moved) = attribute(both, &[CRAN, OTHER]);
+        let out = attribute(both, &[CRAN, OTHER]);
         assert_eq!(
-            out,
+            out.text,
             "The bin/windows directory of a CRAN site contains binaries [1]."
         );
-        assert_eq!(moved, vec![Repointed { from: 2, to: 1 }]);
-        // Markers out of range and other brackets are the citation check's business.
-        let odd = "The bin/windows directory of a CRAN site contains binaries [7] [x].";
-        assert_eq!(attribute(odd, &[CRAN, OTHER]), (odd.to_string(), vec![]));
+        assert_eq!(out.repointed, vec![Repointed { from: 2, to: 1 }]);
+        // Markers out of range, other brackets and a marker cut off by the token limit are the
+        // citation check's business: nothing is moved or added.
+        for odd in [
+            "The bin/windows directory of a CRAN site contains binaries [7] [x].",
+            "The bin/windows directory of a CRAN site contains binaries [1",
+        ] {
+            let out = attribute(odd, &[CRAN, OTHER]);
+            assert_eq!(
+                (out.text.as_str(), out.repointed, out.added),
+                (odd, vec![], vec![])
+            );
+        }
     }
 
     #[test]
@@ -191,9 +377,9 @@ mod tests {
         // after its full stop.
         let text = "R can be installed from source on Unix-like systems with configure and \
                     make. [1]";
-        let (out, moved) = attribute(text, &[CRAN, OTHER]);
-        assert_eq!(moved, vec![Repointed { from: 1, to: 2 }]);
-        assert!(out.ends_with("make. [2]"), "{out}");
+        let out = attribute(text, &[CRAN, OTHER]);
+        assert_eq!(out.repointed, vec![Repointed { from: 1, to: 2 }]);
+        assert!(out.text.ends_with("make. [2]"), "{}", out.text);
     }
 
     #[test]
@@ -201,24 +387,81 @@ mod tests {
         // A list copied from a source, closed by a few words and another source's marker.
         let text = "The directory holds:\n1. binaries for a base distribution and add-on \
                     packages from CRAN\n2. Packages[2]";
-        let (_, moved) = attribute(text, &[CRAN, OTHER]);
-        assert_eq!(moved, vec![Repointed { from: 2, to: 1 }]);
+        assert_eq!(
+            moved(text, &[CRAN, OTHER]),
+            vec![Repointed { from: 2, to: 1 }]
+        );
         // Dots inside words and numbers end no sentence: "so.1" does not cut the claim.
         let text = "Binaries for a base distribution and add-on packages from CRAN run on \
                     libR.so.1 systems[2]";
         assert_eq!(
-            attribute(text, &[CRAN, OTHER]).1,
+            moved(text, &[CRAN, OTHER]),
             vec![Repointed { from: 2, to: 1 }]
         );
         // The previous marker bounds the claim: the sentence it closed is not reread.
         let text = "Binaries for a base distribution and add-on packages from CRAN [1]. \
                     Run make[2]";
-        assert_eq!(attribute(text, &[CRAN, OTHER]).1, vec![]);
+        assert_eq!(moved(text, &[CRAN, OTHER]), vec![]);
+    }
+
+    #[test]
+    fn pairs_of_stop_words_say_nothing() {
+        // Source 1 shares only "it is not in the" with the claim: no reason to move the
+        // marker away from the source that holds "the stable release".
+        let sources = [
+            "It is not in the main tree.",
+            "The stable release is frozen.",
+        ];
+        let text = "It is not in the stable release [2]";
+        assert_eq!(moved(text, &sources), vec![]);
+        assert_eq!(pairs("it is not in the"), Default::default());
+        assert_eq!(pairs("the term R is used").len(), 4);
     }
 
     #[test]
     fn a_claim_in_neither_source_keeps_its_marker() {
         let text = "Ask your system administrator for the installation media first [2].";
-        assert_eq!(attribute(text, &[CRAN, OTHER]).1, vec![]);
+        assert_eq!(moved(text, &[CRAN, OTHER]), vec![]);
+    }
+
+    #[test]
+    fn an_uncited_copied_sentence_gets_its_source() {
+        // The model copied from source 1 and cited only the sentence it copied from source 2.
+        let text = "Binaries for a base distribution and add-on packages from CRAN run on \
+                    64-bit Windows. R can be installed from source with configure and make [2].";
+        let out = attribute(text, &[CRAN, OTHER]);
+        assert_eq!(
+            out.text,
+            "Binaries for a base distribution and add-on packages from CRAN run on 64-bit \
+             Windows [1]. R can be installed from source with configure and make [2]."
+        );
+        assert_eq!(out.added, vec![1]);
+        assert_eq!(out.repointed, vec![]);
+        // A marker after the full stop cites the sentence before it; a run from one source
+        // gets one marker, after its last sentence, and none when its own marker follows.
+        let text = "R can be installed from source with configure and make. [2] The bin/windows \
+                    directory of a CRAN site contains binaries.\nFor a base distribution and \
+                    add-on packages from CRAN.\nOn Windows [1]";
+        let out = attribute(text, &[CRAN, OTHER]);
+        assert_eq!((out.text.as_str(), out.added), (text, vec![]));
+        let text = "The bin/windows directory of a CRAN site contains binaries.\nFor a base \
+                    distribution and add-on packages from CRAN\n";
+        let out = attribute(text, &[CRAN, OTHER]);
+        assert_eq!(
+            out.text,
+            "The bin/windows directory of a CRAN site contains binaries.\nFor a base \
+             distribution and add-on packages from CRAN [1]\n"
+        );
+        assert_eq!(out.added, vec![1]);
+    }
+
+    #[test]
+    fn the_models_own_and_short_sentences_get_no_marker() {
+        // Its own words (a few pairs shared with a source are not a copy), and a sentence too
+        // short to say.
+        let text = "You should ask the CRAN site maintainers about binaries for Windows. \
+                    Use configure. R can be installed from source with configure and make [2].";
+        let out = attribute(text, &[CRAN, OTHER]);
+        assert_eq!((out.text.as_str(), out.added), (text, vec![]));
     }
 }

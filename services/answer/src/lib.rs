@@ -308,6 +308,14 @@ pub struct Answer {
     /// one); `text` and `citations` already name the right source.
     #[serde(default)]
     pub repointed_citations: Vec<Repointed>,
+    /// Markers added after sentences the model copied from a source and left uncited (the
+    /// source of each, one entry per marker); `text` and `citations` already hold them.
+    #[serde(default)]
+    pub added_citations: Vec<usize>,
+    /// The model's text as it wrote it, before attribution and the citation check (for the
+    /// eval; not serialized).
+    #[serde(skip)]
+    pub generated: String,
     /// The passage the model wrote to search with (`generation.expand_query`).
     #[serde(default)]
     pub expansion: Option<String>,
@@ -339,6 +347,8 @@ impl Answer {
             unmatched_terms,
             names_apart: Vec::new(),
             repointed_citations: Vec::new(),
+            added_citations: Vec::new(),
+            generated: String::new(),
             expansion: None,
         }
     }
@@ -842,8 +852,9 @@ impl Asker {
                         }
                         let sources: Vec<&str> =
                             passages.iter().map(|p| p.context.as_str()).collect();
-                        let (text, repointed) = attribution::attribute(&text, &sources);
-                        let (clean, cited, removed) = check_citations(&text, passages.len());
+                        let attributed = attribution::attribute(&text, &sources);
+                        let (clean, cited, removed) =
+                            check_citations(&attributed.text, passages.len());
                         let citations = cited
                             .into_iter()
                             .map(|k| {
@@ -875,7 +886,9 @@ impl Asker {
                             model,
                             unmatched_terms,
                             names_apart,
-                            repointed_citations: repointed,
+                            repointed_citations: attributed.repointed,
+                            added_citations: attributed.added,
+                            generated: text,
                             expansion,
                         };
                         let _ = tx.send(AskEvent::Done(Box::new(answer))).await;

@@ -1023,6 +1023,9 @@ pub struct AnswerOut {
     /// Citation markers the model put after words copied from another source, moved to that
     /// source (the text and citations already name it).
     pub repointed_citations: usize,
+    /// Citation markers added after sentences the model copied from a source without citing
+    /// it (the text and citations already hold them).
+    pub added_citations: usize,
     /// The conversation the answer was kept in.
     pub conversation_id: Option<String>,
     /// The answer's id in its conversation (for feedback).
@@ -1091,6 +1094,7 @@ impl From<&Answer> for AnswerOut {
             unmatched_terms: a.unmatched_terms.clone(),
             names_apart: a.names_apart.clone(),
             repointed_citations: a.repointed_citations.len(),
+            added_citations: a.added_citations.len(),
             rewrite: a.rewrite.as_ref().map(|r| RewriteOut {
                 question: r.question.clone(),
                 kind: match r.kind {
