@@ -43,6 +43,10 @@ static STOP_WORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> 
             .collect()
     });
 
+/// Words that turn a copied sentence around ("there are no Unix-like binaries for R"); "t" is
+/// what is left of "n't".
+const NEGATIONS: &[&str] = &["no", "not", "never", "nor", "none", "cannot", "t"];
+
 /// Adjacent word pairs, except those of two stop words.
 fn pairs(text: &str) -> std::collections::HashSet<(String, String)> {
     let w = words(text);
@@ -274,7 +278,14 @@ fn cite_copied(text: &str, source_pairs: &[Pairs]) -> (String, Vec<usize>) {
                 .enumerate()
                 .map(|(i, s)| (i + 1, support(&claim, s)))
                 .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
-            if held >= COPIED {
+            // A negation the source does not hold makes the sentence the model's own claim.
+            let negated = || {
+                claim.iter().any(|(a, b)| {
+                    (NEGATIONS.contains(&a.as_str()) || NEGATIONS.contains(&b.as_str()))
+                        && !source_pairs[best - 1].contains(&(a.clone(), b.clone()))
+                })
+            };
+            if held >= COPIED && !negated() {
                 Sentence::Copied(best)
             } else {
                 Sentence::Own
@@ -463,5 +474,12 @@ mod tests {
                     Use configure. R can be installed from source with configure and make [2].";
         let out = attribute(text, &[CRAN, OTHER]);
         assert_eq!((out.text.as_str(), out.added), (text, vec![]));
+        // A copied sentence turned around by a negation the source lacks is the model's claim.
+        let text = "There are no binaries for a base distribution and add-on packages from CRAN. \
+                    R can be installed from source with configure and make [2].";
+        let out = attribute(text, &[CRAN, OTHER]);
+        assert_eq!((out.text.as_str(), out.added), (text, vec![]));
+        let copied = text.replace(" no ", " ");
+        assert_eq!(attribute(&copied, &[CRAN, OTHER]).added, vec![1]);
     }
 }
