@@ -142,6 +142,10 @@ async fn evaluate_answers(
         };
         let holding = numbered(&|p| contains_words(&p.chunk.text, expected));
         let on_page = numbered(&|p| item.is_hit(p));
+        // The sources the model's own markers named, before attribution moved or added any.
+        let (_, as_written, _) =
+            enclave_answer::check_citations(&answer.generated, answer.passages.len());
+        let as_written_holds = as_written.iter().any(|k| holding.contains(k));
         if !item.unanswerable {
             r.given_gold_page += usize::from(!on_page.is_empty());
             r.given_passage_holds_answer += usize::from(!holding.is_empty());
@@ -185,14 +189,7 @@ async fn evaluate_answers(
         {
             r.cited_passage_holds_answer += 1;
         }
-        let (_, as_written, _) =
-            enclave_answer::check_citations(&answer.generated, answer.passages.len());
-        r.cited_as_written_holds_answer += usize::from(as_written.iter().any(|&k| {
-            answer
-                .passages
-                .get(k - 1)
-                .is_some_and(|p| contains_words(&p.chunk.text, expected))
-        }));
+        r.cited_as_written_holds_answer += usize::from(as_written_holds);
     }
     Ok(r)
 }

@@ -47,8 +47,11 @@ static STOP_WORDS: std::sync::LazyLock<std::collections::HashSet<&'static str>> 
 /// what is left of "n't".
 const NEGATIONS: &[&str] = &["no", "not", "never", "nor", "none", "cannot", "t"];
 
+/// A text's word pairs.
+type Pairs = std::collections::HashSet<(String, String)>;
+
 /// Adjacent word pairs, except those of two stop words.
-fn pairs(text: &str) -> std::collections::HashSet<(String, String)> {
+fn pairs(text: &str) -> Pairs {
     let w = words(text);
     w.windows(2)
         .filter(|p| !(STOP_WORDS.contains(p[0].as_str()) && STOP_WORDS.contains(p[1].as_str())))
@@ -57,14 +60,21 @@ fn pairs(text: &str) -> std::collections::HashSet<(String, String)> {
 }
 
 /// Share of `claim`'s pairs that `source` holds.
-fn support(
-    claim: &std::collections::HashSet<(String, String)>,
-    source: &std::collections::HashSet<(String, String)>,
-) -> f64 {
+fn support(claim: &Pairs, source: &Pairs) -> f64 {
     if claim.is_empty() {
         return 0.0;
     }
     claim.intersection(source).count() as f64 / claim.len() as f64
+}
+
+/// The source (1-based) holding the largest share of `claim`'s pairs, the first of equals,
+/// and that share; `(0, 0.0)` when none holds any.
+fn best_source(claim: &Pairs, source_pairs: &[Pairs]) -> (usize, f64) {
+    source_pairs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i + 1, support(claim, s)))
+        .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a })
 }
 
 /// Where each sentence of `span` starts: after a line break, or after `.`, `!` or `?` followed
@@ -88,8 +98,8 @@ fn sentence_starts(span: &str) -> Vec<usize> {
 /// The word pairs of the claim a marker at the end of `span` makes: its last sentence (the
 /// marker may follow the sentence's full stop), then the sentences before it, one at a time,
 /// until the claim has [`MIN_PAIRS`] pairs or `span` is used up.
-fn claim_before(span: &str) -> std::collections::HashSet<(String, String)> {
-    let mut claim = std::collections::HashSet::new();
+fn claim_before(span: &str) -> Pairs {
+    let mut claim = Pairs::new();
     for &start in sentence_starts(span).iter().rev() {
         claim = pairs(&span[start..]);
         if claim.len() >= MIN_PAIRS {
@@ -134,8 +144,6 @@ pub fn attribute(text: &str, sources: &[&str]) -> Attributed {
     }
 }
 
-type Pairs = std::collections::HashSet<(String, String)>;
-
 /// The markers of `text` moved to the source that holds their claim clearly better.
 fn repoint(text: &str, source_pairs: &[Pairs]) -> (String, Vec<Repointed>) {
     let mut out = String::with_capacity(text.len());
@@ -170,11 +178,7 @@ fn repoint(text: &str, source_pairs: &[Pairs]) -> (String, Vec<Repointed>) {
         let mut number = k;
         if claim.len() >= MIN_PAIRS {
             let cited = support(&claim, &source_pairs[k - 1]);
-            let (best, best_support) = source_pairs
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (i + 1, support(&claim, s)))
-                .fold((k, cited), |a, b| if b.1 > a.1 { b } else { a });
+            let (best, best_support) = best_source(&claim, source_pairs);
             if best != k && best_support >= MIN_SUPPORT && best_support - cited >= MIN_GAIN {
                 number = best;
                 moved.push(Repointed { from: k, to: best });
@@ -200,21 +204,19 @@ fn leading_markers(text: &str, n: usize) -> (Vec<usize>, usize) {
     let mut found = Vec::new();
     let mut at = 0;
     loop {
-        let rest = &text[at..];
-        let skipped = rest.len() - rest.trim_start().len();
-        let rest = rest.trim_start();
-        let number = rest
+        let marker = text[at..]
+            .trim_start()
             .strip_prefix('[')
             .and_then(|r| r.split_once(']'))
-            .and_then(|(k, _)| k.trim().parse::<usize>().ok())
-            .filter(|k| (1..=n).contains(k));
-        match number {
-            Some(k) => {
-                found.push(k);
-                at += skipped + rest.find(']').map_or(0, |i| i + 1);
-            }
-            None => return (found, at),
-        }
+            .and_then(|(k, after)| {
+                let k = k.trim().parse::<usize>().ok()?;
+                (1..=n).contains(&k).then_some((k, after))
+            });
+        let Some((k, after)) = marker else {
+            return (found, at);
+        };
+        found.push(k);
+        at = text.len() - after.len();
     }
 }
 
@@ -273,11 +275,7 @@ fn cite_copied(text: &str, source_pairs: &[Pairs]) -> (String, Vec<usize>) {
             if claim.len() < MIN_COPIED_PAIRS {
                 return Sentence::Short;
             }
-            let (best, held) = source_pairs
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (i + 1, support(&claim, s)))
-                .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
+            let (best, held) = best_source(&claim, source_pairs);
             // A negation the source does not hold makes the sentence the model's own claim.
             let negated = || {
                 claim.iter().any(|(a, b)| {
