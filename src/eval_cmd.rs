@@ -64,6 +64,10 @@ struct AnswerReport {
     repointed_citations: usize,
     /// Markers added after sentences copied from a source and left uncited.
     added_citations: usize,
+    /// Answers the model began repeating itself in (stopped, cut before the repeat).
+    repetition_cuts: usize,
+    /// Answers in which the model wrote the prompt's source tags back (removed).
+    echoed_source_tags: usize,
     unanswerable: usize,
     refused: usize,
     /// Of `refused`: refusals the model gave after reading the passages.
@@ -97,6 +101,8 @@ struct AnswerRecord {
     repointed: Vec<enclave_answer::Repointed>,
     /// Sources whose markers were added.
     added: Vec<usize>,
+    /// Whether the model began repeating itself and was stopped.
+    repetition_cut: bool,
     /// The model's text as it wrote it.
     generated: String,
 }
@@ -125,6 +131,8 @@ async fn evaluate_answers(
         r.removed_citations += answer.removed_citations.len();
         r.repointed_citations += answer.repointed_citations.len();
         r.added_citations += answer.added_citations.len();
+        r.repetition_cuts += usize::from(answer.repetition_cut);
+        r.echoed_source_tags += usize::from(answer.generated.to_lowercase().contains("source>"));
         if let Some(t) = answer.timings.time_to_first_token_ms {
             r.ttft_ms.push(t);
         }
@@ -161,6 +169,7 @@ async fn evaluate_answers(
             given_on_expected_page: on_page,
             repointed: answer.repointed_citations.clone(),
             added: answer.added_citations.clone(),
+            repetition_cut: answer.repetition_cut,
             generated: answer.generated.clone(),
         });
         if item.unanswerable {
@@ -410,6 +419,14 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         println!(
             "| citation markers added after uncited sentences copied from a source | {} |",
             a.added_citations
+        );
+        println!(
+            "| answers stopped as the model began repeating itself | {} |",
+            a.repetition_cuts
+        );
+        println!(
+            "| answers with source tags written back by the model (removed) | {} |",
+            a.echoed_source_tags
         );
         println!(
             "| refusals on unanswerable questions | {} (by the model: {}) |",

@@ -8,6 +8,7 @@
 //! passages it was given do not answer (see [`Refusal`]).
 
 mod attribution;
+mod degenerate;
 pub use attribution::Repointed;
 pub mod expansion;
 mod followup;
@@ -312,6 +313,10 @@ pub struct Answer {
     /// source of each, one entry per marker); `text` and `citations` already hold them.
     #[serde(default)]
     pub added_citations: Vec<usize>,
+    /// The model began repeating itself (a sentence, or the same words three times in a
+    /// row): it was stopped, and `text` ends before the repeat.
+    #[serde(default)]
+    pub repetition_cut: bool,
     /// The model's text as it wrote it, before attribution and the citation check (for the
     /// eval; not serialized).
     #[serde(skip)]
@@ -348,6 +353,7 @@ impl Answer {
             names_apart: Vec::new(),
             repointed_citations: Vec::new(),
             added_citations: Vec::new(),
+            repetition_cut: false,
             generated: String::new(),
             expansion: None,
         }
@@ -603,6 +609,144 @@ pub fn check_citations(text: &str, n: usize) -> (String, Vec<usize>, Vec<String>
     (out, cited, removed)
 }
 
+/// When the steps of one answer started and how long those before the generation took.
+struct Clock {
+    started: Instant,
+    rewrite_ms: f64,
+    expand_ms: f64,
+    retrieval_ms: f64,
+    generation_started: Instant,
+}
+
+impl Clock {
+    /// Time spent before the generation.
+    fn before_ms(&self) -> f64 {
+        self.rewrite_ms + self.expand_ms + self.retrieval_ms
+    }
+
+    /// The timings of a finished generation, from the engine's figures.
+    fn done(&self, stats: &enclave_generation::GenerationStats) -> Timings {
+        Timings {
+            rewrite_ms: self.rewrite_ms,
+            expand_ms: self.expand_ms,
+            retrieval_ms: self.retrieval_ms,
+            time_to_first_token_ms: Some(
+                self.before_ms() + stats.queue_ms + stats.time_to_first_token_ms,
+            ),
+            prompt_tokens: stats.prompt_tokens,
+            generated_tokens: stats.generated_tokens,
+            tokens_per_s: Some(stats.decode_tokens_per_s),
+            total_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
+
+    /// The timings of a generation stopped early (a refusal, a loop), before the engine's
+    /// figures came: measured here, the prompt's tokens unknown (0), and each text piece
+    /// counted as a token.
+    fn stopped(&self, first_token: Option<Instant>, pieces: usize) -> Timings {
+        let after_generate = first_token.map_or(0.0, |t| {
+            (t - self.generation_started).as_secs_f64() * 1000.0
+        });
+        let decoding_s = first_token.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        Timings {
+            rewrite_ms: self.rewrite_ms,
+            expand_ms: self.expand_ms,
+            retrieval_ms: self.retrieval_ms,
+            time_to_first_token_ms: Some(self.before_ms() + after_generate),
+            prompt_tokens: 0,
+            generated_tokens: pieces,
+            tokens_per_s: (decoding_s > 0.0 && pieces > 1)
+                .then(|| (pieces - 1) as f64 / decoding_s),
+            total_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+/// What an answer being generated is made of besides the model's text.
+struct Unfinished {
+    question: String,
+    rewrite: Option<Rewrite>,
+    passages: Vec<Passage>,
+    model: String,
+    unmatched_terms: Vec<String>,
+    names_apart: Vec<String>,
+    expansion: Option<String>,
+    model_refusal: bool,
+}
+
+impl Unfinished {
+    /// The model's refusal.
+    fn refused(self, timings: Timings) -> Answer {
+        Answer {
+            expansion: self.expansion,
+            names_apart: self.names_apart,
+            ..Answer::refused(
+                Refusal::Model,
+                self.question,
+                self.rewrite,
+                self.passages,
+                timings,
+                self.model,
+                self.unmatched_terms,
+            )
+        }
+    }
+
+    /// The answer the model's text makes: echoed source tags removed, cut before a repeat,
+    /// markers moved and added by [`attribution`], markers naming no given source removed.
+    fn answer(self, generated: String, timings: Timings) -> Answer {
+        let mut text = degenerate::strip_source_tags(&generated);
+        let cut = degenerate::repetition_start(&text, true);
+        text.truncate(cut.unwrap_or(text.len()));
+        // The model said, in its own words, that the sources lack the answer (when it may
+        // refuse: by default such an answer keeps its citations, as the model is wrong more
+        // often than right when it says so).
+        if self.model_refusal && says_not_found(&text) {
+            return self.refused(timings);
+        }
+        let sources: Vec<&str> = self.passages.iter().map(|p| p.context.as_str()).collect();
+        let attributed = attribution::attribute(&text, &sources);
+        let (clean, cited, removed) = check_citations(&attributed.text, self.passages.len());
+        let citations = cited
+            .into_iter()
+            .map(|k| {
+                let p = &self.passages[k - 1];
+                Citation {
+                    number: k,
+                    document_id: p.chunk.document_id.clone(),
+                    title: p.document_title.clone(),
+                    source_uri: p.source_uri.clone(),
+                    page_start: p.chunk.page_start,
+                    page_end: p.chunk.page_end,
+                    char_start: p.chunk.char_start,
+                    char_end: p.chunk.char_end,
+                    quote: p.chunk.text.clone(),
+                    locator: p.locator.clone(),
+                }
+            })
+            .collect();
+        Answer {
+            question: self.question,
+            rewrite: self.rewrite,
+            text: clean.trim().to_string(),
+            citations,
+            removed_citations: removed,
+            refused: false,
+            refusal: None,
+            passages: self.passages,
+            timings,
+            model: self.model,
+            unmatched_terms: self.unmatched_terms,
+            names_apart: self.names_apart,
+            repointed_citations: attributed.repointed,
+            added_citations: attributed.added,
+            repetition_cut: cut.is_some(),
+            generated,
+            expansion: self.expansion,
+        }
+    }
+}
+
 impl Asker {
     pub fn new(
         retriever: Retriever,
@@ -760,12 +904,27 @@ impl Asker {
             )),
             seed: 0,
         };
-        let generation_started = Instant::now();
+        let clock = Clock {
+            started,
+            rewrite_ms,
+            expand_ms,
+            retrieval_ms,
+            generation_started: Instant::now(),
+        };
         let mut events = generator.generate(generation)?;
-        let question = request.question.clone();
-        let model_refusal = self.options.model_refusal;
+        let unfinished = Unfinished {
+            question: request.question.clone(),
+            rewrite: rewritten,
+            passages,
+            model,
+            unmatched_terms,
+            names_apart,
+            expansion,
+            model_refusal: self.options.model_refusal,
+        };
         tokio::spawn(async move {
-            if tx.send(AskEvent::Sources(passages.clone())).await.is_err() {
+            let sources = AskEvent::Sources(unfinished.passages.clone());
+            if tx.send(sources).await.is_err() {
                 return;
             }
             let mut text = String::new();
@@ -781,31 +940,21 @@ impl Asker {
                         }
                         // The model refused. Small models often go on after the sentence (the
                         // grammar lets a cited answer start with the same words): what follows
-                        // a refusal is filler, so the generation stops here.
-                        if model_refusal && is_model_refusal(&text) {
+                        // a refusal is filler, so the generation stops here. So does a loop:
+                        // what follows a repeat is more of it.
+                        let refused = unfinished.model_refusal && is_model_refusal(&text);
+                        let looping = || {
+                            let tidy = degenerate::strip_source_tags(&text);
+                            degenerate::repetition_start(&tidy, false).is_some()
+                        };
+                        if refused || looping() {
                             drop(events);
-                            let after_generate = first_token.map_or(0.0, |t: Instant| {
-                                (t - generation_started).as_secs_f64() * 1000.0
-                            });
-                            let answer = Answer::refused(
-                                Refusal::Model,
-                                question,
-                                rewritten,
-                                passages,
-                                Timings {
-                                    rewrite_ms,
-                                    expand_ms,
-                                    retrieval_ms,
-                                    time_to_first_token_ms: Some(
-                                        rewrite_ms + expand_ms + retrieval_ms + after_generate,
-                                    ),
-                                    generated_tokens: pieces,
-                                    total_ms: started.elapsed().as_secs_f64() * 1000.0,
-                                    ..Default::default()
-                                },
-                                model,
-                                unmatched_terms.clone(),
-                            );
+                            let timings = clock.stopped(first_token, pieces);
+                            let answer = if refused {
+                                unfinished.refused(timings)
+                            } else {
+                                unfinished.answer(text, timings)
+                            };
                             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
                             return;
                         }
@@ -815,82 +964,7 @@ impl Asker {
                         return;
                     }
                     GenerationEvent::Done(stats) => {
-                        let timings = Timings {
-                            rewrite_ms,
-                            expand_ms,
-                            retrieval_ms,
-                            time_to_first_token_ms: Some(
-                                rewrite_ms
-                                    + expand_ms
-                                    + retrieval_ms
-                                    + stats.queue_ms
-                                    + stats.time_to_first_token_ms,
-                            ),
-                            prompt_tokens: stats.prompt_tokens,
-                            generated_tokens: stats.generated_tokens,
-                            tokens_per_s: Some(stats.decode_tokens_per_s),
-                            total_ms: started.elapsed().as_secs_f64() * 1000.0,
-                        };
-                        // The model said, in its own words, that the sources lack the answer
-                        // (when it may refuse: by default such an answer keeps its citations,
-                        // as the model is wrong more often than right when it says so).
-                        if model_refusal && says_not_found(&text) {
-                            let answer = Answer {
-                                expansion,
-                                ..Answer::refused(
-                                    Refusal::Model,
-                                    question,
-                                    rewritten,
-                                    passages,
-                                    timings,
-                                    model,
-                                    unmatched_terms,
-                                )
-                            };
-                            let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
-                            return;
-                        }
-                        let sources: Vec<&str> =
-                            passages.iter().map(|p| p.context.as_str()).collect();
-                        let attributed = attribution::attribute(&text, &sources);
-                        let (clean, cited, removed) =
-                            check_citations(&attributed.text, passages.len());
-                        let citations = cited
-                            .into_iter()
-                            .map(|k| {
-                                let p = &passages[k - 1];
-                                Citation {
-                                    number: k,
-                                    document_id: p.chunk.document_id.clone(),
-                                    title: p.document_title.clone(),
-                                    source_uri: p.source_uri.clone(),
-                                    page_start: p.chunk.page_start,
-                                    page_end: p.chunk.page_end,
-                                    char_start: p.chunk.char_start,
-                                    char_end: p.chunk.char_end,
-                                    quote: p.chunk.text.clone(),
-                                    locator: p.locator.clone(),
-                                }
-                            })
-                            .collect();
-                        let answer = Answer {
-                            question,
-                            rewrite: rewritten,
-                            text: clean.trim().to_string(),
-                            citations,
-                            removed_citations: removed,
-                            refused: false,
-                            refusal: None,
-                            passages,
-                            timings,
-                            model,
-                            unmatched_terms,
-                            names_apart,
-                            repointed_citations: attributed.repointed,
-                            added_citations: attributed.added,
-                            generated: text,
-                            expansion,
-                        };
+                        let answer = unfinished.answer(text, clock.done(&stats));
                         let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
                         return;
                     }
@@ -920,6 +994,70 @@ impl Asker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn passage(number: usize, text: &str) -> Passage {
+        Passage {
+            chunk: enclave_storage::ChunkRecord {
+                id: format!("c{number}"),
+                document_id: format!("d{number}"),
+                version: 1,
+                ordinal: 0,
+                text: text.to_string(),
+                page_start: number as i64,
+                page_end: number as i64,
+                char_start: 0,
+                char_end: text.chars().count() as i64,
+                token_count: 20,
+                section: None,
+                disabled: false,
+            },
+            document_title: format!("Document {number}"),
+            source_uri: format!("file:///d{number}.pdf"),
+            scores: Default::default(),
+            context: text.to_string(),
+            locator: format!("page {number}"),
+        }
+    }
+
+    #[test]
+    fn an_answer_loses_echoed_source_tags_and_ends_before_its_first_repeat() {
+        let first = "R is a language and environment for statistical computing and graphics";
+        let second = "R is free software, distributed under the GNU General Public License";
+        let unfinished = || Unfinished {
+            question: "What is R?".into(),
+            rewrite: None,
+            passages: vec![passage(1, first), passage(2, second)],
+            model: "test".into(),
+            unmatched_terms: Vec::new(),
+            names_apart: Vec::new(),
+            expansion: None,
+            model_refusal: false,
+        };
+        let generated = format!("{first} [1]. </source>\n{second} [2]. {first} [1]. {first} [1");
+        let answer = unfinished().answer(generated.clone(), Timings::default());
+        assert!(answer.repetition_cut);
+        assert_eq!(answer.text, format!("{first} [1]. {second} [2]."));
+        let cited: Vec<usize> = answer.citations.iter().map(|c| c.number).collect();
+        assert_eq!(cited, [1, 2]);
+        assert!(
+            answer.removed_citations.is_empty(),
+            "{:?}",
+            answer.removed_citations
+        );
+        assert_eq!(
+            answer.generated, generated,
+            "the model's own text is kept as written"
+        );
+        // A source tag between the two copies does not hide the repeat.
+        let generated = format!("{second} [2]. {first}.\n</source> [1]: {first}.\nIt");
+        let answer = unfinished().answer(generated, Timings::default());
+        assert!(answer.repetition_cut);
+        assert_eq!(answer.text, format!("{second} [2]. {first}.\n[1]"));
+        // Without a repeat nothing is cut.
+        let answer = unfinished().answer(format!("{first} [1]. {second} [2]."), Timings::default());
+        assert!(!answer.repetition_cut);
+        assert_eq!(answer.text, format!("{first} [1]. {second} [2]."));
+    }
 
     #[test]
     fn a_model_saying_its_sources_lack_the_answer_is_a_refusal() {

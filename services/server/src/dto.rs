@@ -1026,6 +1026,8 @@ pub struct AnswerOut {
     /// Citation markers added after sentences the model copied from a source without citing
     /// it (the text and citations already hold them).
     pub added_citations: usize,
+    /// The model began repeating itself and was stopped; the text ends before the repeat.
+    pub repetition_cut: bool,
     /// The conversation the answer was kept in.
     pub conversation_id: Option<String>,
     /// The answer's id in its conversation (for feedback).
@@ -1095,6 +1097,7 @@ impl From<&Answer> for AnswerOut {
             names_apart: a.names_apart.clone(),
             repointed_citations: a.repointed_citations.len(),
             added_citations: a.added_citations.len(),
+            repetition_cut: a.repetition_cut,
             rewrite: a.rewrite.as_ref().map(|r| RewriteOut {
                 question: r.question.clone(),
                 kind: match r.kind {
