@@ -77,19 +77,22 @@ fn best_source(claim: &Pairs, source_pairs: &[Pairs]) -> (usize, f64) {
         .fold((0, 0.0), |a, b| if b.1 > a.1 { b } else { a })
 }
 
-/// Where each sentence of `span` starts: after a line break, or after `.`, `!` or `?` followed
-/// by white space (so "libfoo.so.1" or "12.1" end nothing). Starts of empty sentences are left
-/// out.
+/// Where each sentence of `span` starts: after a line break, or after `.`, `!` or `?` that
+/// ends a word and is followed by white space (so "libfoo.so.1", "12.1" and the command in
+/// "type ! (spawn)" end nothing). Starts of empty sentences are left out.
 fn sentence_starts(span: &str) -> Vec<usize> {
     let mut starts = vec![0];
     let mut chars = span.char_indices().peekable();
+    let mut previous = None;
     while let Some((i, c)) = chars.next() {
         let ends = c == '\n'
             || (matches!(c, '.' | '!' | '?')
+                && previous.is_some_and(|p: char| !p.is_whitespace())
                 && chars.peek().is_some_and(|&(_, next)| next.is_whitespace()));
         if ends {
             starts.push(i + c.len_utf8());
         }
+        previous = Some(c);
     }
     starts.retain(|&s| !span[s..].trim().is_empty());
     starts
@@ -479,5 +482,21 @@ mod tests {
         assert_eq!((out.text.as_str(), out.added), (text, vec![]));
         let copied = text.replace(" no ", " ");
         assert_eq!(attribute(&copied, &[CRAN, OTHER]).added, vec![1]);
+    }
+
+    #[test]
+    fn punctuation_standing_alone_is_a_command_not_a_full_stop() {
+        // "!" is the simulator's spawn command: the marker goes after the sentence, not into it.
+        let spawn = "The simulator can run a host command with the ! (spawn) command followed \
+                     by the command line to execute.";
+        let text = "You can run a host command with the ! (spawn) command followed by the command \
+                    line to execute.";
+        let out = attribute(text, &[OTHER, spawn]);
+        assert_eq!(
+            out.text,
+            "You can run a host command with the ! (spawn) command followed by the command \
+             line to execute [2]."
+        );
+        assert_eq!(out.added, vec![2]);
     }
 }

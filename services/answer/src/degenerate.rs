@@ -92,9 +92,9 @@ fn repeated_sentence(text: &str, finished: bool) -> Option<usize> {
 }
 
 /// The sentences of `text` as byte ranges, each with the markers and spaces that follow its
-/// full stop. A sentence ends at `.`, `!` or `?` followed by white space, a marker or the end
-/// of the text, or at a line break. Unless the text is `finished`, its last sentence counts
-/// only once something follows it ("… ver." or "… [1" may go on).
+/// full stop. A sentence ends at `.`, `!` or `?` that ends a word and is followed by white
+/// space, a marker or the end of the text, or at a line break. Unless the text is `finished`,
+/// its last sentence counts only once something follows it ("… ver." or "… [1" may go on).
 fn sentences(text: &str, finished: bool) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
@@ -103,6 +103,8 @@ fn sentences(text: &str, finished: bool) -> Vec<(usize, usize)> {
         let b = bytes[i];
         let ends = b == b'\n'
             || (matches!(b, b'.' | b'!' | b'?')
+                && i > 0
+                && !bytes[i - 1].is_ascii_whitespace()
                 && bytes
                     .get(i + 1)
                     .is_none_or(|n| n.is_ascii_whitespace() || *n == b'['));
