@@ -132,7 +132,8 @@ async fn evaluate_answers(
         r.repointed_citations += answer.repointed_citations.len();
         r.added_citations += answer.added_citations.len();
         r.repetition_cuts += usize::from(answer.repetition_cut);
-        r.echoed_source_tags += usize::from(answer.generated.to_lowercase().contains("source>"));
+        r.echoed_source_tags +=
+            usize::from(enclave_answer::strip_source_tags(&answer.generated) != answer.generated);
         if let Some(t) = answer.timings.time_to_first_token_ms {
             r.ttft_ms.push(t);
         }

@@ -26,7 +26,7 @@ const COPIED: f64 = 0.8;
 const MIN_COPIED_PAIRS: usize = 4;
 
 /// Lower-cased words.
-fn words(text: &str) -> Vec<String> {
+pub(crate) fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)

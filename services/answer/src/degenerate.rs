@@ -22,7 +22,7 @@ const PERIOD_WINDOW: usize = 600;
 /// The text without the prompt's source tags (`<source id="2" title="…" page 4>`,
 /// `</source>`) that the model wrote back; words the tag separated stay apart. A tag cut off
 /// by the token limit at the very end is removed too.
-pub(crate) fn strip_source_tags(text: &str) -> String {
+pub fn strip_source_tags(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('<') {
@@ -151,12 +151,7 @@ fn sentence_key(sentence: &str) -> String {
             .map_or("", |close| &rest[open + close + 1..]);
     }
     without_markers.push_str(rest);
-    let words: Vec<String> = without_markers
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
-    words.join(" ")
+    crate::attribution::words(&without_markers).join(" ")
 }
 
 fn repeated_tail(text: &str) -> Option<usize> {

@@ -10,6 +10,7 @@
 mod attribution;
 mod degenerate;
 pub use attribution::Repointed;
+pub use degenerate::strip_source_tags;
 pub mod expansion;
 mod followup;
 pub mod pseudo_questions;
