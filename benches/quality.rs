@@ -11,7 +11,9 @@
 //!   indexed text;
 //! - `headings off` (`chunking.headings = false`): only the title is added, cuts by size only.
 //!
-//! With headings on, the collection's fusion weights are then calibrated from the collection
+//! With headings on, retrieval runs again without the sentence ranking
+//! (`retrieval.sentence_weight = 0`: only the dense and BM25 rankings are fused). The
+//! collection's fusion weights are then calibrated from the collection
 //! itself (`enclave calibrate`: the local model writes questions from 40 of its passages) and
 //! retrieval runs again under the chosen weights (`fusion calibrated`), and once more with
 //! `generation.expand_query` (the model writes a passage to search with; its time is the
@@ -89,6 +91,8 @@ struct ModeRow {
     unanswerable: usize,
     refusal_accuracy: f64,
     false_refusals: usize,
+    /// Median time of one search (the query's embedding and the sentence ranking included).
+    latency_p50_ms: f64,
     /// Refusals at each `retrieval.refuse_unmatched`, with the threshold.
     #[serde(default)]
     unmatched_rule: Vec<UnmatchedRow>,
@@ -259,6 +263,28 @@ fn main() -> anyhow::Result<()> {
         if !headings {
             continue;
         }
+        // Retrieval only, every set, with one setting changed by its environment variable.
+        let retrieval_run = |label: &str, var: &str, value: &str| -> anyhow::Result<Run> {
+            let mut reports = Vec::new();
+            for (name, file, tuned) in SETS {
+                eprintln!("{label}: {name}");
+                let mut eval = enclave(&["eval", "--json", "--collection", "eval", "--set"]);
+                eval.arg(root.join(file)).env(var, value);
+                reports.push((name, tuned, eval_report(eval, None)?));
+            }
+            Ok(Run {
+                config: label.to_string(),
+                ingest_s,
+                chunks,
+                reports,
+                refusing: Vec::new(),
+            })
+        };
+        runs.push(retrieval_run(
+            &format!("{config}, sentence ranking off"),
+            "ENCLAVE_RETRIEVAL__SENTENCE_WEIGHT",
+            "0",
+        )?);
         // The fusion weights calibrated from the collection itself, then retrieval again.
         eprintln!("{config}: calibrating the fusion weights");
         let out = enclave(&["calibrate", "--collection", "eval", "--json"])
@@ -294,21 +320,11 @@ fn main() -> anyhow::Result<()> {
         });
         calibrated = Some(c);
         // Query expansion by the model (calibrated weights kept), retrieval only.
-        let mut reports = Vec::new();
-        for (name, file, tuned) in SETS {
-            eprintln!("{config}, query expansion: {name}");
-            let mut eval = enclave(&["eval", "--json", "--collection", "eval", "--set"]);
-            eval.arg(root.join(file))
-                .env("ENCLAVE_GENERATION__EXPAND_QUERY", "true");
-            reports.push((name, tuned, eval_report(eval, None)?));
-        }
-        runs.push(Run {
-            config: format!("{config}, fusion calibrated, query expansion"),
-            ingest_s,
-            chunks,
-            reports,
-            refusing: Vec::new(),
-        });
+        runs.push(retrieval_run(
+            &format!("{config}, fusion calibrated, query expansion"),
+            "ENCLAVE_GENERATION__EXPAND_QUERY",
+            "true",
+        )?);
     }
     print_retrieval(&runs);
     if let Some(c) = calibrated {
@@ -344,9 +360,9 @@ fn print_retrieval(runs: &[Run]) {
     println!("### Retrieval (top 10 of the one collection holding every set's documents)");
     println!();
     println!(
-        "| set | tuned on | configuration | dense R@5 · nDCG@10 | BM25 R@5 · nDCG@10 | hybrid R@5 · nDCG@10 | unanswerable refused by retrieval | answerable wrongly refused | expansion before search (p50) |"
+        "| set | tuned on | configuration | dense R@5 · nDCG@10 | BM25 R@5 · nDCG@10 | hybrid R@5 · nDCG@10 | unanswerable refused by retrieval | answerable wrongly refused | hybrid search (p50) | expansion before search (p50) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, _, tuned) in SETS {
         for run in runs {
             let Some((_, _, report)) = run.reports.iter().find(|(n, _, _)| *n == name) else {
@@ -363,7 +379,7 @@ fn print_retrieval(runs: &[Run]) {
             };
             let hybrid = report.retrieval.iter().find(|r| r.mode == "hybrid");
             println!(
-                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if tuned { "yes" } else { "no (held out)" },
                 run.config,
                 cell("dense"),
@@ -377,6 +393,7 @@ fn print_retrieval(runs: &[Run]) {
                     "{} of {}",
                     h.false_refusals, h.answerable
                 )),
+                hybrid.map_or("-".into(), |h| format!("{:.0} ms", h.latency_p50_ms)),
                 if report.expand_ms_p50 > 0.0 {
                     format!("{:.1} s", report.expand_ms_p50 / 1000.0)
                 } else {
@@ -386,7 +403,8 @@ fn print_retrieval(runs: &[Run]) {
         }
     }
     println!();
-    for run in runs.iter().filter(|r| !r.config.contains("calibrated")) {
+    // The runs of an ingest-time configuration; the others searched the same collection.
+    for run in runs.iter().filter(|r| !r.config.contains(',')) {
         println!(
             "Ingest, {}: {:.0} s for {} chunks.",
             run.config, run.ingest_s, run.chunks

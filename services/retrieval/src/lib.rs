@@ -19,6 +19,7 @@ use enclave_storage::{
     Bm25Encoder, ChunkRecord, Document, MetaStore, VectorFilter, VectorQuery, VectorStore,
 };
 use serde::{Deserialize, Serialize};
+use unicode_segmentation::UnicodeSegmentation;
 
 /// Errors of retrieval.
 #[derive(Debug, thiserror::Error)]
@@ -89,12 +90,57 @@ pub struct RetrievalOptions {
     /// Whether, with `refuse_unmatched` on, names of the query that no one document among the
     /// results holds together (see [`SearchResults::names_apart`]) refuse as well.
     pub names_together: bool,
+    /// Weight of the sentence ranking in hybrid fusion (see [`sentence_units`]); 0: off.
+    pub sentence_weight: f32,
+    /// How many of the best fused passages the sentence ranking reorders.
+    pub sentence_candidates: usize,
 }
 
 /// The passages, best first, whose documents [`SearchResults::names_apart`] looks at.
 pub const NAMES_TOGETHER_PASSAGES: usize = 5;
 
 pub use enclave_settings::RefuseUnmatched;
+
+/// The units a passage is ranked by in the sentence ranking: its sentences, white space made
+/// single spaces, a sentence shorter than [`SENTENCE_UNIT_CHARS`] joined to the next (a
+/// heading, "See below.", a list's number), each with the passage's heading path or, without
+/// one, its document's title before it, as its chunk is embedded with them.
+pub fn sentence_units(title: &str, section: Option<&str>, text: &str) -> Vec<String> {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut units: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for sentence in flat.unicode_sentences() {
+        current.push_str(sentence);
+        if current.trim().chars().count() >= SENTENCE_UNIT_CHARS {
+            units.push(current.trim().to_string());
+            current.clear();
+        }
+    }
+    let rest = current.trim();
+    if !rest.is_empty() {
+        match units.last_mut() {
+            Some(last) if rest.chars().count() < SENTENCE_UNIT_CHARS => {
+                last.push(' ');
+                last.push_str(rest);
+            }
+            _ => units.push(rest.to_string()),
+        }
+    }
+    let prefix = section
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(title.trim());
+    if prefix.is_empty() {
+        return units;
+    }
+    units
+        .into_iter()
+        .map(|u| format!("{prefix}: {u}"))
+        .collect()
+}
+
+/// Shortest unit of the sentence ranking, in characters (see [`sentence_units`]).
+pub const SENTENCE_UNIT_CHARS: usize = 60;
 
 /// Whether a word the collections never mention is a name: it holds a capital letter, a digit
 /// or an inner hyphen (Excel, DataFrame, KA10, scikit-learn), as a product, a standard or a
@@ -165,6 +211,8 @@ impl From<&enclave_settings::RetrievalSettings> for RetrievalOptions {
             min_dense_score: s.min_dense_score,
             refuse_unmatched: s.refuse_unmatched,
             names_together: s.names_together,
+            sentence_weight: s.sentence_weight,
+            sentence_candidates: s.sentence_candidates,
         }
     }
 }
@@ -319,6 +367,10 @@ pub struct Scores {
     pub dense: Option<f32>,
     /// BM25 score, when the BM25 channel found it.
     pub bm25: Option<f32>,
+    /// Cosine similarity of the passage's sentence nearest to the query, when the sentence
+    /// ranking (`retrieval.sentence_weight`) reordered it.
+    #[serde(default)]
+    pub sentence: Option<f32>,
     /// Fused score that orders the results.
     pub fused: f32,
 }
@@ -405,7 +457,13 @@ pub struct Retriever {
     embedder: OnnxEmbedder,
     bm25: Bm25Encoder,
     options: RetrievalOptions,
+    /// Embedded sentence units of recently ranked chunks (see [`Retriever::rank_by_sentence`]),
+    /// by chunk id: a follow-up mostly meets the passages of the question before it.
+    sentences: Arc<quick_cache::sync::Cache<String, Arc<Vec<Vec<f32>>>>>,
 }
+
+/// Chunks whose sentence vectors stay cached (about 12 KB each).
+pub const SENTENCE_CACHE_CHUNKS: usize = 2048;
 
 impl Retriever {
     pub fn new(
@@ -420,6 +478,7 @@ impl Retriever {
             embedder,
             bm25: Bm25Encoder::new()?,
             options,
+            sentences: Arc::new(quick_cache::sync::Cache::new(SENTENCE_CACHE_CHUNKS)),
         })
     }
 
@@ -541,6 +600,7 @@ impl Retriever {
         inputs.extend(expanded.clone());
         let mut vectors = self.embedder.embed(inputs).await?.into_iter();
         let vector = vectors.next().unwrap_or_default();
+        let query_vector = vector.clone();
         let (dense, best_dense) = match vectors.next() {
             // Ranked by the expanded text; relevance from the query's own nearest passage.
             Some(expanded_vector) => {
@@ -613,6 +673,12 @@ impl Retriever {
             .into_iter()
             .map(|c| (c.id.clone(), c))
             .collect();
+        // The sentence ranking reorders the best fused passages: fetch that many.
+        let by_sentence = (mode == SearchMode::Hybrid
+            && self.options.sentence_weight > 0.0
+            && self.options.sentence_candidates > 0)
+            .then_some(self.options.sentence_candidates);
+        let wanted = request.limit.max(by_sentence.unwrap_or(0));
         let mut passages: Vec<Passage> = Vec::new();
         let mut documents: HashMap<String, Document> = HashMap::new();
         for (id, s) in ranked {
@@ -659,10 +725,16 @@ impl Retriever {
                     chunk.section.as_deref(),
                 ),
             });
-            if passages.len() == request.limit {
+            if passages.len() == wanted {
                 break;
             }
         }
+        if let Some(n) = by_sentence {
+            let n = n.min(passages.len());
+            self.rank_by_sentence(&query_vector, &mut passages[..n])
+                .await?;
+        }
+        passages.truncate(request.limit);
         let names_apart = self.names_apart(query, &filter, &passages).await?;
         if request.expand_neighbours {
             for p in &mut passages {
@@ -686,6 +758,64 @@ impl Retriever {
             mode,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
+    }
+
+    /// Adds the sentence ranking to the fused scores of `passages` and orders them again: each
+    /// passage is ranked by its sentence (see [`sentence_units`]) nearest to the query, and
+    /// that rank counts in the fusion with `retrieval.sentence_weight`. All the passages'
+    /// sentences are embedded in one call.
+    async fn rank_by_sentence(
+        &self,
+        query: &[f32],
+        passages: &mut [Passage],
+    ) -> Result<(), RetrievalError> {
+        // Only the chunks not cached are embedded, all in one call.
+        let mut vectors: Vec<Option<Arc<Vec<Vec<f32>>>>> = passages
+            .iter()
+            .map(|p| self.sentences.get(&p.chunk.id))
+            .collect();
+        let missing: Vec<(usize, Vec<String>)> = passages
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| vectors[*i].is_none())
+            .map(|(i, p)| {
+                let units =
+                    sentence_units(&p.document_title, p.chunk.section.as_deref(), &p.chunk.text);
+                (i, units)
+            })
+            .collect();
+        let mut embedded = self
+            .embedder
+            .embed(missing.iter().flat_map(|(_, u)| u.clone()).collect())
+            .await?
+            .into_iter();
+        for (i, units) in &missing {
+            let own = Arc::new(embedded.by_ref().take(units.len()).collect::<Vec<_>>());
+            self.sentences
+                .insert(passages[*i].chunk.id.clone(), Arc::clone(&own));
+            vectors[*i] = Some(own);
+        }
+        for (p, v) in passages.iter_mut().zip(&vectors) {
+            p.scores.sentence = v
+                .iter()
+                .flat_map(|v| v.iter())
+                .map(|v| v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>())
+                .reduce(f32::max);
+        }
+        let mut order: Vec<usize> = (0..passages.len())
+            .filter(|&i| passages[i].scores.sentence.is_some())
+            .collect();
+        order.sort_by(|&a, &b| {
+            let score = |i: usize| passages[i].scores.sentence.unwrap_or(f32::MIN);
+            score(b).total_cmp(&score(a)).then(a.cmp(&b))
+        });
+        for (rank, &i) in order.iter().enumerate() {
+            passages[i].scores.fused +=
+                self.options.sentence_weight / (self.options.rrf_k + rank as f32 + 1.0);
+        }
+        // Stable: passages the sentence ranking leaves level keep their fused order.
+        passages.sort_by(|a, b| b.scores.fused.total_cmp(&a.scores.fused));
+        Ok(())
     }
 
     /// The words of `query` whose BM25 term no point under `filter` holds, in query order. Each
@@ -859,6 +989,26 @@ mod tests {
             section: None,
             disabled: false,
         }
+    }
+
+    #[test]
+    fn sentence_units_join_short_sentences_and_carry_the_heading_path() {
+        let text = "What is R?\nR is a system for statistical computation and graphics. It \
+                    consists of a language plus a run-time environment with graphics, a \
+                    debugger and access to certain system functions. See below.";
+        let units = sentence_units("R FAQ", Some("R Basics › What is R?"), text);
+        assert_eq!(
+            units,
+            [
+                "R Basics › What is R?: What is R? R is a system for statistical computation \
+                 and graphics.",
+                "R Basics › What is R?: It consists of a language plus a run-time environment \
+                 with graphics, a debugger and access to certain system functions. See below.",
+            ]
+        );
+        // Without a heading path, the title; a short passage is one unit.
+        assert_eq!(sentence_units("R FAQ", None, "Short."), ["R FAQ: Short."]);
+        assert!(sentence_units("R FAQ", None, " \n ").is_empty());
     }
 
     #[test]

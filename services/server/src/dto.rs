@@ -624,6 +624,9 @@ pub struct ScoresOut {
     pub dense: Option<f32>,
     /// BM25 score, when that channel found it.
     pub bm25: Option<f32>,
+    /// Cosine similarity of the passage's sentence nearest to the query, when the sentence
+    /// ranking (`retrieval.sentence_weight`) placed it.
+    pub sentence: Option<f32>,
     /// The fused score that orders the results.
     pub fused: f32,
 }
@@ -673,6 +676,7 @@ impl PassageOut {
             scores: ScoresOut {
                 dense: p.scores.dense,
                 bm25: p.scores.bm25,
+                sentence: p.scores.sentence,
                 fused: p.scores.fused,
             },
             url: passage_url(&c.document_id, c.version, c.char_start, c.char_end),

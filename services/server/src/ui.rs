@@ -497,6 +497,7 @@ pub(crate) struct PassageView {
     fused: String,
     dense: String,
     bm25: String,
+    sentence: String,
 }
 
 pub(crate) fn passage_views(passages: &[Passage]) -> Vec<PassageView> {
@@ -512,6 +513,7 @@ pub(crate) fn passage_views(passages: &[Passage]) -> Vec<PassageView> {
                 fused: format!("{:.4}", o.scores.fused),
                 dense: o.scores.dense.map_or("–".into(), |s| format!("{s:.3}")),
                 bm25: o.scores.bm25.map_or("–".into(), |s| format!("{s:.2}")),
+                sentence: o.scores.sentence.map_or("–".into(), |s| format!("{s:.3}")),
             }
         })
         .collect()
@@ -1166,7 +1168,7 @@ mod tests {
         ctx.insert(
             "results",
             &serde_json::json!({"summary": "1", "passages": [{"title": "<i>t</i>", "pages": "page 1",
-                "url": "/d", "text": "<script>alert(1)</script>", "fused": "1", "dense": "1", "bm25": "1"}]}),
+                "url": "/d", "text": "<script>alert(1)</script>", "fused": "1", "dense": "1", "bm25": "1", "sentence": "1"}]}),
         );
         let html = TEMPLATES.render("ask.html", &ctx).unwrap();
         assert!(
