@@ -558,8 +558,17 @@ async fn a_collection_calibrates_its_fusion_weights() {
     }
 
     // Every hybrid search of the collection uses its weights: all on one ranking gives that
-    // ranking's order.
-    let retriever = asker.retriever();
+    // ranking's order (the sentence ranking, a third one, off).
+    let retriever = Retriever::new(
+        meta.clone(),
+        asker.retriever().vectors(),
+        embedder().await,
+        RetrievalOptions {
+            sentence_weight: 0.0,
+            ..RetrievalOptions::default()
+        },
+    )
+    .unwrap();
     let c_id = meta
         .collection_by_name("default")
         .await

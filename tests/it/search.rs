@@ -106,8 +106,39 @@ async fn known_answers_come_from_their_pages() {
                 SearchMode::Bm25 => assert!(p.scores.bm25.is_some()),
                 SearchMode::Hybrid => assert!(p.scores.dense.is_some() || p.scores.bm25.is_some()),
             }
+            // Only hybrid search adds the sentence ranking.
+            assert_eq!(p.scores.sentence.is_some(), mode == SearchMode::Hybrid);
         }
     }
+    // The sentence ranking, made to outweigh the other two, alone orders the passages, drawn
+    // from the same best fused candidates.
+    let q = request(
+        "How can I keep my Debian system current?",
+        SearchMode::Hybrid,
+    );
+    let nearest = |res: &enclave_retrieval::SearchResults| -> Vec<f32> {
+        res.passages
+            .iter()
+            .map(|p| p.scores.sentence.unwrap())
+            .collect()
+    };
+    let fused = nearest(&r.search(&q).await.unwrap());
+    let by_sentence = Retriever::new(
+        r.meta().clone(),
+        r.vectors(),
+        embedder().await,
+        RetrievalOptions {
+            sentence_weight: 1000.0,
+            ..RetrievalOptions::default()
+        },
+    )
+    .unwrap();
+    let sorted = nearest(&by_sentence.search(&q).await.unwrap());
+    assert!(sorted.windows(2).all(|w| w[0] >= w[1]), "{sorted:?}");
+    assert!(
+        sorted[0] >= fused.iter().copied().fold(f32::MIN, f32::max),
+        "{sorted:?} {fused:?}"
+    );
 
     // Filters run inside the search: collection and access tags.
     let mut only_memos = request("Debian mirror", SearchMode::Hybrid);
