@@ -201,6 +201,14 @@ pub fn refuses_unmatched(policy: RefuseUnmatched, unmatched: &[String]) -> bool 
     }
 }
 
+impl RetrievalOptions {
+    /// What a ranking of `weight` adds to the fused score of its passage at 0-based `rank`
+    /// (weighted reciprocal rank fusion).
+    fn rrf_share(&self, weight: f32, rank: usize) -> f32 {
+        weight / (self.rrf_k + rank as f32 + 1.0)
+    }
+}
+
 impl From<&enclave_settings::RetrievalSettings> for RetrievalOptions {
     fn from(s: &enclave_settings::RetrievalSettings) -> Self {
         Self {
@@ -653,12 +661,12 @@ impl Retriever {
         for (rank, hit) in dense.iter().enumerate() {
             let s = scores.entry(hit.id.clone()).or_default();
             s.dense = Some(hit.score);
-            s.fused += wd / (self.options.rrf_k + rank as f32 + 1.0);
+            s.fused += self.options.rrf_share(wd, rank);
         }
         for (rank, hit) in bm25.iter().enumerate() {
             let s = scores.entry(hit.id.clone()).or_default();
             s.bm25 = Some(hit.score);
-            s.fused += wb / (self.options.rrf_k + rank as f32 + 1.0);
+            s.fused += self.options.rrf_share(wb, rank);
         }
         let mut ranked: Vec<(String, Scores)> =
             scores.into_iter().filter(|(_, s)| s.fused > 0.0).collect();
@@ -762,56 +770,47 @@ impl Retriever {
 
     /// Adds the sentence ranking to the fused scores of `passages` and orders them again: each
     /// passage is ranked by its sentence (see [`sentence_units`]) nearest to the query, and
-    /// that rank counts in the fusion with `retrieval.sentence_weight`. All the passages'
-    /// sentences are embedded in one call.
+    /// that rank counts in the fusion with `retrieval.sentence_weight`. The sentences of the
+    /// chunks not cached yet are embedded in one call.
     async fn rank_by_sentence(
         &self,
         query: &[f32],
         passages: &mut [Passage],
     ) -> Result<(), RetrievalError> {
-        // Only the chunks not cached are embedded, all in one call.
         let mut vectors: Vec<Option<Arc<Vec<Vec<f32>>>>> = passages
             .iter()
             .map(|p| self.sentences.get(&p.chunk.id))
             .collect();
-        let missing: Vec<(usize, Vec<String>)> = passages
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| vectors[*i].is_none())
-            .map(|(i, p)| {
-                let units =
+        // The passages to embed, with how many units each, and all their units in order.
+        let mut missing: Vec<(usize, usize)> = Vec::new();
+        let mut units: Vec<String> = Vec::new();
+        for (i, p) in passages.iter().enumerate() {
+            if vectors[i].is_none() {
+                let own =
                     sentence_units(&p.document_title, p.chunk.section.as_deref(), &p.chunk.text);
-                (i, units)
-            })
-            .collect();
-        let mut embedded = self
-            .embedder
-            .embed(missing.iter().flat_map(|(_, u)| u.clone()).collect())
-            .await?
-            .into_iter();
-        for (i, units) in &missing {
-            let own = Arc::new(embedded.by_ref().take(units.len()).collect::<Vec<_>>());
-            self.sentences
-                .insert(passages[*i].chunk.id.clone(), Arc::clone(&own));
-            vectors[*i] = Some(own);
+                missing.push((i, own.len()));
+                units.extend(own);
+            }
         }
-        for (p, v) in passages.iter_mut().zip(&vectors) {
+        let mut embedded = self.embedder.embed(units).await?.into_iter();
+        for (i, count) in missing {
+            let own = Arc::new(embedded.by_ref().take(count).collect::<Vec<_>>());
+            self.sentences
+                .insert(passages[i].chunk.id.clone(), Arc::clone(&own));
+            vectors[i] = Some(own);
+        }
+        let mut order: Vec<(usize, f32)> = Vec::new();
+        for (i, (p, v)) in passages.iter_mut().zip(&vectors).enumerate() {
             p.scores.sentence = v
                 .iter()
                 .flat_map(|v| v.iter())
                 .map(|v| v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>())
                 .reduce(f32::max);
+            order.extend(p.scores.sentence.map(|s| (i, s)));
         }
-        let mut order: Vec<usize> = (0..passages.len())
-            .filter(|&i| passages[i].scores.sentence.is_some())
-            .collect();
-        order.sort_by(|&a, &b| {
-            let score = |i: usize| passages[i].scores.sentence.unwrap_or(f32::MIN);
-            score(b).total_cmp(&score(a)).then(a.cmp(&b))
-        });
-        for (rank, &i) in order.iter().enumerate() {
-            passages[i].scores.fused +=
-                self.options.sentence_weight / (self.options.rrf_k + rank as f32 + 1.0);
+        order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (rank, (i, _)) in order.into_iter().enumerate() {
+            passages[i].scores.fused += self.options.rrf_share(self.options.sentence_weight, rank);
         }
         // Stable: passages the sentence ranking leaves level keep their fused order.
         passages.sort_by(|a, b| b.scores.fused.total_cmp(&a.scores.fused));
