@@ -102,7 +102,8 @@ pub fn ingestor_with(
         settings.chunking.max_tokens,
         settings.chunking.overlap_tokens,
     )?
-    .with_headings(settings.chunking.headings);
+    .with_headings(settings.chunking.headings)
+    .with_input_limit(settings.embedding.max_input_tokens.saturating_sub(2));
     let program = std::env::current_exe().context("locating the enclave executable")?;
     let options = IngestOptions {
         pdf: PdfIsolation {

@@ -105,6 +105,8 @@ struct AnswerRecord {
     repetition_cut: bool,
     /// The model's text as it wrote it.
     generated: String,
+    /// The given passages' text, in the order the model saw them (numbered from 1).
+    passages: Vec<String>,
 }
 
 async fn evaluate_answers(
@@ -172,6 +174,11 @@ async fn evaluate_answers(
             added: answer.added_citations.clone(),
             repetition_cut: answer.repetition_cut,
             generated: answer.generated.clone(),
+            passages: answer
+                .passages
+                .iter()
+                .map(|p| p.chunk.text.clone())
+                .collect(),
         });
         if item.unanswerable {
             r.unanswerable += 1;

@@ -123,6 +123,22 @@ fn content_start(headings: &[Heading], char_start: usize, piece: &str) -> usize 
     at
 }
 
+/// How many tokens over the budget a chunk may grow by taking the bare headings before it
+/// ([`Chunker::join_bare_headings`]): a few headings' worth, far below the embedding models'
+/// input limits.
+pub const HEADING_ALLOWANCE: usize = 32;
+
+/// Whether `piece` (at char offset `char_start`) opens with a heading and holds no letter past
+/// its heading lines (a section number such as "2.5.1" at most).
+fn is_bare_heading(headings: &[Heading], char_start: usize, piece: &str) -> bool {
+    let content = content_start(headings, char_start, piece);
+    content > char_start
+        && !piece
+            .chars()
+            .skip(content - char_start)
+            .any(char::is_alphabetic)
+}
+
 /// Cuts documents into chunks sized in the embedding model's tokens.
 #[derive(Clone)]
 pub struct Chunker {
@@ -130,6 +146,9 @@ pub struct Chunker {
     max_tokens: usize,
     overlap_tokens: usize,
     headings: bool,
+    /// Most tokens the embedding model reads of a chunk: a chunk joined to bare headings
+    /// stays within it.
+    input_limit: usize,
 }
 
 impl std::fmt::Debug for Chunker {
@@ -138,6 +157,7 @@ impl std::fmt::Debug for Chunker {
             .field("max_tokens", &self.max_tokens)
             .field("overlap_tokens", &self.overlap_tokens)
             .field("headings", &self.headings)
+            .field("input_limit", &self.input_limit)
             .finish()
     }
 }
@@ -158,6 +178,7 @@ impl Chunker {
             max_tokens,
             overlap_tokens,
             headings: true,
+            input_limit: usize::MAX,
         })
     }
 
@@ -167,6 +188,13 @@ impl Chunker {
     /// cut, and only the title is added.
     pub fn with_headings(mut self, on: bool) -> Self {
         self.headings = on;
+        self
+    }
+
+    /// The most tokens the embedding model reads (without its special tokens): a chunk that
+    /// takes the bare headings before it ([`HEADING_ALLOWANCE`]) never grows past it.
+    pub fn with_input_limit(mut self, limit: usize) -> Self {
+        self.input_limit = limit;
         self
     }
 
@@ -190,7 +218,8 @@ impl Chunker {
     ) -> Result<Self, IngestError> {
         Ok(
             Self::new(Arc::clone(&self.tokenizer), max_tokens, overlap_tokens)?
-                .with_headings(self.headings),
+                .with_headings(self.headings)
+                .with_input_limit(self.input_limit),
         )
     }
 
@@ -209,6 +238,47 @@ impl Chunker {
         self.tokenizer
             .encode_fast(text, false)
             .map_or(0, |e| e.get_ids().len())
+    }
+
+    /// Joins each piece that holds only headings to the piece after it, so that no chunk is a
+    /// bare title: a section whose title is followed at once by its first subsection's ("How
+    /// can R be installed?" then "2.5.1"), or a title the splitter packed alone because the
+    /// paragraph after it fills a chunk. Such a chunk matches its question best of all and
+    /// gives the reader nothing. A join is made when the joined piece stays within
+    /// [`HEADING_ALLOWANCE`] tokens over the budget and within the embedding model's input
+    /// ([`Chunker::with_input_limit`]); the last piece has nothing to join.
+    /// `pieces` are slices of `text`, in order, with their char offsets.
+    fn join_bare_headings<'t>(
+        &self,
+        text: &'t str,
+        headings: &[Heading],
+        pieces: Vec<(usize, &'t str)>,
+    ) -> Vec<(usize, &'t str)> {
+        if headings.is_empty() {
+            return pieces;
+        }
+        let byte_of = |piece: &str| piece.as_ptr() as usize - text.as_ptr() as usize;
+        let mut out = Vec::with_capacity(pieces.len());
+        // The bare pieces waiting for the next piece: (char offset, byte offset) of the first.
+        let mut pending: Option<(usize, usize)> = None;
+        let mut rest = pieces.into_iter().peekable();
+        while let Some((char_start, piece)) = rest.next() {
+            let (char_start, byte_start) = pending.take().unwrap_or((char_start, byte_of(piece)));
+            let joined = &text[byte_start..byte_of(piece) + piece.len()];
+            let bare = is_bare_heading(headings, char_start, joined);
+            if bare
+                && rest.peek().is_some_and(|&(_, next)| {
+                    let with_next = &text[byte_start..byte_of(next) + next.len()];
+                    let bound = (self.max_tokens + HEADING_ALLOWANCE).min(self.input_limit);
+                    self.count_tokens(with_next) <= bound
+                })
+            {
+                pending = Some((char_start, byte_start));
+                continue;
+            }
+            out.push((char_start, joined));
+        }
+        out
     }
 
     /// Chunks of a parsed document, in order.
@@ -245,11 +315,15 @@ impl Chunker {
                 })
                 .collect()
         };
+        let pieces: Vec<(usize, &str)> = pieces
+            .into_iter()
+            .filter(|(_, t)| !t.trim().is_empty())
+            .collect();
+        let pieces = self.join_bare_headings(&text, &doc.headings, pieces);
         let page_starts = doc.page_starts();
         let page_of = |offset: usize| page_starts.partition_point(|&s| s <= offset).max(1);
         pieces
             .into_iter()
-            .filter(|(_, t)| !t.trim().is_empty())
             .enumerate()
             .map(|(ordinal, (char_start, piece))| {
                 let char_end = char_start + piece.chars().count();
@@ -319,6 +393,21 @@ mod tests {
         // table-like line is prose, and the end of the text is no cut.
         assert_eq!(cuts, [at("| Item"), at("After."), at("| A |")]);
         assert!(table_cuts("| A | B |\n| --- | --- |\n").is_empty());
+    }
+
+    #[test]
+    fn a_piece_of_headings_and_section_numbers_is_bare() {
+        let text = "2.5 How can R be installed?\n\n2.5.1\n";
+        let hs = [h(0, 2, "2.5 How can R be installed?")];
+        assert!(is_bare_heading(&hs, 0, text));
+        // Text after the title, or a piece that does not open with a heading, is not bare.
+        assert!(!is_bare_heading(
+            &hs,
+            0,
+            "2.5 How can R be installed?\nFrom CRAN."
+        ));
+        assert!(!is_bare_heading(&hs, 3, "2.5.1\n"));
+        assert!(!is_bare_heading(&[], 0, text));
     }
 
     #[test]
