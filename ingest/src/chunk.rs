@@ -124,9 +124,14 @@ fn content_start(headings: &[Heading], char_start: usize, piece: &str) -> usize 
 }
 
 /// How many tokens over the budget a chunk may grow by taking the bare headings before it
-/// ([`Chunker::join_bare_headings`]): a few headings' worth, far below the embedding models'
-/// input limits.
-pub const HEADING_ALLOWANCE: usize = 32;
+/// ([`Chunker::join_bare_headings`]) or a fragment beside it ([`Chunker::join_fragments`]): a
+/// few headings' or a sentence's worth, far below the embedding models' input limits.
+pub const JOIN_ALLOWANCE: usize = 32;
+
+/// Pieces of fewer tokens are fragments, joined to a neighbour ([`Chunker::join_fragments`]):
+/// one line of its own ("Switches control the format of display information:") next to the
+/// table it introduces, the end of a section cut off by the size limit.
+pub const FRAGMENT_TOKENS: usize = 32;
 
 /// Whether `piece` (at char offset `char_start`) opens with a heading and holds no letter past
 /// its heading lines (a section number such as "2.5.1" at most).
@@ -192,7 +197,8 @@ impl Chunker {
     }
 
     /// The most tokens the embedding model reads (without its special tokens): a chunk that
-    /// takes the bare headings before it ([`HEADING_ALLOWANCE`]) never grows past it.
+    /// takes the bare headings or the fragment beside it ([`JOIN_ALLOWANCE`]) never grows
+    /// past it.
     pub fn with_input_limit(mut self, limit: usize) -> Self {
         self.input_limit = limit;
         self
@@ -245,7 +251,7 @@ impl Chunker {
     /// can R be installed?" then "2.5.1"), or a title the splitter packed alone because the
     /// paragraph after it fills a chunk. Such a chunk matches its question best of all and
     /// gives the reader nothing. A join is made when the joined piece stays within
-    /// [`HEADING_ALLOWANCE`] tokens over the budget and within the embedding model's input
+    /// [`JOIN_ALLOWANCE`] tokens over the budget and within the embedding model's input
     /// ([`Chunker::with_input_limit`]); the last piece has nothing to join.
     /// `pieces` are slices of `text`, in order, with their char offsets.
     fn join_bare_headings<'t>(
@@ -269,12 +275,62 @@ impl Chunker {
             if bare
                 && rest.peek().is_some_and(|&(_, next)| {
                     let with_next = &text[byte_start..byte_of(next) + next.len()];
-                    let bound = (self.max_tokens + HEADING_ALLOWANCE).min(self.input_limit);
+                    let bound = (self.max_tokens + JOIN_ALLOWANCE).min(self.input_limit);
                     self.count_tokens(with_next) <= bound
                 })
             {
                 pending = Some((char_start, byte_start));
                 continue;
+            }
+            out.push((char_start, joined));
+        }
+        out
+    }
+
+    /// Joins each fragment (a piece of fewer than [`FRAGMENT_TOKENS`] tokens) to the piece
+    /// after it, unless that piece opens a section; else to the piece before it, unless the
+    /// fragment opens a section itself. A one-line chunk is passed over by retrieval or, worse,
+    /// copied by the model without the table or the paragraph it belongs to. A join is made
+    /// within [`JOIN_ALLOWANCE`] tokens over the budget and the embedding model's input.
+    /// `pieces` are slices of `text`, in order, with their char offsets.
+    fn join_fragments<'t>(
+        &self,
+        text: &'t str,
+        headings: &[Heading],
+        pieces: Vec<(usize, &'t str)>,
+    ) -> Vec<(usize, &'t str)> {
+        let byte_of = |piece: &str| piece.as_ptr() as usize - text.as_ptr() as usize;
+        let bound = (self.max_tokens + JOIN_ALLOWANCE).min(self.input_limit);
+        let opens_section = |char_start: usize, piece: &str| {
+            content_start(headings, char_start, piece) > char_start
+        };
+        let mut out: Vec<(usize, &'t str)> = Vec::with_capacity(pieces.len());
+        // A fragment waiting for the next piece: its (char offset, byte offset).
+        let mut pending: Option<(usize, usize)> = None;
+        let mut rest = pieces.into_iter().peekable();
+        while let Some((char_start, piece)) = rest.next() {
+            let (char_start, byte_start) = pending.take().unwrap_or((char_start, byte_of(piece)));
+            let joined = &text[byte_start..byte_of(piece) + piece.len()];
+            if self.count_tokens(joined) < FRAGMENT_TOKENS {
+                let forward = rest.peek().is_some_and(|&(next_start, next)| {
+                    !opens_section(next_start, next)
+                        && self.count_tokens(&text[byte_start..byte_of(next) + next.len()]) <= bound
+                });
+                if forward {
+                    pending = Some((char_start, byte_start));
+                    continue;
+                }
+                if !opens_section(char_start, joined)
+                    && let Some(last) = out.last_mut()
+                {
+                    // Overlapping pieces: the fragment may end inside the one before it.
+                    let end = (byte_of(last.1) + last.1.len()).max(byte_start + joined.len());
+                    let with_last = &text[byte_of(last.1)..end];
+                    if self.count_tokens(with_last) <= bound {
+                        last.1 = with_last;
+                        continue;
+                    }
+                }
             }
             out.push((char_start, joined));
         }
@@ -320,6 +376,7 @@ impl Chunker {
             .filter(|(_, t)| !t.trim().is_empty())
             .collect();
         let pieces = self.join_bare_headings(&text, &doc.headings, pieces);
+        let pieces = self.join_fragments(&text, &doc.headings, pieces);
         let page_starts = doc.page_starts();
         let page_of = |offset: usize| page_starts.partition_point(|&s| s <= offset).max(1);
         pieces

@@ -56,8 +56,8 @@ async fn check_invariants(env: &TestEnv, max_tokens: usize, pdfs: &[&str]) {
                 tokens as i64, c.token_count,
                 "{name} chunk {i}: token count"
             );
-            // A chunk may go over the budget by the bare headings it took from before it.
-            let bound = max_tokens + enclave_ingest::chunk::HEADING_ALLOWANCE;
+            // A chunk may go over the budget by the bare headings or the fragment it took.
+            let bound = max_tokens + enclave_ingest::chunk::JOIN_ALLOWANCE;
             assert!(
                 tokens <= bound,
                 "{name} chunk {i}: {tokens} > {bound} tokens"
@@ -79,6 +79,37 @@ async fn check_invariants(env: &TestEnv, max_tokens: usize, pdfs: &[&str]) {
                 "{name} chunk {i} is a bare heading: {:?}",
                 c.text
             );
+            // A fragment stays alone only where it could join neither neighbour: the next
+            // chunk opens a section or the two would pass the bound (the same for the one
+            // before it, unless the fragment opens a section itself).
+            let opens = |c: &enclave_storage::ChunkRecord| {
+                c.section
+                    .as_deref()
+                    .and_then(|s| s.rsplit(enclave_ingest::chunk::PATH_SEPARATOR).next())
+                    .is_some_and(|title| words(&c.text).starts_with(&words(title)))
+            };
+            let fits = |a: &enclave_storage::ChunkRecord, b: &enclave_storage::ChunkRecord| {
+                let span: String = text[a.char_start as usize..b.char_end as usize]
+                    .iter()
+                    .collect();
+                tokenizer
+                    .encode(span.as_str(), false)
+                    .unwrap()
+                    .get_ids()
+                    .len()
+                    <= bound
+            };
+            if tokens < enclave_ingest::chunk::FRAGMENT_TOKENS {
+                let next = chunks.get(i + 1).filter(|n| !opens(n) && fits(c, n));
+                let previous = (i > 0 && !opens(c))
+                    .then(|| &chunks[i - 1])
+                    .filter(|p| fits(p, c));
+                assert!(
+                    next.is_none() && previous.is_none(),
+                    "{name} chunk {i} is a fragment that fits beside a neighbour: {:?}",
+                    c.text
+                );
+            }
             // Page range: the pages holding the first and the last character.
             let page_of = |offset: i64| {
                 pages

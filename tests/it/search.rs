@@ -1,6 +1,7 @@
 //! Retrieval over a real PDF: known answers on known pages, filters inside the search,
 //! relevance threshold, modes, and the eval set's own scoring.
 
+use enclave_retrieval::contents::is_table_of_contents;
 use enclave_retrieval::eval::{ModeReport, parse_set};
 use enclave_retrieval::{
     RefuseUnmatched, RetrievalOptions, Retriever, Scope, SearchMode, SearchRequest,
@@ -110,6 +111,28 @@ async fn known_answers_come_from_their_pages() {
             assert_eq!(p.scores.sentence.is_some(), mode == SearchMode::Hybrid);
         }
     }
+    // Tables of contents rank after every passage of content, though BM25 alone ranks the
+    // FAQ's, which lists "aptitude" among short titles, above some of them.
+    let mut wide = request("aptitude", SearchMode::Bm25);
+    wide.limit = 200;
+    let res = r.search(&wide).await.unwrap();
+    let first_table = res
+        .passages
+        .iter()
+        .position(|p| is_table_of_contents(&p.chunk.text))
+        .expect("the table of contents lists aptitude");
+    let (content, tables) = res.passages.split_at(first_table);
+    assert!(tables.iter().all(|p| is_table_of_contents(&p.chunk.text)));
+    let lowest = content
+        .iter()
+        .filter_map(|p| p.scores.bm25)
+        .fold(f32::MAX, f32::min);
+    assert!(
+        tables.iter().any(|p| p.scores.bm25.unwrap() > lowest),
+        "{lowest} {:?}",
+        tables.iter().map(|p| p.scores.bm25).collect::<Vec<_>>()
+    );
+
     // The sentence ranking, made to outweigh the other two, alone orders the passages, drawn
     // from the same best fused candidates.
     let q = request(

@@ -112,6 +112,24 @@ fn claim_before(span: &str) -> Pairs {
     claim
 }
 
+/// The word pairs of the claim a marker makes when the words before it in its sentence are
+/// too few ("According to the source [1], you attach a file with ATTACH"): the rest of its
+/// sentence, up to the next marker. Empty when the marker ends its sentence.
+fn claim_after(rest: &str, n: usize) -> Pairs {
+    let (_, at) = leading_markers(rest, n);
+    let rest = &rest[at..];
+    let segment = &rest[..rest.find('[').unwrap_or(rest.len())];
+    let opening = segment.trim_start_matches([' ', '\t']);
+    if opening.is_empty() || opening.starts_with(['.', '!', '?', '\n']) {
+        return Pairs::new();
+    }
+    let end = sentence_starts(segment)
+        .into_iter()
+        .find(|&s| s > 0)
+        .unwrap_or(segment.len());
+    pairs(&segment[..end])
+}
+
 /// A marker moved to the source its claim came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Repointed {
@@ -176,8 +194,12 @@ fn repoint(text: &str, source_pairs: &[Pairs]) -> (String, Vec<Repointed>) {
             continue;
         }
         // The claim: this marker's sentence, and the ones before it (back to the previous
-        // marker) while it is too short to judge.
-        let claim = claim_before(&claim_text);
+        // marker) while it is too short to judge; or, when a marker opens its claim, the
+        // words after it.
+        let mut claim = claim_before(&claim_text);
+        if claim.len() < MIN_PAIRS {
+            claim = claim_after(rest, source_pairs.len());
+        }
         let mut number = k;
         if claim.len() >= MIN_PAIRS {
             let cited = support(&claim, &source_pairs[k - 1]);
@@ -413,6 +435,28 @@ mod tests {
         // The previous marker bounds the claim: the sentence it closed is not reread.
         let text = "Binaries for a base distribution and add-on packages from CRAN [1]. \
                     Run make[2]";
+        assert_eq!(moved(text, &[CRAN, OTHER]), vec![]);
+    }
+
+    #[test]
+    fn a_marker_before_its_claim_judges_the_words_after_it() {
+        // "According to the source [2], …": the words before the marker are too few; the
+        // claim is the rest of the sentence.
+        let text = "According to the source [2], the bin/windows directory of a CRAN site \
+                    contains binaries for a base distribution. Then run it.";
+        let out = attribute(text, &[CRAN, OTHER]);
+        assert_eq!(out.repointed, vec![Repointed { from: 2, to: 1 }]);
+        assert!(
+            out.text.starts_with("According to the source [1], "),
+            "{}",
+            out.text
+        );
+        // A marker that ends its sentence does not take the next sentence as its claim.
+        let text = "See CRAN [2]. The bin/windows directory of a CRAN site contains binaries \
+                    for a base distribution [1].";
+        assert_eq!(moved(text, &[CRAN, OTHER]), vec![]);
+        // Nor does a marker that opens a line of its own.
+        let text = "Binaries [2]\nThe bin/windows directory of a CRAN site contains binaries.";
         assert_eq!(moved(text, &[CRAN, OTHER]), vec![]);
     }
 

@@ -3,12 +3,14 @@
 //! Dense (embedding cosine) and BM25 (sparse, IDF by the store) candidates are searched inside
 //! the vector store with the filters applied there, fused by weighted reciprocal rank fusion,
 //! checked against the metadata store so that only active versions are returned, de-duplicated
-//! where chunks overlap, and optionally widened with their neighbouring chunks.
+//! where chunks overlap, tables of contents ranked after the passages of content
+//! ([`contents`]), and optionally widened with their neighbouring chunks.
 //!
 //! The fusion is computed here rather than by the store's built-in RRF because the weights are
 //! configurable and every passage reports its per-channel scores and ranks.
 
 pub mod calibrate;
+pub mod contents;
 pub mod eval;
 
 use std::collections::HashMap;
@@ -435,6 +437,7 @@ pub fn locator(noun: &str, page_start: i64, page_end: i64, section: Option<&str>
 /// The result of a search.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SearchResults {
+    /// Best first: passages of content by fused score, then tables of contents.
     pub passages: Vec<Passage>,
     /// False when nothing reached the relevance threshold: `passages` are then the nearest
     /// ones, shown for reference only.
@@ -688,13 +691,19 @@ impl Retriever {
             .then_some(self.options.sentence_candidates);
         let wanted = request.limit.max(by_sentence.unwrap_or(0));
         let mut passages: Vec<Passage> = Vec::new();
+        // Tables of contents, in fused order: after every passage of content.
+        let mut tables: Vec<Passage> = Vec::new();
         let mut documents: HashMap<String, Document> = HashMap::new();
         for (id, s) in ranked {
             let Some(chunk) = visible.get(&id) else {
                 continue;
             };
             // De-duplicate overlapping chunks of one document: keep the better-ranked one.
-            if passages.iter().any(|p| overlaps(&p.chunk, chunk)) {
+            if passages
+                .iter()
+                .chain(&tables)
+                .any(|p| overlaps(&p.chunk, chunk))
+            {
                 continue;
             }
             if !documents.contains_key(&chunk.document_id)
@@ -717,7 +726,7 @@ impl Retriever {
             {
                 continue;
             }
-            passages.push(Passage {
+            let passage = Passage {
                 chunk: chunk.clone(),
                 document_title: doc.title.clone(),
                 source_uri: doc.source_uri.clone(),
@@ -732,7 +741,12 @@ impl Retriever {
                     chunk.page_end,
                     chunk.section.as_deref(),
                 ),
-            });
+            };
+            if contents::is_table_of_contents(&chunk.text) {
+                tables.push(passage);
+                continue;
+            }
+            passages.push(passage);
             if passages.len() == wanted {
                 break;
             }
@@ -742,6 +756,7 @@ impl Retriever {
             self.rank_by_sentence(&query_vector, &mut passages[..n])
                 .await?;
         }
+        passages.extend(tables);
         passages.truncate(request.limit);
         let names_apart = self.names_apart(query, &filter, &passages).await?;
         if request.expand_neighbours {
