@@ -123,15 +123,19 @@ fn content_start(headings: &[Heading], char_start: usize, piece: &str) -> usize 
     at
 }
 
-/// How many tokens over the budget a chunk may grow by taking the bare headings before it
+/// The most tokens over the budget a chunk may grow by taking the bare headings before it
 /// ([`Chunker::join_bare_headings`]) or a fragment beside it ([`Chunker::join_fragments`]): a
 /// few headings' or a sentence's worth, far below the embedding models' input limits.
 pub const JOIN_ALLOWANCE: usize = 32;
 
-/// Pieces of fewer tokens are fragments, joined to a neighbour ([`Chunker::join_fragments`]):
-/// one line of its own ("Switches control the format of display information:") next to the
-/// table it introduces, the end of a section cut off by the size limit.
-pub const FRAGMENT_TOKENS: usize = 32;
+/// How many tokens over a budget of `max_tokens` a joined chunk may grow, and the size under
+/// which a piece is a fragment (one line of its own, "Switches control the format of display
+/// information:", next to the table it introduces; the end of a section cut off by the size
+/// limit): a quarter of the budget, at most [`JOIN_ALLOWANCE`], so that a collection that asks
+/// for small chunks does not get chunks twice their size.
+pub fn join_allowance(max_tokens: usize) -> usize {
+    JOIN_ALLOWANCE.min(max_tokens / 4)
+}
 
 /// Whether `piece` (at char offset `char_start`) opens with a heading and holds no letter past
 /// its heading lines (a section number such as "2.5.1" at most).
@@ -197,8 +201,8 @@ impl Chunker {
     }
 
     /// The most tokens the embedding model reads (without its special tokens): a chunk that
-    /// takes the bare headings or the fragment beside it ([`JOIN_ALLOWANCE`]) never grows
-    /// past it.
+    /// takes the bare headings or the fragment beside it ([`join_allowance`]) never grows past
+    /// it.
     pub fn with_input_limit(mut self, limit: usize) -> Self {
         self.input_limit = limit;
         self
@@ -251,7 +255,7 @@ impl Chunker {
     /// can R be installed?" then "2.5.1"), or a title the splitter packed alone because the
     /// paragraph after it fills a chunk. Such a chunk matches its question best of all and
     /// gives the reader nothing. A join is made when the joined piece stays within
-    /// [`JOIN_ALLOWANCE`] tokens over the budget and within the embedding model's input
+    /// [`join_allowance`] tokens over the budget and within the embedding model's input
     /// ([`Chunker::with_input_limit`]); the last piece has nothing to join.
     /// `pieces` are slices of `text`, in order, with their char offsets.
     fn join_bare_headings<'t>(
@@ -275,7 +279,8 @@ impl Chunker {
             if bare
                 && rest.peek().is_some_and(|&(_, next)| {
                     let with_next = &text[byte_start..byte_of(next) + next.len()];
-                    let bound = (self.max_tokens + JOIN_ALLOWANCE).min(self.input_limit);
+                    let bound =
+                        (self.max_tokens + join_allowance(self.max_tokens)).min(self.input_limit);
                     self.count_tokens(with_next) <= bound
                 })
             {
@@ -287,11 +292,11 @@ impl Chunker {
         out
     }
 
-    /// Joins each fragment (a piece of fewer than [`FRAGMENT_TOKENS`] tokens) to the piece
+    /// Joins each fragment (a piece of fewer than [`join_allowance`] tokens) to the piece
     /// after it, unless that piece opens a section; else to the piece before it, unless the
     /// fragment opens a section itself. A one-line chunk is passed over by retrieval or, worse,
     /// copied by the model without the table or the paragraph it belongs to. A join is made
-    /// within [`JOIN_ALLOWANCE`] tokens over the budget and the embedding model's input.
+    /// within [`join_allowance`] tokens over the budget and the embedding model's input.
     /// `pieces` are slices of `text`, in order, with their char offsets.
     fn join_fragments<'t>(
         &self,
@@ -300,7 +305,8 @@ impl Chunker {
         pieces: Vec<(usize, &'t str)>,
     ) -> Vec<(usize, &'t str)> {
         let byte_of = |piece: &str| piece.as_ptr() as usize - text.as_ptr() as usize;
-        let bound = (self.max_tokens + JOIN_ALLOWANCE).min(self.input_limit);
+        let allowance = join_allowance(self.max_tokens);
+        let bound = (self.max_tokens + allowance).min(self.input_limit);
         let opens_section = |char_start: usize, piece: &str| {
             content_start(headings, char_start, piece) > char_start
         };
@@ -311,7 +317,7 @@ impl Chunker {
         while let Some((char_start, piece)) = rest.next() {
             let (char_start, byte_start) = pending.take().unwrap_or((char_start, byte_of(piece)));
             let joined = &text[byte_start..byte_of(piece) + piece.len()];
-            if self.count_tokens(joined) < FRAGMENT_TOKENS {
+            if self.count_tokens(joined) < allowance {
                 let forward = rest.peek().is_some_and(|&(next_start, next)| {
                     !opens_section(next_start, next)
                         && self.count_tokens(&text[byte_start..byte_of(next) + next.len()]) <= bound

@@ -57,7 +57,8 @@ async fn check_invariants(env: &TestEnv, max_tokens: usize, pdfs: &[&str]) {
                 "{name} chunk {i}: token count"
             );
             // A chunk may go over the budget by the bare headings or the fragment it took.
-            let bound = max_tokens + enclave_ingest::chunk::JOIN_ALLOWANCE;
+            let allowance = enclave_ingest::chunk::join_allowance(max_tokens);
+            let bound = max_tokens + allowance;
             assert!(
                 tokens <= bound,
                 "{name} chunk {i}: {tokens} > {bound} tokens"
@@ -99,7 +100,7 @@ async fn check_invariants(env: &TestEnv, max_tokens: usize, pdfs: &[&str]) {
                     .len()
                     <= bound
             };
-            if tokens < enclave_ingest::chunk::FRAGMENT_TOKENS {
+            if tokens < allowance {
                 let next = chunks.get(i + 1).filter(|n| !opens(n) && fits(c, n));
                 let previous = (i > 0 && !opens(c))
                     .then(|| &chunks[i - 1])

@@ -698,11 +698,12 @@ impl Retriever {
             let Some(chunk) = visible.get(&id) else {
                 continue;
             };
-            // De-duplicate overlapping chunks of one document: keep the better-ranked one.
-            if passages
-                .iter()
-                .chain(&tables)
-                .any(|p| overlaps(&p.chunk, chunk))
+            // De-duplicate overlapping chunks of one document: keep the better-ranked one. A
+            // table of contents, ranked last, never hides a passage of content that shares its
+            // overlap.
+            let table = contents::is_table_of_contents(&chunk.text);
+            if passages.iter().any(|p| overlaps(&p.chunk, chunk))
+                || (table && tables.iter().any(|p| overlaps(&p.chunk, chunk)))
             {
                 continue;
             }
@@ -742,7 +743,7 @@ impl Retriever {
                     chunk.section.as_deref(),
                 ),
             };
-            if contents::is_table_of_contents(&chunk.text) {
+            if table {
                 tables.push(passage);
                 continue;
             }
