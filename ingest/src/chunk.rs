@@ -250,13 +250,18 @@ impl Chunker {
             .map_or(0, |e| e.get_ids().len())
     }
 
+    /// The most tokens a joined piece may hold: [`join_allowance`] over the budget, within the
+    /// embedding model's input ([`Chunker::with_input_limit`]).
+    fn join_bound(&self) -> usize {
+        (self.max_tokens + join_allowance(self.max_tokens)).min(self.input_limit)
+    }
+
     /// Joins each piece that holds only headings to the piece after it, so that no chunk is a
     /// bare title: a section whose title is followed at once by its first subsection's ("How
     /// can R be installed?" then "2.5.1"), or a title the splitter packed alone because the
     /// paragraph after it fills a chunk. Such a chunk matches its question best of all and
     /// gives the reader nothing. A join is made when the joined piece stays within
-    /// [`join_allowance`] tokens over the budget and within the embedding model's input
-    /// ([`Chunker::with_input_limit`]); the last piece has nothing to join.
+    /// [`Chunker::join_bound`]; the last piece has nothing to join.
     /// `pieces` are slices of `text`, in order, with their char offsets.
     fn join_bare_headings<'t>(
         &self,
@@ -279,9 +284,7 @@ impl Chunker {
             if bare
                 && rest.peek().is_some_and(|&(_, next)| {
                     let with_next = &text[byte_start..byte_of(next) + next.len()];
-                    let bound =
-                        (self.max_tokens + join_allowance(self.max_tokens)).min(self.input_limit);
-                    self.count_tokens(with_next) <= bound
+                    self.count_tokens(with_next) <= self.join_bound()
                 })
             {
                 pending = Some((char_start, byte_start));
@@ -296,7 +299,7 @@ impl Chunker {
     /// after it, unless that piece opens a section; else to the piece before it, unless the
     /// fragment opens a section itself. A one-line chunk is passed over by retrieval or, worse,
     /// copied by the model without the table or the paragraph it belongs to. A join is made
-    /// within [`join_allowance`] tokens over the budget and the embedding model's input.
+    /// within [`Chunker::join_bound`].
     /// `pieces` are slices of `text`, in order, with their char offsets.
     fn join_fragments<'t>(
         &self,
@@ -306,7 +309,7 @@ impl Chunker {
     ) -> Vec<(usize, &'t str)> {
         let byte_of = |piece: &str| piece.as_ptr() as usize - text.as_ptr() as usize;
         let allowance = join_allowance(self.max_tokens);
-        let bound = (self.max_tokens + allowance).min(self.input_limit);
+        let bound = self.join_bound();
         let opens_section = |char_start: usize, piece: &str| {
             content_start(headings, char_start, piece) > char_start
         };
