@@ -110,13 +110,25 @@ pub fn heading_path(headings: &[Heading], offset: usize) -> Option<String> {
 
 /// Where a chunk's own content starts: past the blank lines and the heading lines it opens
 /// with (char offset), so that a chunk that begins with "# Budget" then "## Rows 2–40" is under
-/// "Budget › Rows 2–40", not under "Budget" alone.
+/// "Budget › Rows 2–40", not under "Budget" alone. A heading whose title the page wrapped onto
+/// the next lines ("The Debian package management" then "tools") takes those lines with it.
 fn content_start(headings: &[Heading], char_start: usize, piece: &str) -> usize {
     let mut at = char_start;
+    // The words of the last heading's title not yet seen on its lines.
+    let mut rest: Vec<&str> = Vec::new();
     for line in piece.split_inclusive('\n') {
-        let is_heading = headings.iter().any(|h| h.offset == at);
-        if !line.trim().is_empty() && !is_heading {
-            break;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(h) = headings.iter().find(|h| h.offset == at) {
+            let title: Vec<&str> = h.title.split_whitespace().collect();
+            rest = match title.strip_prefix(words.as_slice()) {
+                Some(tail) if !words.is_empty() => tail.to_vec(),
+                _ => Vec::new(),
+            };
+        } else if !words.is_empty() {
+            match rest.strip_prefix(words.as_slice()) {
+                Some(tail) => rest = tail.to_vec(),
+                None => break,
+            }
         }
         at += line.chars().count();
     }
@@ -474,6 +486,22 @@ mod tests {
         ));
         assert!(!is_bare_heading(&hs, 3, "2.5.1\n"));
         assert!(!is_bare_heading(&[], 0, text));
+        // A title wrapped onto two lines is one heading; a line that does not continue the
+        // title is content.
+        let hs = [h(0, 1, "The Debian package management tools")];
+        let wrapped = "The Debian package management\ntools\n\n8.1\n";
+        assert!(is_bare_heading(&hs, 0, wrapped));
+        assert_eq!(content_start(&hs, 0, wrapped), wrapped.find("8.1").unwrap());
+        assert!(!is_bare_heading(
+            &hs,
+            0,
+            "The Debian package management\ntools are dpkg and apt.\n"
+        ));
+        assert!(!is_bare_heading(
+            &hs,
+            0,
+            "The Debian package management\nsystem\n"
+        ));
     }
 
     #[test]
