@@ -23,16 +23,18 @@
 //! Each set then runs through `enclave eval --json`: recall@5 and nDCG@10 per ranking (dense,
 //! BM25, hybrid), and the refusals retrieval's relevance threshold gives. With `--answers N`
 //! (default 10), the first N answerable questions and every unanswerable one are also asked to
-//! the default model (Qwen2.5-Coder-0.5B Q4_K_M on the CPU, one slot with every core), twice:
-//! under the defaults (only retrieval's threshold refuses) and with
-//! `generation.model_refusal = true` (the model may refuse too). The answer table shows the
+//! the default model (Qwen2.5-Coder-0.5B Q4_K_M on the CPU, one slot with every core), three
+//! times: under the defaults (only retrieval's threshold refuses; the model reads the passages
+//! within `generation.passage_margin` of the best), with `generation.model_refusal = true` (the
+//! model may refuse too), and with every passage given (no margin). The answer table shows the
 //! refusals on unanswerable and answerable questions, whether a cited passage holds the answer,
-//! whether every citation resolves to a given passage, and the time to first token.
+//! how many markers their passage backs (citation precision by shared word pairs), whether
+//! every citation resolves to a given passage, and the time to first token.
 //!
 //! ```text
 //! export CARGO_TARGET_DIR=$HOME/.cache/enclave/target
 //! scripts/fetch-models embed llm
-//! cargo bench --bench quality                     # about 50 min on 2 cores
+//! cargo bench --bench quality                     # about 60 min on 2 cores
 //! cargo bench --bench quality -- --answers 0      # retrieval, calibration, expansion: about 15 min
 //! ```
 
@@ -126,6 +128,10 @@ struct Answers {
     false_refusals_by_model: usize,
     #[serde(default)]
     said_not_found: usize,
+    #[serde(default)]
+    judged_citations: usize,
+    #[serde(default)]
+    supported_citations: usize,
     ttft_ms: Vec<f64>,
 }
 
@@ -135,9 +141,23 @@ struct Run {
     chunks: usize,
     /// Retrieval, and answers under the default settings.
     reports: Vec<(&'static str, bool, Report)>,
-    /// Answers with `generation.model_refusal = true`.
-    refusing: Vec<(&'static str, Answers)>,
+    /// Answers with one answer setting changed: (setting, set, answers).
+    variants: Vec<(&'static str, &'static str, Answers)>,
 }
+
+/// The answer settings run beside the defaults: label, environment variable, value.
+const ANSWER_VARIANTS: [(&str, &str, &str); 2] = [
+    (
+        "model refusal on",
+        "ENCLAVE_GENERATION__MODEL_REFUSAL",
+        "true",
+    ),
+    (
+        "every passage given (no margin)",
+        "ENCLAVE_GENERATION__PASSAGE_MARGIN",
+        "2.0",
+    ),
+];
 
 /// What `enclave calibrate --json` prints (the part the tables show).
 #[derive(Debug, Deserialize)]
@@ -160,19 +180,19 @@ struct Weights {
     bm25_weight: f64,
 }
 
-/// Runs `enclave eval --json` on one set; `answers`: also ask the model.
+/// Runs `enclave eval --json` on one set; `answers`: also ask the model; `setting`: an
+/// environment variable and its value.
 fn eval_set(
     mut eval: Command,
     path: &Path,
-    model_refusal: bool,
+    setting: Option<(&str, &str)>,
     answers: Option<usize>,
 ) -> anyhow::Result<Report> {
     eval.args(["eval", "--json", "--collection", "eval", "--set"])
-        .arg(path)
-        .env(
-            "ENCLAVE_GENERATION__MODEL_REFUSAL",
-            model_refusal.to_string(),
-        );
+        .arg(path);
+    if let Some((var, value)) = setting {
+        eval.env(var, value);
+    }
     eval_report(eval, answers)
 }
 
@@ -240,17 +260,19 @@ fn main() -> anyhow::Result<()> {
             .and_then(|v| total_chunks(&v))
             .unwrap_or(0);
         let mut reports = Vec::new();
-        let mut refusing = Vec::new();
+        let mut variants = Vec::new();
         for (name, file, tuned) in SETS {
             let path = root.join(file);
             let answers = (headings && args.answers > 0).then_some(args.answers);
-            // Answers under the default (the model may not refuse), then with its refusal on.
+            // Answers under the defaults, then with each answer setting changed.
             eprintln!("{config}: {name}");
-            reports.push((name, tuned, eval_set(enclave(&[]), &path, false, answers)?));
+            reports.push((name, tuned, eval_set(enclave(&[]), &path, None, answers)?));
             if answers.is_some() {
-                eprintln!("{config}: {name}, model refusal on");
-                let report = eval_set(enclave(&[]), &path, true, answers)?;
-                refusing.extend(report.answers.map(|a| (name, a)));
+                for (label, var, value) in ANSWER_VARIANTS {
+                    eprintln!("{config}: {name}, {label}");
+                    let report = eval_set(enclave(&[]), &path, Some((var, value)), answers)?;
+                    variants.extend(report.answers.map(|a| (label, name, a)));
+                }
             }
         }
         runs.push(Run {
@@ -258,7 +280,7 @@ fn main() -> anyhow::Result<()> {
             ingest_s,
             chunks,
             reports,
-            refusing,
+            variants,
         });
         if !headings {
             continue;
@@ -277,7 +299,7 @@ fn main() -> anyhow::Result<()> {
                 ingest_s,
                 chunks,
                 reports,
-                refusing: Vec::new(),
+                variants: Vec::new(),
             })
         };
         runs.push(retrieval_run(
@@ -305,7 +327,7 @@ fn main() -> anyhow::Result<()> {
             reports.push((
                 name,
                 tuned,
-                eval_set(enclave(&[]), &root.join(file), false, None)?,
+                eval_set(enclave(&[]), &root.join(file), None, None)?,
             ));
         }
         runs.push(Run {
@@ -316,7 +338,7 @@ fn main() -> anyhow::Result<()> {
             ingest_s,
             chunks,
             reports,
-            refusing: Vec::new(),
+            variants: Vec::new(),
         });
         calibrated = Some(c);
         // Query expansion by the model (calibrated weights kept), retrieval only.
@@ -457,12 +479,20 @@ fn print_unmatched(runs: &[Run]) {
 }
 
 fn print_answers(runs: &[Run]) {
-    let rows: Vec<(&str, bool, &Answers, Option<&Answers>)> = runs
+    let rows: Vec<(&str, bool, &str, &Answers)> = runs
         .iter()
         .flat_map(|run| {
-            run.reports.iter().filter_map(|(n, t, r)| {
-                let refusing = run.refusing.iter().find(|(m, _)| m == n).map(|(_, a)| a);
-                r.answers.as_ref().map(|a| (*n, *t, a, refusing))
+            run.reports.iter().flat_map(|(n, t, r)| {
+                let variants = run
+                    .variants
+                    .iter()
+                    .filter(move |(_, m, _)| m == n)
+                    .map(move |(label, _, a)| (*n, *t, *label, a));
+                r.answers
+                    .as_ref()
+                    .map(|a| (*n, *t, "defaults", a))
+                    .into_iter()
+                    .chain(variants)
             })
         })
         .collect();
@@ -472,9 +502,9 @@ fn print_answers(runs: &[Run]) {
     println!("### Answers (default model, headings on, hybrid retrieval)");
     println!();
     println!(
-        "| set | tuned on | model refusal | unanswerable refused (of which by the model) | answerable wrongly refused (by the model) | answerable answered \"not in the documents\" | cited passage holds the answer text: attributed · markers as the model wrote them (a given one does) | cites a passage on an expected page | citations resolving to a given passage | first token p50 · p95 |"
+        "| set | tuned on | answer settings | unanswerable refused (of which by the model) | answerable wrongly refused (by the model) | answerable answered \"not in the documents\" | cited passage holds the answer text: attributed · markers as the model wrote them (a given one does) | cites a passage on an expected page | markers whose passage holds half of their sentence's word pairs | citations resolving to a given passage | first token p50 · p95 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let frac = |n: usize, d: usize| {
         if d == 0 {
             "n/a".to_string()
@@ -482,26 +512,24 @@ fn print_answers(runs: &[Run]) {
             format!("{:.2} ({n}/{d})", n as f64 / d as f64)
         }
     };
-    for (name, tuned, default, refusing) in rows {
-        for (label, a) in [("off (default)", Some(default)), ("on", refusing)] {
-            let Some(a) = a else { continue };
-            println!(
-                "| {name} | {} | {label} | {} ({}) | {} ({}) | {} | {} · {} ({}) | {} | {} | {:.1} s · {:.1} s |",
-                if tuned { "yes" } else { "no (held out)" },
-                frac(a.refused, a.unanswerable),
-                a.refused_by_model,
-                frac(a.false_refusals, a.answerable),
-                a.false_refusals_by_model,
-                frac(a.said_not_found, a.answerable),
-                frac(a.cited_passage_holds_answer, a.answerable),
-                frac(a.cited_as_written_holds_answer, a.answerable),
-                frac(a.given_passage_holds_answer, a.answerable),
-                frac(a.cited_gold_page, a.answerable),
-                frac(a.citations, a.citations + a.removed_citations),
-                percentile(&a.ttft_ms, 50.0) / 1000.0,
-                percentile(&a.ttft_ms, 95.0) / 1000.0,
-            );
-        }
+    for (name, tuned, label, a) in rows {
+        println!(
+            "| {name} | {} | {label} | {} ({}) | {} ({}) | {} | {} · {} ({}) | {} | {} | {} | {:.1} s · {:.1} s |",
+            if tuned { "yes" } else { "no (held out)" },
+            frac(a.refused, a.unanswerable),
+            a.refused_by_model,
+            frac(a.false_refusals, a.answerable),
+            a.false_refusals_by_model,
+            frac(a.said_not_found, a.answerable),
+            frac(a.cited_passage_holds_answer, a.answerable),
+            frac(a.cited_as_written_holds_answer, a.answerable),
+            frac(a.given_passage_holds_answer, a.answerable),
+            frac(a.cited_gold_page, a.answerable),
+            frac(a.supported_citations, a.judged_citations),
+            frac(a.citations, a.citations + a.removed_citations),
+            percentile(&a.ttft_ms, 50.0) / 1000.0,
+            percentile(&a.ttft_ms, 95.0) / 1000.0,
+        );
     }
     println!();
 }

@@ -250,6 +250,7 @@ pub fn answer_options(settings: &Settings) -> enclave_answer::AnswerOptions {
     let g = &settings.generation;
     enclave_answer::AnswerOptions {
         passages: g.passages,
+        passage_margin: g.passage_margin,
         max_tokens: g.max_tokens,
         temperature: g.temperature,
         system_prompt: g.system_prompt.clone(),

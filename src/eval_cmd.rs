@@ -64,6 +64,11 @@ struct AnswerReport {
     repointed_citations: usize,
     /// Markers added after sentences copied from a source and left uncited.
     added_citations: usize,
+    /// The final markers of answers to answerable questions whose claim is long enough to
+    /// judge, and those whose cited passage holds at least half of the claim's word pairs:
+    /// citation precision, so that a change that adds markers is seen to add right ones.
+    judged_citations: usize,
+    supported_citations: usize,
     /// Answers the model began repeating itself in (stopped, cut before the repeat).
     repetition_cuts: usize,
     /// Answers in which the model wrote the prompt's source tags back (removed).
@@ -107,6 +112,8 @@ struct AnswerRecord {
     generated: String,
     /// The given passages' text, in the order the model saw them (numbered from 1).
     passages: Vec<String>,
+    /// The given passages' retrieval scores, in the same order.
+    scores: Vec<enclave_retrieval::Scores>,
 }
 
 async fn evaluate_answers(
@@ -179,6 +186,7 @@ async fn evaluate_answers(
                 .iter()
                 .map(|p| p.chunk.text.clone())
                 .collect(),
+            scores: answer.passages.iter().map(|p| p.scores.clone()).collect(),
         });
         if item.unanswerable {
             r.unanswerable += 1;
@@ -207,6 +215,10 @@ async fn evaluate_answers(
             r.cited_passage_holds_answer += 1;
         }
         r.cited_as_written_holds_answer += usize::from(as_written_holds);
+        let sources: Vec<&str> = answer.passages.iter().map(|p| p.context.as_str()).collect();
+        let backed = enclave_answer::marker_support(&answer.text, &sources);
+        r.judged_citations += backed.judged;
+        r.supported_citations += backed.supported;
     }
     Ok(r)
 }
@@ -419,6 +431,10 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         println!(
             "| answers given a passage on an expected page | {} |",
             pct(a.given_gold_page, a.answerable)
+        );
+        println!(
+            "| citation markers whose cited passage holds half of their sentence's word pairs | {} |",
+            pct(a.supported_citations, a.judged_citations)
         );
         println!(
             "| citation markers moved to the source their sentence was copied from | {} |",

@@ -28,25 +28,31 @@ fn chunk_ids(passages: &Value) -> Vec<String> {
 }
 
 /// A follow-up's answer was retrieved with its rewrite: a search for the rewrite finds the
-/// same passages.
+/// same passages, of which the model was given those within `generation.passage_margin` of
+/// the best one's sentence score.
 async fn retrieved_with_rewrite(s: &Server, key: &str, answer: &Value) {
     let rewrite = answer["rewrite"]["question"].as_str().unwrap();
     assert!(!rewrite.trim().is_empty(), "{answer}");
     let passages = chunk_ids(&answer["passages"]);
+    // As many as the server gives the model at most (`Server::start`).
     let r: Value = s
         .post(key, "/api/v1/search")
-        .json(&json!({"query": rewrite, "limit": passages.len(), "collections": ["ops"]}))
+        .json(&json!({"query": rewrite, "limit": 3, "collections": ["ops"]}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        chunk_ids(&r["passages"]),
-        passages,
-        "searched as {rewrite:?}"
-    );
+    let sentence = |p: &Value| p["scores"]["sentence"].as_f64().unwrap();
+    let found = r["passages"].as_array().unwrap();
+    let best = found.iter().map(sentence).fold(f64::MIN, f64::max);
+    let near: Vec<String> = found
+        .iter()
+        .filter(|p| sentence(p) >= best - 0.1 - 1e-6)
+        .map(|p| p["chunk_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(near, passages, "searched as {rewrite:?}");
 }
 
 #[tokio::test]

@@ -165,17 +165,50 @@ pub fn attribute(text: &str, sources: &[&str]) -> Attributed {
     }
 }
 
-/// The markers of `text` moved to the source that holds their claim clearly better.
-fn repoint(text: &str, source_pairs: &[Pairs]) -> (String, Vec<Repointed>) {
-    let mut out = String::with_capacity(text.len());
-    let mut moved = Vec::new();
-    // The text of the current claim: what was written since the previous marker, without the
-    // markers right before this one ("[1][2]"), which are not words of the claim.
+/// Each valid marker's (`1..=n`) source and claim, in the order of `text`. The claim is the
+/// marker's sentence, and the ones before it (back to the previous marker) while it is too
+/// short to judge; or, when a marker opens its claim, the words after it. Adjacent markers
+/// ("[1][2]") share their claim; a marker cut off by the token limit ends the text.
+fn marker_claims(text: &str, n: usize) -> Vec<(usize, Pairs)> {
+    let mut claims = Vec::new();
+    // What was written since the previous valid marker, without the markers right before
+    // this one, which are not words of the claim.
     let mut claim_text = String::new();
     let mut rest = text;
     while let Some(open) = rest.find('[') {
-        out.push_str(&rest[..open]);
         claim_text.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let Some(close) = after.find(']') else {
+            break;
+        };
+        let marker = &after[..=close];
+        rest = &after[close + 1..];
+        match marker[1..marker.len() - 1].trim().parse::<usize>() {
+            Ok(k) if (1..=n).contains(&k) => {
+                let mut claim = claim_before(&claim_text);
+                if claim.len() < MIN_PAIRS {
+                    claim = claim_after(rest, n);
+                }
+                claims.push((k, claim));
+                if !rest.trim_start().starts_with('[') {
+                    claim_text.clear();
+                }
+            }
+            Ok(_) => {}
+            Err(_) => claim_text.push_str(marker),
+        }
+    }
+    claims
+}
+
+/// The markers of `text` moved to the source that holds their claim clearly better.
+fn repoint(text: &str, source_pairs: &[Pairs]) -> (String, Vec<Repointed>) {
+    let mut claims = marker_claims(text, source_pairs.len()).into_iter();
+    let mut out = String::with_capacity(text.len());
+    let mut moved = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
         let after = &rest[open..];
         let Some(close) = after.find(']') else {
             // A marker cut off by the token limit: kept as it is, once.
@@ -184,22 +217,14 @@ fn repoint(text: &str, source_pairs: &[Pairs]) -> (String, Vec<Repointed>) {
         };
         let marker = &after[..=close];
         rest = &after[close + 1..];
-        let Ok(k) = marker[1..marker.len() - 1].trim().parse::<usize>() else {
-            out.push_str(marker);
-            claim_text.push_str(marker);
-            continue;
+        let k = match marker[1..marker.len() - 1].trim().parse::<usize>() {
+            Ok(k) if (1..=source_pairs.len()).contains(&k) => k,
+            _ => {
+                out.push_str(marker);
+                continue;
+            }
         };
-        if !(1..=source_pairs.len()).contains(&k) {
-            out.push_str(marker);
-            continue;
-        }
-        // The claim: this marker's sentence, and the ones before it (back to the previous
-        // marker) while it is too short to judge; or, when a marker opens its claim, the
-        // words after it.
-        let mut claim = claim_before(&claim_text);
-        if claim.len() < MIN_PAIRS {
-            claim = claim_after(rest, source_pairs.len());
-        }
+        let claim = claims.next().map(|(_, claim)| claim).unwrap_or_default();
         let mut number = k;
         if claim.len() >= MIN_PAIRS {
             let cited = support(&claim, &source_pairs[k - 1]);
@@ -214,13 +239,33 @@ fn repoint(text: &str, source_pairs: &[Pairs]) -> (String, Vec<Repointed>) {
         if !(number != k && out.ends_with(&written)) {
             out.push_str(&written);
         }
-        // Adjacent markers ("[1][2]") share their claim.
-        if !rest.trim_start().starts_with('[') {
-            claim_text.clear();
-        }
     }
     out.push_str(rest);
     (out, moved)
+}
+
+/// How well an answer's markers are backed by the sources they name: a measure of citation
+/// precision, by the same word pairs as [`attribute`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MarkerSupport {
+    /// Valid markers whose claim is long enough to judge ([`MIN_PAIRS`] word pairs).
+    pub judged: usize,
+    /// Of those, markers whose source holds at least half of their claim's word pairs
+    /// ([`MIN_SUPPORT`]): the sentence was taken from the passage it cites.
+    pub supported: usize,
+}
+
+/// The [`MarkerSupport`] of the markers `[k]` of `text` (1-based into `sources`).
+pub fn marker_support(text: &str, sources: &[&str]) -> MarkerSupport {
+    let source_pairs: Vec<_> = sources.iter().map(|s| pairs(s)).collect();
+    let mut out = MarkerSupport::default();
+    for (k, claim) in marker_claims(text, sources.len()) {
+        if claim.len() >= MIN_PAIRS {
+            out.judged += 1;
+            out.supported += usize::from(support(&claim, &source_pairs[k - 1]) >= MIN_SUPPORT);
+        }
+    }
+    out
 }
 
 /// The valid markers (`1..=n`) at the start of `text`, before any other word, and where the
@@ -369,6 +414,25 @@ mod tests {
         );
         assert_eq!(out.repointed, vec![Repointed { from: 2, to: 1 }]);
         assert!(out.added.is_empty());
+    }
+
+    #[test]
+    fn marker_support_counts_markers_their_source_backs() {
+        let text = "The bin/windows directory of a CRAN site contains binaries [1]. It is \
+                    installed from source with configure and make [1]. Yes [2].";
+        // The first claim is CRAN's, the second OTHER's though it cites CRAN; "Yes" is too
+        // short to judge.
+        assert_eq!(
+            marker_support(text, &[CRAN, OTHER]),
+            MarkerSupport {
+                judged: 2,
+                supported: 1
+            }
+        );
+        assert_eq!(
+            marker_support("No markers.", &[CRAN]),
+            MarkerSupport::default()
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 mod attribution;
 mod degenerate;
-pub use attribution::Repointed;
+pub use attribution::{MarkerSupport, Repointed, marker_support};
 pub use degenerate::strip_source_tags;
 pub mod expansion;
 mod followup;
@@ -186,8 +186,11 @@ pub fn neutralize_delimiters(text: &str) -> String {
 /// Knobs of the answer path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnswerOptions {
-    /// Passages given to the model.
+    /// Passages given to the model, at most.
     pub passages: usize,
+    /// Passages whose sentence nearest the question is further than this below the best
+    /// passage's are not given to the model (see [`within_margin`]).
+    pub passage_margin: f32,
     /// Longest answer, in tokens.
     pub max_tokens: usize,
     /// Sampling temperature (0: greedy, reproducible).
@@ -209,6 +212,7 @@ impl Default for AnswerOptions {
     fn default() -> Self {
         Self {
             passages: 5,
+            passage_margin: 0.1,
             max_tokens: 320,
             temperature: 0.0,
             system_prompt: None,
@@ -540,6 +544,26 @@ pub fn says_not_found(text: &str) -> bool {
             .iter()
             .any(|w| NOT_FOUND_SUBJECTS.contains(&w.as_str()));
     negated || nothing
+}
+
+/// The passages worth giving the model: those whose sentence nearest the question
+/// ([`enclave_retrieval::Scores::sentence`], the retrieval's third ranking) is at most `margin` (cosine) below the
+/// best passage's, in retrieval order. A small model copies from whichever passage it is
+/// given, and cites by position as much as by content: with five passages it often copied or
+/// cited one that only shares the question's words. Passages without a sentence score (BM25 or
+/// dense search alone, or a sentence ranking turned off) are all kept.
+pub fn within_margin(passages: Vec<Passage>, margin: f32) -> Vec<Passage> {
+    let Some(best) = passages
+        .iter()
+        .filter_map(|p| p.scores.sentence)
+        .reduce(f32::max)
+    else {
+        return passages;
+    };
+    passages
+        .into_iter()
+        .filter(|p| p.scores.sentence.is_none_or(|s| s >= best - margin))
+        .collect()
 }
 
 /// The user message: numbered, delimited sources, then the question.
@@ -878,6 +902,8 @@ impl Asker {
             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
             return Ok(rx);
         }
+        // The model reads only the passages near the best one; a refusal above lists all.
+        let passages = within_margin(passages, self.options.passage_margin);
         let mut system = system_prompt(
             system_setting
                 .or_else(|| self.options.system_prompt.clone())

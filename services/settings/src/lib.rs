@@ -355,8 +355,14 @@ pub struct GenerationSettings {
     pub max_tokens: usize,
     /// Sampling temperature; 0 is greedy and reproducible.
     pub temperature: f32,
-    /// Passages given to the model with each question.
+    /// Passages given to the model with each question, at most.
     pub passages: usize,
+    /// Of those, only the passages whose sentence nearest the question is at most this much
+    /// (cosine similarity) below the best passage's are given to the model: a small model
+    /// copies and cites a passage that merely shares the question's words less often when it
+    /// is not given one. Applies to hybrid search with the sentence ranking on
+    /// (`retrieval.sentence_weight`); 2.0 gives every passage.
+    pub passage_margin: f32,
     /// Longest run of answer text without a citation marker, in characters: the answer
     /// grammar makes the model cite at least this often.
     pub max_chars_between_citations: usize,
@@ -398,6 +404,7 @@ impl Default for GenerationSettings {
             max_tokens: 320,
             temperature: 0.0,
             passages: 5,
+            passage_margin: 0.1,
             max_chars_between_citations: 300,
             model_refusal: false,
             expand_query: false,
@@ -942,6 +949,12 @@ impl Settings {
             return Err(SettingsError::Invalid(
                 "generation.slots and generation.passages must be at least 1".into(),
             ));
+        }
+        let margin = self.generation.passage_margin;
+        if !(margin.is_finite() && margin >= 0.0) {
+            return Err(SettingsError::Invalid(format!(
+                "generation.passage_margin = {margin} must be a number of at least 0"
+            )));
         }
         if self.ocr.page_timeout_secs == 0 {
             return Err(SettingsError::Invalid(
