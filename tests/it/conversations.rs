@@ -28,8 +28,8 @@ fn chunk_ids(passages: &Value) -> Vec<String> {
 }
 
 /// A follow-up's answer was retrieved with its rewrite: a search for the rewrite finds the
-/// same passages, of which the model was given those within `generation.passage_margin` of
-/// the best one's sentence score.
+/// same passages, of which the model was given those within `generation.passage_margin`
+/// (0.05, the default) of the best one's sentence score.
 async fn retrieved_with_rewrite(s: &Server, key: &str, answer: &Value) {
     let rewrite = answer["rewrite"]["question"].as_str().unwrap();
     assert!(!rewrite.trim().is_empty(), "{answer}");
@@ -49,7 +49,7 @@ async fn retrieved_with_rewrite(s: &Server, key: &str, answer: &Value) {
     let best = found.iter().map(sentence).fold(f64::MIN, f64::max);
     let near: Vec<String> = found
         .iter()
-        .filter(|p| sentence(p) >= best - 0.1 - 1e-6)
+        .filter(|p| sentence(p) >= best - 0.05 - 1e-6)
         .map(|p| p["chunk_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(near, passages, "searched as {rewrite:?}");

@@ -212,7 +212,7 @@ impl Default for AnswerOptions {
     fn default() -> Self {
         Self {
             passages: 5,
-            passage_margin: 0.1,
+            passage_margin: 0.05,
             max_tokens: 320,
             temperature: 0.0,
             system_prompt: None,

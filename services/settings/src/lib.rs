@@ -404,7 +404,7 @@ impl Default for GenerationSettings {
             max_tokens: 320,
             temperature: 0.0,
             passages: 5,
-            passage_margin: 0.1,
+            passage_margin: 0.05,
             max_chars_between_citations: 300,
             model_refusal: false,
             expand_query: false,
