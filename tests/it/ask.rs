@@ -511,8 +511,12 @@ async fn model_refusal(engine: Engine) {
     let env = setup();
     let retriever = retriever(&env).await;
     let generator = generator(engine, 1, 4).await;
+    // Three passages, all read: the 135M model follows the instruction below with them (with
+    // the one passage the default margin leaves, it wanders); which passages it reads is not
+    // what this test is about.
     let options_saying = |model_refusal, sentence: &str| AnswerOptions {
         passages: 3,
+        passage_margin: 2.0,
         max_tokens: 48,
         max_chars_between_citations: 120,
         model_refusal,
@@ -729,6 +733,7 @@ async fn query_expansion_searches_with_the_models_passage() {
             max_tokens: 48,
             max_chars_between_citations: 120,
             expand_query: true,
+            passage_margin: 0.05,
             ..Default::default()
         },
     );
@@ -751,7 +756,9 @@ async fn query_expansion_searches_with_the_models_passage() {
     let ids = |p: &[enclave_retrieval::Passage]| -> Vec<String> {
         p.iter().map(|p| p.chunk.id.clone()).collect()
     };
-    assert_eq!(ids(&a.passages), ids(&direct.passages));
+    // The model read the passages of that search within the margin.
+    let near = enclave_answer::within_margin(direct.passages, 0.05);
+    assert_eq!(ids(&a.passages), ids(&near));
 
     let off = expanding
         .answer(&ask("What is the capital city of Australia?"))
