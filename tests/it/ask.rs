@@ -83,6 +83,15 @@ async fn asker(env: &TestEnv, engine: Engine, slots: usize, queue: usize) -> Ask
     )
 }
 
+/// An asker on llama.cpp (one slot) with these options.
+async fn asker_with(env: &TestEnv, options: AnswerOptions) -> Asker {
+    Asker::new(
+        retriever(env).await,
+        generator(Engine::LlamaCpp, 1, 4).await,
+        options,
+    )
+}
+
 fn ask(q: &str) -> AskRequest {
     AskRequest {
         question: q.into(),
@@ -326,16 +335,16 @@ async fn a_collection_sets_its_passages_and_instructions() {
     // Naming none: the configured number (3), all given with no margin. (One store handle
     // at a time: the embedded store is locked by the asker that holds it.)
     drop(asker);
-    let asker = Asker::new(
-        retriever(&env).await,
-        generator(Engine::LlamaCpp, 1, 4).await,
+    let asker = asker_with(
+        &env,
         AnswerOptions {
             passages: 3,
             passage_margin: 2.0,
             max_tokens: 64,
             ..Default::default()
         },
-    );
+    )
+    .await;
     let a = answer(asker.ask(&question(Vec::new())).await.unwrap()).await;
     assert_eq!(a.passages.len(), 3, "{:?}", a.passages);
 }
@@ -366,16 +375,16 @@ async fn passages_far_below_the_best_are_not_given() {
         .map(|p| p.chunk.id.as_str())
         .collect();
     assert!(near.len() < found.len(), "none is far below the best");
-    let asker = Asker::new(
-        retriever(&env).await,
-        generator(Engine::LlamaCpp, 1, 4).await,
+    let asker = asker_with(
+        &env,
         AnswerOptions {
             passages: 5,
             passage_margin: 0.1,
             max_tokens: 48,
             ..Default::default()
         },
-    );
+    )
+    .await;
     let a = asker.answer(&ask(question)).await.unwrap();
     assert!(!a.refused, "{a:?}");
     let given: Vec<&str> = a.passages.iter().map(|p| p.chunk.id.as_str()).collect();

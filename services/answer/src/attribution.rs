@@ -165,11 +165,18 @@ pub fn attribute(text: &str, sources: &[&str]) -> Attributed {
     }
 }
 
-/// Each valid marker's (`1..=n`) source and claim, in the order of `text`. The claim is the
-/// marker's sentence, and the ones before it (back to the previous marker) while it is too
-/// short to judge; or, when a marker opens its claim, the words after it. Adjacent markers
-/// ("[1][2]") share their claim; a marker cut off by the token limit ends the text.
-fn marker_claims(text: &str, n: usize) -> Vec<(usize, Pairs)> {
+/// A valid marker of an answer: where it is written, the source it names, and its claim.
+struct Claimed {
+    at: std::ops::Range<usize>,
+    source: usize,
+    claim: Pairs,
+}
+
+/// Each valid marker (`1..=n`) of `text`, in order. The claim is the marker's sentence, and
+/// the ones before it (back to the previous marker) while it is too short to judge; or, when
+/// a marker opens its claim, the words after it. Adjacent markers ("[1][2]") share their
+/// claim; a marker cut off by the token limit ends the text.
+fn marker_claims(text: &str, n: usize) -> Vec<Claimed> {
     let mut claims = Vec::new();
     // What was written since the previous valid marker, without the markers right before
     // this one, which are not words of the claim.
@@ -182,6 +189,7 @@ fn marker_claims(text: &str, n: usize) -> Vec<(usize, Pairs)> {
             break;
         };
         let marker = &after[..=close];
+        let start = text.len() - after.len();
         rest = &after[close + 1..];
         match marker[1..marker.len() - 1].trim().parse::<usize>() {
             Ok(k) if (1..=n).contains(&k) => {
@@ -189,7 +197,11 @@ fn marker_claims(text: &str, n: usize) -> Vec<(usize, Pairs)> {
                 if claim.len() < MIN_PAIRS {
                     claim = claim_after(rest, n);
                 }
-                claims.push((k, claim));
+                claims.push(Claimed {
+                    at: start..start + marker.len(),
+                    source: k,
+                    claim,
+                });
                 if !rest.trim_start().starts_with('[') {
                     claim_text.clear();
                 }
@@ -201,46 +213,34 @@ fn marker_claims(text: &str, n: usize) -> Vec<(usize, Pairs)> {
     claims
 }
 
-/// The markers of `text` moved to the source that holds their claim clearly better.
+/// The markers of `text` moved to the source that holds their claim clearly better; other
+/// text, other brackets and a marker cut off by the token limit are kept as they are.
 fn repoint(text: &str, source_pairs: &[Pairs]) -> (String, Vec<Repointed>) {
-    let mut claims = marker_claims(text, source_pairs.len()).into_iter();
     let mut out = String::with_capacity(text.len());
     let mut moved = Vec::new();
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open..];
-        let Some(close) = after.find(']') else {
-            // A marker cut off by the token limit: kept as it is, once.
-            rest = after;
-            break;
-        };
-        let marker = &after[..=close];
-        rest = &after[close + 1..];
-        let k = match marker[1..marker.len() - 1].trim().parse::<usize>() {
-            Ok(k) if (1..=source_pairs.len()).contains(&k) => k,
-            _ => {
-                out.push_str(marker);
-                continue;
-            }
-        };
-        let claim = claims.next().map(|(_, claim)| claim).unwrap_or_default();
-        let mut number = k;
+    let mut copied = 0;
+    for Claimed { at, source, claim } in marker_claims(text, source_pairs.len()) {
+        out.push_str(&text[copied..at.start]);
+        copied = at.end;
+        let mut number = source;
         if claim.len() >= MIN_PAIRS {
-            let cited = support(&claim, &source_pairs[k - 1]);
+            let cited = support(&claim, &source_pairs[source - 1]);
             let (best, best_support) = best_source(&claim, source_pairs);
-            if best != k && best_support >= MIN_SUPPORT && best_support - cited >= MIN_GAIN {
+            if best != source && best_support >= MIN_SUPPORT && best_support - cited >= MIN_GAIN {
                 number = best;
-                moved.push(Repointed { from: k, to: best });
+                moved.push(Repointed {
+                    from: source,
+                    to: best,
+                });
             }
         }
         // A marker moved onto the one right before it is not repeated.
         let written = format!("[{number}]");
-        if !(number != k && out.ends_with(&written)) {
+        if !(number != source && out.ends_with(&written)) {
             out.push_str(&written);
         }
     }
-    out.push_str(rest);
+    out.push_str(&text[copied..]);
     (out, moved)
 }
 
@@ -259,10 +259,10 @@ pub struct MarkerSupport {
 pub fn marker_support(text: &str, sources: &[&str]) -> MarkerSupport {
     let source_pairs: Vec<_> = sources.iter().map(|s| pairs(s)).collect();
     let mut out = MarkerSupport::default();
-    for (k, claim) in marker_claims(text, sources.len()) {
+    for Claimed { source, claim, .. } in marker_claims(text, sources.len()) {
         if claim.len() >= MIN_PAIRS {
             out.judged += 1;
-            out.supported += usize::from(support(&claim, &source_pairs[k - 1]) >= MIN_SUPPORT);
+            out.supported += usize::from(support(&claim, &source_pairs[source - 1]) >= MIN_SUPPORT);
         }
     }
     out
