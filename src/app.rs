@@ -251,6 +251,7 @@ pub fn answer_options(settings: &Settings) -> enclave_answer::AnswerOptions {
     enclave_answer::AnswerOptions {
         passages: g.passages,
         passage_margin: g.passage_margin,
+        section_lead_reach: g.section_lead_reach,
         max_tokens: g.max_tokens,
         temperature: g.temperature,
         system_prompt: g.system_prompt.clone(),

@@ -332,20 +332,26 @@ async fn a_collection_sets_its_passages_and_instructions() {
     let a = answer(asker.ask(&question(vec!["default".into()])).await.unwrap()).await;
     assert!(!a.refused);
     assert_eq!(a.passages.len(), 1, "{:?}", a.passages);
-    // Naming none: the configured number (3), all given with no margin. (One store handle
-    // at a time: the embedded store is locked by the asker that holds it.)
+    // Naming none: the configured number (3) and margin (0: the best passage alone). Naming
+    // the collection whose own margin is 2: all three. (One store handle at a time: the
+    // embedded store is locked by the asker that holds it.)
     drop(asker);
+    meta.set_collection_settings(&c.id, &serde_json::json!({"passage_margin": 2.0}))
+        .await
+        .unwrap();
     let asker = asker_with(
         &env,
         AnswerOptions {
             passages: 3,
-            passage_margin: 2.0,
+            passage_margin: 0.0,
             max_tokens: 64,
             ..Default::default()
         },
     )
     .await;
     let a = answer(asker.ask(&question(Vec::new())).await.unwrap()).await;
+    assert_eq!(a.passages.len(), 1, "{:?}", a.passages);
+    let a = answer(asker.ask(&question(vec!["default".into()])).await.unwrap()).await;
     assert_eq!(a.passages.len(), 3, "{:?}", a.passages);
 }
 
@@ -395,6 +401,126 @@ async fn passages_far_below_the_best_are_not_given() {
             .any(|p| p.chunk.text.contains("seven years")),
         "{:?}",
         a.passages
+    );
+}
+
+/// A passage from the middle of a section comes with the chunk that opens the section, as
+/// its own numbered source before it, when the section opens within the reach; never twice,
+/// never for a passage that opens its section itself.
+#[tokio::test]
+async fn a_passage_comes_with_the_opening_of_its_section() {
+    let env = TestEnv::embedded();
+    let docs = env.docs();
+    let topics = [
+        ("litigation", "red", "the partner in charge"),
+        ("conveyancing", "green", "the property team"),
+        ("employment", "blue", "the employment desk"),
+        ("probate", "yellow", "the private client group"),
+        ("insolvency", "orange", "the restructuring team"),
+        ("tax", "purple", "the tax advisers"),
+    ];
+    let mut text = String::from(
+        "# Office handbook\n\n## Client files\n\nClient files are kept for seven years after \
+         the matter closes and are then shredded by an approved contractor.\n\n",
+    );
+    for (matter, colour, owner) in topics {
+        text.push_str(&format!(
+            "Files of {matter} matters carry a {colour} tab on the spine. They are opened by \
+             {owner}, who writes the matter number, the client's name and the date of the \
+             engagement letter on the cover, and who checks every quarter that the index of \
+             the file lists each document it holds, in the order received.\n\n"
+        ));
+    }
+    text.push_str(
+        "The archive room in the basement holds the paper files; its key is kept by the \
+         records clerk, who signs it out to one person at a time.\n",
+    );
+    std::fs::write(docs.join("handbook.md"), text).unwrap();
+    env.run(&["ingest", docs.to_str().unwrap()]);
+    let meta = env.meta().await;
+    let document = meta.documents(None).await.unwrap().remove(0);
+    let chunks = meta.active_chunks(&document.id).await.unwrap();
+    let question = "Who keeps the key of the archive room?";
+    let retriever = retriever(&env).await;
+    let found = retriever
+        .search(&enclave_retrieval::SearchRequest {
+            query: question.into(),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .passages;
+    let passage = found[0].clone();
+    assert!(passage.chunk.text.contains("archive room"), "{passage:?}");
+    let opening = chunks
+        .iter()
+        .find(|c| c.section == passage.chunk.section)
+        .unwrap();
+    assert!(opening.text.contains("seven years"), "{chunks:?}");
+    let reach = (passage.chunk.ordinal - opening.ordinal) as usize;
+    assert!(reach >= 2, "the section is too short to test: {chunks:?}");
+
+    let led = retriever
+        .with_section_leads(found.clone(), reach)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = led.iter().map(|p| p.chunk.id.as_str()).collect();
+    assert_eq!(ids, [opening.id.as_str(), passage.chunk.id.as_str()]);
+    assert!(led[0].section_lead && !led[1].section_lead);
+    assert_eq!(led[0].context, opening.text);
+    assert_eq!(led[0].scores, enclave_retrieval::Scores::default());
+    assert_eq!(led[0].document_title, passage.document_title);
+    assert!(led[0].locator.starts_with("page"), "{}", led[0].locator);
+    // Beyond the reach, no opening; the opening itself has none; none is given twice.
+    let short = retriever
+        .with_section_leads(found.clone(), reach - 1)
+        .await
+        .unwrap();
+    assert_eq!(short, found);
+    let lead_alone = vec![led[0].clone()];
+    assert_eq!(
+        retriever
+            .with_section_leads(lead_alone.clone(), reach)
+            .await
+            .unwrap(),
+        lead_alone
+    );
+    let both = vec![passage.clone(), led[0].clone()];
+    assert_eq!(
+        retriever
+            .with_section_leads(both.clone(), reach)
+            .await
+            .unwrap(),
+        both
+    );
+    assert_eq!(
+        retriever
+            .with_section_leads(found.clone(), 0)
+            .await
+            .unwrap(),
+        found
+    );
+    drop(retriever);
+
+    // The model reads both, numbered in document order, and cites only them.
+    let asker = asker_with(
+        &env,
+        AnswerOptions {
+            passages: 1,
+            section_lead_reach: reach,
+            max_tokens: 48,
+            ..Default::default()
+        },
+    )
+    .await;
+    let a = asker.answer(&ask(question)).await.unwrap();
+    assert!(!a.refused, "{a:?}");
+    let given: Vec<&str> = a.passages.iter().map(|p| p.chunk.id.as_str()).collect();
+    assert_eq!(given, [opening.id.as_str(), passage.chunk.id.as_str()]);
+    assert!(
+        a.citations.iter().all(|c| (1..=2).contains(&c.number)),
+        "{a:?}"
     );
 }
 

@@ -380,6 +380,32 @@ async fn curation_over_the_api_on_postgres() {
         (c["passages"].clone(), c["chunk_tokens"].clone()),
         (Value::Null, json!(32))
     );
+    // A passage margin from 0 to 2, shown; out of range, refused by name.
+    let r = patch(
+        &s,
+        &admin,
+        "/api/v1/collections/legal-2",
+        json!({"passage_margin": 2.5}),
+    )
+    .await;
+    expect_error(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+        "passage_margin 2.5",
+    )
+    .await;
+    let c: Value = patch(
+        &s,
+        &admin,
+        "/api/v1/collections/legal-2",
+        json!({"passage_margin": 0.1}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(c["passage_margin"], json!(0.1), "{c}");
     // Fusion weights go together, and are shown.
     let r = patch(
         &s,

@@ -191,6 +191,10 @@ pub struct AnswerOptions {
     /// Passages whose sentence nearest the question is further than this below the best
     /// passage's are not given to the model (see [`within_margin`]).
     pub passage_margin: f32,
+    /// A given passage that is a later chunk of its section comes with the chunk that opens
+    /// the section, when that is at most this many chunks before it (0: never; see
+    /// [`Retriever::with_section_leads`]).
+    pub section_lead_reach: usize,
     /// Longest answer, in tokens.
     pub max_tokens: usize,
     /// Sampling temperature (0: greedy, reproducible).
@@ -213,6 +217,7 @@ impl Default for AnswerOptions {
         Self {
             passages: 5,
             passage_margin: 0.05,
+            section_lead_reach: 0,
             max_tokens: 320,
             temperature: 0.0,
             system_prompt: None,
@@ -825,6 +830,10 @@ impl Asker {
             .get("passages")
             .and_then(|v| v.as_u64())
             .map(|n| n.clamp(1, 50) as usize);
+        let margin = settings
+            .get("passage_margin")
+            .and_then(|v| v.as_f64())
+            .map_or(self.options.passage_margin, |m| m.clamp(0.0, 2.0) as f32);
         let system_setting = settings
             .get("system_prompt")
             .and_then(|v| v.as_str())
@@ -872,10 +881,19 @@ impl Asker {
                 expansion: expansion.clone(),
             })
             .await?;
+        // The model reads only the passages near the best one, each with its section's
+        // opening; a refusal lists all the passages found.
+        let passages = if results.relevant {
+            let near = within_margin(results.passages, margin);
+            self.retriever
+                .with_section_leads(near, self.options.section_lead_reach)
+                .await?
+        } else {
+            results.passages
+        };
         let retrieval_ms = retrieval_started.elapsed().as_secs_f64() * 1000.0;
         let model = generator.info().model;
         let (tx, rx) = mpsc::channel(64);
-        let passages = results.passages;
         let unmatched_terms = results.unmatched_terms;
         let names_apart = results.names_apart;
         if !results.relevant {
@@ -902,8 +920,6 @@ impl Asker {
             let _ = tx.send(AskEvent::Done(Box::new(answer))).await;
             return Ok(rx);
         }
-        // The model reads only the passages near the best one; a refusal above lists all.
-        let passages = within_margin(passages, self.options.passage_margin);
         let mut system = system_prompt(
             system_setting
                 .or_else(|| self.options.system_prompt.clone())
@@ -1024,6 +1040,7 @@ mod tests {
 
     fn passage(number: usize, text: &str) -> Passage {
         Passage {
+            section_lead: false,
             chunk: enclave_storage::ChunkRecord {
                 id: format!("c{number}"),
                 document_id: format!("d{number}"),

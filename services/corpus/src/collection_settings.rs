@@ -56,6 +56,9 @@ pub struct CollectionChange {
     pub chunk_overlap: Option<Option<u64>>,
     /// Passages given to the model per question, 1 to 50.
     pub passages: Option<Option<u64>>,
+    /// Of those, the model reads the passages whose sentence nearest the question is at most
+    /// this far below the best passage's, 0 to 2 (2: all; `generation.passage_margin`).
+    pub passage_margin: Option<Option<f64>>,
     pub system_prompt: Option<Option<String>>,
     /// A name of `generation.models`.
     pub model: Option<Option<String>>,
@@ -155,6 +158,14 @@ impl Corpus {
                 return Err(CorpusError::Invalid(format!("passages {n}: from 1 to 50")));
             }
             set("passages", n.map(Into::into));
+        }
+        if let Some(m) = change.passage_margin {
+            if let Some(m) = m.filter(|m| !(0.0..=2.0).contains(m)) {
+                return Err(CorpusError::Invalid(format!(
+                    "passage_margin {m}: from 0 to 2 (2: every passage)"
+                )));
+            }
+            set("passage_margin", m.map(Into::into));
         }
         if let Some(model) = &change.model {
             let model = model.as_deref().map(str::trim).filter(|m| !m.is_empty());

@@ -373,6 +373,7 @@ mod tests {
 
     fn passage(source: &str, p0: i64, p1: i64) -> Passage {
         Passage {
+            section_lead: false,
             locator: String::new(),
             chunk: ChunkRecord {
                 id: String::new(),

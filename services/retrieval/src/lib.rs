@@ -13,7 +13,7 @@ pub mod calibrate;
 pub mod contents;
 pub mod eval;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use enclave_embed::{Embedder, OnnxEmbedder};
@@ -397,6 +397,10 @@ pub struct Passage {
     /// Where the passage is, as a citation names it ([`locator`]).
     #[serde(default)]
     pub locator: String,
+    /// Not found by the search: the opening chunk of the section of the passage after it
+    /// ([`Retriever::with_section_leads`]), so it has no scores of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub section_lead: bool,
 }
 
 /// Where a passage is, as a citation names it. `noun` is what the document calls a page
@@ -733,6 +737,7 @@ impl Retriever {
                 source_uri: doc.source_uri.clone(),
                 scores: s,
                 context: chunk.text.clone(),
+                section_lead: false,
                 locator: locator(
                     doc.metadata
                         .get("page_noun")
@@ -914,6 +919,97 @@ impl Retriever {
             .chunks(terms.len())
             .any(|document| document.iter().all(|hits| !hits.is_empty()));
         Ok(if together { Vec::new() } else { names })
+    }
+
+    /// `passages` with, before each one that is a later chunk of its section, the chunk that
+    /// opens that section ([`Retriever::section_lead`]), unless it is given already: a passage
+    /// from the middle of a section often lacks the section's first sentences, which say what
+    /// the section is about and are what a question about it asks for.
+    pub async fn with_section_leads(
+        &self,
+        passages: Vec<Passage>,
+        reach: usize,
+    ) -> Result<Vec<Passage>, RetrievalError> {
+        if reach == 0 {
+            return Ok(passages);
+        }
+        let mut given: HashSet<String> = passages.iter().map(|p| p.chunk.id.clone()).collect();
+        let mut out = Vec::with_capacity(passages.len());
+        for passage in passages {
+            if let Some(lead) = self.section_lead(&passage, reach).await?
+                && given.insert(lead.chunk.id.clone())
+            {
+                out.push(lead);
+            }
+            out.push(passage);
+        }
+        Ok(out)
+    }
+
+    /// The chunk that opens the section `passage` is in, when the passage is a later chunk of
+    /// it and the section opens at most `reach` chunks before it: the first of the run of
+    /// chunks just before the passage under the same heading path. None for a passage that
+    /// opens its section or has no heading path, for a section that opens farther back, and
+    /// for an opening chunk a curator left out of retrieval.
+    pub async fn section_lead(
+        &self,
+        passage: &Passage,
+        reach: usize,
+    ) -> Result<Option<Passage>, RetrievalError> {
+        let chunk = &passage.chunk;
+        let Some(section) = chunk.section.as_deref() else {
+            return Ok(None);
+        };
+        if reach == 0 || chunk.ordinal == 0 {
+            return Ok(None);
+        }
+        let reach = reach as i64;
+        // One chunk past the reach, to tell a section that opens farther back.
+        let before = self
+            .meta
+            .chunk_range(
+                &chunk.document_id,
+                chunk.version,
+                chunk.ordinal - reach - 1,
+                chunk.ordinal - 1,
+            )
+            .await?;
+        let mut lead = None;
+        for c in before.iter().rev() {
+            let next = lead.map_or(chunk.ordinal, |l: &ChunkRecord| l.ordinal);
+            if c.ordinal != next - 1 || c.section.as_deref() != Some(section) {
+                break;
+            }
+            lead = Some(c);
+        }
+        let Some(lead) = lead.filter(|l| chunk.ordinal - l.ordinal <= reach && !l.disabled) else {
+            return Ok(None);
+        };
+        let noun = self
+            .meta
+            .document(&chunk.document_id)
+            .await?
+            .and_then(|d| {
+                d.metadata
+                    .get("page_noun")
+                    .and_then(|n| n.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "page".to_string());
+        Ok(Some(Passage {
+            chunk: lead.clone(),
+            document_title: passage.document_title.clone(),
+            source_uri: passage.source_uri.clone(),
+            scores: Scores::default(),
+            context: lead.text.clone(),
+            locator: locator(
+                &noun,
+                lead.page_start,
+                lead.page_end,
+                lead.section.as_deref(),
+            ),
+            section_lead: true,
+        }))
     }
 
     /// The chunk's text widened to the previous and next chunks of the same version, as one

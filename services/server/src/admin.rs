@@ -851,6 +851,7 @@ pub async fn collection_page(
             "chunk_tokens": st.chunking.max_tokens,
             "chunk_overlap": st.chunking.overlap_tokens,
             "passages": st.generation.passages,
+            "passage_margin": st.generation.passage_margin,
             "dense_weight": st.retrieval.dense_weight,
             "bm25_weight": st.retrieval.bm25_weight,
             "max_chunk_tokens": st.embedding.max_input_tokens.saturating_sub(2),
@@ -920,11 +921,12 @@ fn run_row(r: &enclave_corpus::EvalRun) -> serde_json::Value {
         })
     };
     let settings = format!(
-        "mode {}, chunks {}/{} tokens, passages {}, model {}, fusion {}:{}, threshold {}",
+        "mode {}, chunks {}/{} tokens, passages {} (margin {}), model {}, fusion {}:{}, threshold {}",
         setting("mode"),
         setting("chunk_tokens"),
         setting("chunk_overlap"),
         setting("passages"),
+        setting("passage_margin"),
         setting("model"),
         fusion_weight("dense_weight"),
         fusion_weight("bm25_weight"),
@@ -987,6 +989,7 @@ pub async fn collection_save(
         chunk_tokens: Some(number("chunk_tokens")?),
         chunk_overlap: Some(number("chunk_overlap")?),
         passages: Some(number("passages")?),
+        passage_margin: Some(weight("passage_margin")?),
         system_prompt: Some(fields.get("system_prompt").map(str::to_string)),
         model: Some(fields.get("model").map(str::to_string)),
     };

@@ -160,6 +160,7 @@ pub async fn change_collection(
         chunk_tokens: body.chunk_tokens,
         chunk_overlap: body.chunk_overlap,
         passages: body.passages,
+        passage_margin: body.passage_margin,
         system_prompt: body.system_prompt.clone(),
         model: body.model.clone(),
         dense_weight: body.dense_weight,

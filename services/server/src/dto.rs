@@ -27,6 +27,9 @@ pub struct CollectionOut {
     pub chunk_overlap: Option<u64>,
     /// Passages given to the model per question (`null`: the configured number).
     pub passages: Option<u64>,
+    /// Of those, the model reads the passages whose sentence nearest the question is at most
+    /// this far below the best passage's (`null`: `generation.passage_margin`).
+    pub passage_margin: Option<f64>,
     /// Instructions to the model for questions to this collection (`null`: the default).
     pub system_prompt: Option<String>,
     /// The model answering questions to this collection (`null`: the server's default).
@@ -77,6 +80,7 @@ impl CollectionOut {
             chunk_tokens: number("chunk_tokens"),
             chunk_overlap: number("chunk_overlap"),
             passages: number("passages"),
+            passage_margin: c.settings.get("passage_margin").and_then(|v| v.as_f64()),
             system_prompt: c
                 .settings
                 .get("system_prompt")
@@ -132,6 +136,11 @@ pub struct CollectionSettingsBody {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u64>)]
     pub passages: Option<Option<u64>>,
+    /// Of those, the model reads the passages whose sentence nearest the question is at most
+    /// this far below the best passage's, 0 to 2 (2: every passage).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f64>)]
+    pub passage_margin: Option<Option<f64>>,
     /// Instructions to the model for questions to this collection (at most 4,000 characters).
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -652,6 +661,9 @@ pub struct PassageOut {
     pub locator: String,
     pub text: String,
     pub scores: ScoresOut,
+    /// Not found by the search but given with the passage after it: the chunk that opens that
+    /// passage's section (`generation.section_lead_reach`); its scores are empty.
+    pub section_lead: bool,
     /// The passage view in the web UI.
     pub url: String,
 }
@@ -679,6 +691,7 @@ impl PassageOut {
                 sentence: p.scores.sentence,
                 fused: p.scores.fused,
             },
+            section_lead: p.section_lead,
             url: passage_url(&c.document_id, c.version, c.char_start, c.char_end),
         }
     }

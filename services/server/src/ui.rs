@@ -498,6 +498,7 @@ pub(crate) struct PassageView {
     dense: String,
     bm25: String,
     sentence: String,
+    section_lead: bool,
 }
 
 pub(crate) fn passage_views(passages: &[Passage]) -> Vec<PassageView> {
@@ -514,6 +515,7 @@ pub(crate) fn passage_views(passages: &[Passage]) -> Vec<PassageView> {
                 dense: o.scores.dense.map_or("–".into(), |s| format!("{s:.3}")),
                 bm25: o.scores.bm25.map_or("–".into(), |s| format!("{s:.2}")),
                 sentence: o.scores.sentence.map_or("–".into(), |s| format!("{s:.3}")),
+                section_lead: o.section_lead,
             }
         })
         .collect()

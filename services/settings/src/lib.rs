@@ -363,6 +363,10 @@ pub struct GenerationSettings {
     /// is not given one. Applies to hybrid search with the sentence ranking on
     /// (`retrieval.sentence_weight`); 2.0 gives every passage.
     pub passage_margin: f32,
+    /// A passage given to the model that is a later chunk of its section comes with the chunk
+    /// that opens the section (its first sentences say what the section is about), when that
+    /// chunk is at most this many chunks before it in the document; 0 gives the passages alone.
+    pub section_lead_reach: usize,
     /// Longest run of answer text without a citation marker, in characters: the answer
     /// grammar makes the model cite at least this often.
     pub max_chars_between_citations: usize,
@@ -405,6 +409,7 @@ impl Default for GenerationSettings {
             temperature: 0.0,
             passages: 5,
             passage_margin: 0.05,
+            section_lead_reach: 0,
             max_chars_between_citations: 300,
             model_refusal: false,
             expand_query: false,
