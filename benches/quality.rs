@@ -146,7 +146,7 @@ struct Run {
 }
 
 /// The answer settings run beside the defaults: label, environment variable, value.
-const ANSWER_VARIANTS: [(&str, &str, &str); 2] = [
+const ANSWER_VARIANTS: [(&str, &str, &str); 3] = [
     (
         "model refusal on",
         "ENCLAVE_GENERATION__MODEL_REFUSAL",
@@ -156,6 +156,11 @@ const ANSWER_VARIANTS: [(&str, &str, &str); 2] = [
         "every passage given (no margin)",
         "ENCLAVE_GENERATION__PASSAGE_MARGIN",
         "2.0",
+    ),
+    (
+        "no section openings",
+        "ENCLAVE_GENERATION__SECTION_LEAD_REACH",
+        "0",
     ),
 ];
 

@@ -252,6 +252,7 @@ pub fn answer_options(settings: &Settings) -> enclave_answer::AnswerOptions {
         passages: g.passages,
         passage_margin: g.passage_margin,
         section_lead_reach: g.section_lead_reach,
+        reading_order: g.reading_order,
         max_tokens: g.max_tokens,
         temperature: g.temperature,
         system_prompt: g.system_prompt.clone(),

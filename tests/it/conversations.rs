@@ -18,22 +18,20 @@ async fn ask(s: &Server, key: &str, body: Value) -> (StatusCode, Value) {
     (r.status(), r.json().await.unwrap())
 }
 
-fn chunk_ids(passages: &Value) -> Vec<String> {
-    passages
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["chunk_id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// A follow-up's answer was retrieved with its rewrite: a search for the rewrite finds the
 /// same passages, of which the model was given those within `generation.passage_margin`
 /// (0.05, the default) of the best one's sentence score.
 async fn retrieved_with_rewrite(s: &Server, key: &str, answer: &Value) {
     let rewrite = answer["rewrite"]["question"].as_str().unwrap();
     assert!(!rewrite.trim().is_empty(), "{answer}");
-    let passages = chunk_ids(&answer["passages"]);
+    // The passages found; a section's opening given with one of them was not searched for.
+    let passages: Vec<String> = answer["passages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["section_lead"] != true)
+        .map(|p| p["chunk_id"].as_str().unwrap().to_string())
+        .collect();
     // As many as the server gives the model at most (`Server::start`).
     let r: Value = s
         .post(key, "/api/v1/search")

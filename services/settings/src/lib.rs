@@ -367,6 +367,10 @@ pub struct GenerationSettings {
     /// that opens the section (its first sentences say what the section is about), when that
     /// chunk is at most this many chunks before it in the document; 0 gives the passages alone.
     pub section_lead_reach: usize,
+    /// The passages of one section of a document (the same heading path) are given together
+    /// and in the document's order, each section where its best-ranked passage was: a small
+    /// model copies and cites the first source it is given more than the others.
+    pub reading_order: bool,
     /// Longest run of answer text without a citation marker, in characters: the answer
     /// grammar makes the model cite at least this often.
     pub max_chars_between_citations: usize,
@@ -409,7 +413,8 @@ impl Default for GenerationSettings {
             temperature: 0.0,
             passages: 5,
             passage_margin: 0.05,
-            section_lead_reach: 0,
+            section_lead_reach: 4,
+            reading_order: false,
             max_chars_between_citations: 300,
             model_refusal: false,
             expand_query: false,
