@@ -146,7 +146,7 @@ struct Run {
 }
 
 /// The answer settings run beside the defaults: label, environment variable, value.
-const ANSWER_VARIANTS: [(&str, &str, &str); 3] = [
+const ANSWER_VARIANTS: [(&str, &str, &str); 4] = [
     (
         "model refusal on",
         "ENCLAVE_GENERATION__MODEL_REFUSAL",
@@ -161,6 +161,11 @@ const ANSWER_VARIANTS: [(&str, &str, &str); 3] = [
         "no section openings",
         "ENCLAVE_GENERATION__SECTION_LEAD_REACH",
         "0",
+    ),
+    (
+        "one section's passages in reading order",
+        "ENCLAVE_GENERATION__READING_ORDER",
+        "true",
     ),
 ];
 
