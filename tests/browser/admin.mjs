@@ -96,9 +96,11 @@ try {
     await Promise.all([page.waitForURL(new RegExp(`/admin/collections/${COLLECTION}`)), page.click('form.create button')]);
     check((await page.locator('.notice').innerText()).includes('created'), 'the created notice');
     await page.fill('#passages', '4');
+    await page.selectOption('#reading_order', 'on');
     await Promise.all([page.waitForLoadState('load'), page.click('form.edit button[type=submit]')]);
     check((await page.locator('.notice').innerText()).includes('Saved'), 'the saved notice');
     check((await page.inputValue('#passages')) === '4', 'passages 4 kept');
+    check((await page.inputValue('#reading_order')) === 'on', 'reading order on kept');
   });
 
   await step('upload two files and watch their jobs finish', async () => {

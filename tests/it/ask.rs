@@ -522,6 +522,41 @@ async fn a_passage_comes_with_the_opening_of_its_section() {
         a.citations.iter().all(|c| (1..=2).contains(&c.number)),
         "{a:?}"
     );
+    drop(asker);
+
+    // A collection that reads its sections in order: the same two passages of the section,
+    // its earlier chunk first instead of the best-ranked one.
+    let options = AnswerOptions {
+        passages: 2,
+        passage_margin: 2.0,
+        section_lead_reach: 0,
+        max_tokens: 48,
+        ..Default::default()
+    };
+    let in_collection = AskRequest {
+        question: question.into(),
+        collections: vec!["default".into()],
+        ..Default::default()
+    };
+    let ordinals = |a: &enclave_answer::Answer| {
+        a.passages
+            .iter()
+            .map(|p| p.chunk.ordinal)
+            .collect::<Vec<_>>()
+    };
+    let asker = asker_with(&env, options.clone()).await;
+    let ranked = ordinals(&asker.answer(&in_collection).await.unwrap());
+    drop(asker);
+    assert_eq!(ranked.len(), 2, "{ranked:?}");
+    assert_eq!(ranked[0], passage.chunk.ordinal, "{ranked:?}");
+    let c = meta.collection_by_name("default").await.unwrap().unwrap();
+    meta.set_collection_settings(&c.id, &serde_json::json!({"reading_order": true}))
+        .await
+        .unwrap();
+    let asker = asker_with(&env, options).await;
+    let ordered = ordinals(&asker.answer(&in_collection).await.unwrap());
+    assert_eq!(ordered, [ranked[1], ranked[0]], "{ranked:?}");
+    assert!(ordered[0] < ordered[1], "{ordered:?}");
 }
 
 /// A document that closes its source block and opens forged ones (any case, full-width

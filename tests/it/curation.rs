@@ -406,6 +406,32 @@ async fn curation_over_the_api_on_postgres() {
     .await
     .unwrap();
     assert_eq!(c["passage_margin"], json!(0.1), "{c}");
+    // Reading order: on, off or back to the default; anything else is refused.
+    let c: Value = patch(
+        &s,
+        &admin,
+        "/api/v1/collections/legal-2",
+        json!({"reading_order": true}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(c["reading_order"], json!(true), "{c}");
+    let r = patch(
+        &s,
+        &admin,
+        "/api/v1/collections/legal-2",
+        json!({"reading_order": "sometimes"}),
+    )
+    .await;
+    expect_error(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+        "\"sometimes\", expected a boolean",
+    )
+    .await;
     // Fusion weights go together, and are shown.
     let r = patch(
         &s,

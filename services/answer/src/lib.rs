@@ -865,6 +865,10 @@ impl Asker {
             .get("passage_margin")
             .and_then(|v| v.as_f64())
             .map_or(self.options.passage_margin, |m| m.clamp(0.0, 2.0) as f32);
+        let reading_order = settings
+            .get("reading_order")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(self.options.reading_order);
         let system_setting = settings
             .get("system_prompt")
             .and_then(|v| v.as_str())
@@ -920,7 +924,7 @@ impl Asker {
                 .retriever
                 .with_section_leads(near, self.options.section_lead_reach)
                 .await?;
-            if self.options.reading_order {
+            if reading_order {
                 in_reading_order(led)
             } else {
                 led

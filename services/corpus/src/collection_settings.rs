@@ -59,6 +59,9 @@ pub struct CollectionChange {
     /// Of those, the model reads the passages whose sentence nearest the question is at most
     /// this far below the best passage's, 0 to 2 (2: all; `generation.passage_margin`).
     pub passage_margin: Option<Option<f64>>,
+    /// Whether the passages of one section are given together, in the document's order
+    /// (`generation.reading_order`): suits manuals whose sections run over several chunks.
+    pub reading_order: Option<Option<bool>>,
     pub system_prompt: Option<Option<String>>,
     /// A name of `generation.models`.
     pub model: Option<Option<String>>,
@@ -166,6 +169,9 @@ impl Corpus {
                 )));
             }
             set("passage_margin", m.map(Into::into));
+        }
+        if let Some(on) = change.reading_order {
+            set("reading_order", on.map(Into::into));
         }
         if let Some(model) = &change.model {
             let model = model.as_deref().map(str::trim).filter(|m| !m.is_empty());

@@ -852,6 +852,7 @@ pub async fn collection_page(
             "chunk_overlap": st.chunking.overlap_tokens,
             "passages": st.generation.passages,
             "passage_margin": st.generation.passage_margin,
+            "reading_order": st.generation.reading_order,
             "dense_weight": st.retrieval.dense_weight,
             "bm25_weight": st.retrieval.bm25_weight,
             "max_chunk_tokens": st.embedding.max_input_tokens.saturating_sub(2),
@@ -921,12 +922,13 @@ fn run_row(r: &enclave_corpus::EvalRun) -> serde_json::Value {
         })
     };
     let settings = format!(
-        "mode {}, chunks {}/{} tokens, passages {} (margin {}), model {}, fusion {}:{}, threshold {}",
+        "mode {}, chunks {}/{} tokens, passages {} (margin {}, reading order {}), model {}, fusion {}:{}, threshold {}",
         setting("mode"),
         setting("chunk_tokens"),
         setting("chunk_overlap"),
         setting("passages"),
         setting("passage_margin"),
+        setting("reading_order"),
         setting("model"),
         fusion_weight("dense_weight"),
         fusion_weight("bm25_weight"),
@@ -990,6 +992,18 @@ pub async fn collection_save(
         chunk_overlap: Some(number("chunk_overlap")?),
         passages: Some(number("passages")?),
         passage_margin: Some(weight("passage_margin")?),
+        reading_order: Some(
+            fields
+                .get("reading_order")
+                .map(|v| match v {
+                    "on" => Ok(true),
+                    "off" => Ok(false),
+                    other => Err(ApiError::Invalid(format!(
+                        "reading_order '{other}': on, off or empty (the default)"
+                    ))),
+                })
+                .transpose()?,
+        ),
         system_prompt: Some(fields.get("system_prompt").map(str::to_string)),
         model: Some(fields.get("model").map(str::to_string)),
     };

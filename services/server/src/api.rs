@@ -161,6 +161,7 @@ pub async fn change_collection(
         chunk_overlap: body.chunk_overlap,
         passages: body.passages,
         passage_margin: body.passage_margin,
+        reading_order: body.reading_order,
         system_prompt: body.system_prompt.clone(),
         model: body.model.clone(),
         dense_weight: body.dense_weight,

@@ -30,6 +30,9 @@ pub struct CollectionOut {
     /// Of those, the model reads the passages whose sentence nearest the question is at most
     /// this far below the best passage's (`null`: `generation.passage_margin`).
     pub passage_margin: Option<f64>,
+    /// Whether the passages of one section are given together, in the document's order
+    /// (`null`: `generation.reading_order`).
+    pub reading_order: Option<bool>,
     /// Instructions to the model for questions to this collection (`null`: the default).
     pub system_prompt: Option<String>,
     /// The model answering questions to this collection (`null`: the server's default).
@@ -81,6 +84,7 @@ impl CollectionOut {
             chunk_overlap: number("chunk_overlap"),
             passages: number("passages"),
             passage_margin: c.settings.get("passage_margin").and_then(|v| v.as_f64()),
+            reading_order: c.settings.get("reading_order").and_then(|v| v.as_bool()),
             system_prompt: c
                 .settings
                 .get("system_prompt")
@@ -141,6 +145,12 @@ pub struct CollectionSettingsBody {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<f64>)]
     pub passage_margin: Option<Option<f64>>,
+    /// Whether the passages of one section are given together, in the document's order
+    /// (`null`: `generation.reading_order`). Suits manuals whose sections run over several
+    /// chunks; the collection's eval shows whether it helps.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<bool>)]
+    pub reading_order: Option<Option<bool>>,
     /// Instructions to the model for questions to this collection (at most 4,000 characters).
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]

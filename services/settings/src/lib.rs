@@ -372,7 +372,8 @@ pub struct GenerationSettings {
     /// model copies and cites the first source it is given more than the others. Off by
     /// default, as chosen on the Debian FAQ set (26 of 30 answers cited the passage holding
     /// the answer with it, 27 without); on the simh manuals it gave 26 against 23: a
-    /// corpus's own eval (`enclave eval`) shows which suits it.
+    /// corpus's own eval (`enclave eval`) shows which suits it, and a collection may set its
+    /// own (`reading_order` in its settings).
     pub reading_order: bool,
     /// Longest run of answer text without a citation marker, in characters: the answer
     /// grammar makes the model cite at least this often.
