@@ -85,12 +85,24 @@ struct Inner {
     context_size: usize,
     info: EngineInfo,
     stop: Arc<AtomicBool>,
+    /// The slots' threads, joined when the engine goes.
+    workers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Workers finish the token they are on and exit; the queue's sender goes with `self`.
+        // Workers finish the token they are on, free their context and exit once the queue's
+        // sender is gone; they are waited for, so that no slot is still freeing llama.cpp
+        // state while the process exits (llama.cpp's globals go at exit, and a context freed
+        // after them crashes the process).
         self.stop.store(true, Ordering::SeqCst);
+        let (closed, _) = std_mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.jobs, closed));
+        for worker in self.workers.drain(..) {
+            if worker.thread().id() != std::thread::current().id() {
+                let _ = worker.join();
+            }
+        }
     }
 }
 
@@ -167,6 +179,7 @@ impl LlamaCppEngine {
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         let stop = Arc::new(AtomicBool::new(false));
         let mut context_size = 0;
+        let mut workers = Vec::with_capacity(config.slots);
         // Contexts are created one after the other: llama.cpp's context creation mutates the
         // model, so it must not run concurrently.
         for slot in 0..config.slots {
@@ -179,10 +192,11 @@ impl LlamaCppEngine {
                 prefix_cache: config.prefix_cache,
             };
             let params = params.clone();
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name(format!("enclave-gen-{slot}"))
                 .spawn(move || worker.run(params, ready_tx))
                 .map_err(|e| GenerationError::Engine(format!("cannot start a slot thread: {e}")))?;
+            workers.push(handle);
             let n_ctx = ready_rx
                 .recv()
                 .map_err(|_| GenerationError::EngineStopped)
@@ -210,6 +224,7 @@ impl LlamaCppEngine {
                 context_size: context_size as usize,
                 info,
                 stop,
+                workers,
             }),
         })
     }

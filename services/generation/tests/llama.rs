@@ -311,8 +311,17 @@ async fn dropping_the_engine_cancels_running_generations() {
         Some(GenerationEvent::Token(_))
     ));
     drop(engine);
-    let (_, stats) = collect(events).await;
-    assert_eq!(stats.stop_reason, StopReason::Cancelled, "{stats:?}");
+    // The drop waits for the slot to stop: its last event is already sent.
+    let mut last = None;
+    while let Ok(event) = events.try_recv() {
+        last = Some(event);
+    }
+    match last {
+        Some(GenerationEvent::Done(stats)) => {
+            assert_eq!(stats.stop_reason, StopReason::Cancelled, "{stats:?}")
+        }
+        other => panic!("the slot was still running after the drop: {other:?}"),
+    }
 }
 
 #[tokio::test]
