@@ -406,7 +406,7 @@ async fn curation_over_the_api_on_postgres() {
     .await
     .unwrap();
     assert_eq!(c["passage_margin"], json!(0.1), "{c}");
-    // Reading order: on, off or back to the default; anything else is refused.
+    // Reading order: stored and shown; anything but true, false or null is refused.
     let c: Value = patch(
         &s,
         &admin,
