@@ -31,6 +31,10 @@
 //! how many markers their passage backs (citation precision by shared word pairs), whether
 //! every citation resolves to a given passage, and the time to first token.
 //!
+//! Each eval's main figures go to stderr as soon as it finishes, and an eval that fails is
+//! reported and skipped, so that one failure costs only its own rows: the tables (stdout) come
+//! at the end, followed by the list of evals that failed (the bench then exits with an error).
+//!
 //! ```text
 //! export CARGO_TARGET_DIR=$HOME/.cache/enclave/target
 //! scripts/fetch-models embed llm
@@ -223,6 +227,60 @@ fn eval_report(mut eval: Command, answers: Option<usize>) -> anyhow::Result<Repo
         .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// One line of an eval's main figures, for the progress on stderr.
+fn progress_line(report: &Report) -> String {
+    let mut line =
+        report
+            .retrieval
+            .iter()
+            .find(|r| r.mode == "hybrid")
+            .map_or("hybrid -".into(), |h| {
+                format!(
+                    "hybrid R@5 {:.3} nDCG@10 {:.3}, refused {:.2} of {}",
+                    h.recall_at_5, h.ndcg_at_10, h.refusal_accuracy, h.unanswerable
+                )
+            });
+    if let Some(a) = &report.answers {
+        line.push_str(&format!("; {}", answers_line(a)));
+    }
+    line
+}
+
+fn answers_line(a: &Answers) -> String {
+    format!(
+        "answers: cited passage holds the answer {}/{}, unanswerable refused {}/{}, \
+         answerable wrongly refused {}/{}, first token p50 {:.1} s",
+        a.cited_passage_holds_answer,
+        a.answerable,
+        a.refused,
+        a.unanswerable,
+        a.false_refusals,
+        a.answerable,
+        percentile(&a.ttft_ms, 50.0) / 1000.0
+    )
+}
+
+/// Evals that failed: what ran, and why. The bench goes on without their rows.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    /// The report, with its figures on stderr; on failure, `None`, and the failure kept.
+    fn keep(&mut self, what: &str, result: anyhow::Result<Report>) -> Option<Report> {
+        match result {
+            Ok(report) => {
+                eprintln!("{what}: {}", progress_line(&report));
+                Some(report)
+            }
+            Err(e) => {
+                eprintln!("{what}: FAILED: {e:#}");
+                self.0.push(format!("{what}: {e:#}"));
+                None
+            }
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -246,6 +304,7 @@ fn main() -> anyhow::Result<()> {
 
     let mut runs = Vec::new();
     let mut calibrated = None;
+    let mut failures = Failures::default();
     for (config, headings) in [("headings on", true), ("headings off", false)] {
         let dir = tempfile::tempdir()?;
         let enclave = |extra: &[&str]| {
@@ -275,13 +334,18 @@ fn main() -> anyhow::Result<()> {
             let path = root.join(file);
             let answers = (headings && args.answers > 0).then_some(args.answers);
             // Answers under the defaults, then with each answer setting changed.
-            eprintln!("{config}: {name}");
-            reports.push((name, tuned, eval_set(enclave(&[]), &path, None, answers)?));
+            let what = format!("{config}: {name}");
+            let result = eval_set(enclave(&[]), &path, None, answers);
+            if let Some(report) = failures.keep(&what, result) {
+                reports.push((name, tuned, report));
+            }
             if answers.is_some() {
                 for (label, var, value) in ANSWER_VARIANTS {
-                    eprintln!("{config}: {name}, {label}");
-                    let report = eval_set(enclave(&[]), &path, Some((var, value)), answers)?;
-                    variants.extend(report.answers.map(|a| (label, name, a)));
+                    let what = format!("{config}: {name}, {label}");
+                    let result = eval_set(enclave(&[]), &path, Some((var, value)), answers);
+                    if let Some(report) = failures.keep(&what, result) {
+                        variants.extend(report.answers.map(|a| (label, name, a)));
+                    }
                 }
             }
         }
@@ -296,49 +360,47 @@ fn main() -> anyhow::Result<()> {
             continue;
         }
         // Retrieval only, every set, with one setting changed by its environment variable.
-        let retrieval_run = |label: &str, var: &str, value: &str| -> anyhow::Result<Run> {
+        let retrieval_run = |label: &str, var: &str, value: &str, failures: &mut Failures| {
             let mut reports = Vec::new();
             for (name, file, tuned) in SETS {
-                eprintln!("{label}: {name}");
                 let mut eval = enclave(&["eval", "--json", "--collection", "eval", "--set"]);
                 eval.arg(root.join(file)).env(var, value);
-                reports.push((name, tuned, eval_report(eval, None)?));
+                let result = eval_report(eval, None);
+                if let Some(report) = failures.keep(&format!("{label}: {name}"), result) {
+                    reports.push((name, tuned, report));
+                }
             }
-            Ok(Run {
+            Run {
                 config: label.to_string(),
                 ingest_s,
                 chunks,
                 reports,
                 variants: Vec::new(),
-            })
+            }
         };
         runs.push(retrieval_run(
             &format!("{config}, sentence ranking off"),
             "ENCLAVE_RETRIEVAL__SENTENCE_WEIGHT",
             "0",
-        )?);
+            &mut failures,
+        ));
         // The fusion weights calibrated from the collection itself, then retrieval again.
         eprintln!("{config}: calibrating the fusion weights");
-        let out = enclave(&["calibrate", "--collection", "eval", "--json"])
-            .output()
-            .context("running enclave calibrate")?;
-        if !out.status.success() {
-            bail!(
-                "calibrate failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let c: Calibrated = serde_json::from_slice(&out.stdout)
-            .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())?;
+        let c = match calibrate(enclave(&["calibrate", "--collection", "eval", "--json"])) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{config}: calibration FAILED: {e:#}");
+                failures.0.push(format!("{config}: calibration: {e:#}"));
+                continue;
+            }
+        };
         let mut reports = Vec::new();
         for (name, file, tuned) in SETS {
-            eprintln!("{config}, fusion calibrated: {name}");
-            reports.push((
-                name,
-                tuned,
-                eval_set(enclave(&[]), &root.join(file), None, None)?,
-            ));
+            let what = format!("{config}, fusion calibrated: {name}");
+            let result = eval_set(enclave(&[]), &root.join(file), None, None);
+            if let Some(report) = failures.keep(&what, result) {
+                reports.push((name, tuned, report));
+            }
         }
         runs.push(Run {
             config: format!(
@@ -356,7 +418,8 @@ fn main() -> anyhow::Result<()> {
             &format!("{config}, fusion calibrated, query expansion"),
             "ENCLAVE_GENERATION__EXPAND_QUERY",
             "true",
-        )?);
+            &mut failures,
+        ));
     }
     print_retrieval(&runs);
     if let Some(c) = calibrated {
@@ -373,7 +436,29 @@ fn main() -> anyhow::Result<()> {
     }
     print_unmatched(&runs);
     print_answers(&runs);
-    Ok(())
+    if failures.0.is_empty() {
+        return Ok(());
+    }
+    println!("### Evals that failed (their rows are missing above)");
+    println!();
+    for failure in &failures.0 {
+        println!("- {failure}");
+    }
+    bail!("{} evals failed", failures.0.len())
+}
+
+/// Runs `enclave calibrate --json`.
+fn calibrate(mut calibrate: Command) -> anyhow::Result<Calibrated> {
+    let out = calibrate.output().context("running enclave calibrate")?;
+    if !out.status.success() {
+        bail!(
+            "calibrate failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The sum of `chunks` over the collections `enclave status --json` lists.
