@@ -45,6 +45,8 @@ fn contains_words(haystack: &str, needle: &str) -> bool {
 
 #[derive(Debug, Default, serde::Serialize)]
 struct AnswerReport {
+    /// The model that answered.
+    model: String,
     answerable: usize,
     with_citation: usize,
     cited_passage_holds_answer: usize,
@@ -136,6 +138,7 @@ async fn evaluate_answers(
                 ..Default::default()
             })
             .await?;
+        r.model.clone_from(&answer.model);
         r.citations += answer.citations.len();
         r.removed_citations += answer.removed_citations.len();
         r.repointed_citations += answer.repointed_citations.len();
@@ -293,15 +296,29 @@ pub async fn run(settings: &Settings, args: EvalArgs) -> anyhow::Result<ExitCode
         _ => (Vec::new(), Vec::new()),
     };
     let reports = evaluate_expanded(&retriever, &items, &args.collections, &expansions).await?;
-    if let Some(name) = &own {
-        corpus
-            .record_eval(&actor, &retriever, name, &reports)
-            .await?;
-    }
     let answers = match (&asker, args.answers) {
         (Some(a), Some(n)) => Some(evaluate_answers(a, &items, n, &args.collections).await?),
         _ => None,
     };
+    if let Some(name) = &own {
+        // A collection's cases name pages, not answer text: its answers are judged by the
+        // pages they cite.
+        let kept = answers.as_ref().map(|a| {
+            serde_json::json!({
+                "model": a.model,
+                "answerable": a.answerable,
+                "with_citation": a.with_citation,
+                "cited_gold_page": a.cited_gold_page,
+                "false_refusals": a.false_refusals,
+                "unanswerable": a.unanswerable,
+                "refused": a.refused,
+                "ttft_p50_ms": percentile(&a.ttft_ms, 50.0),
+            })
+        });
+        corpus
+            .record_eval(&actor, &retriever, name, &reports, kept)
+            .await?;
+    }
     if args.json {
         let rows: Vec<_> = reports
             .iter()

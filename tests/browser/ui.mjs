@@ -562,10 +562,14 @@ async function main() {
     await page.screenshot({ path: path.join(SHOT_DIR, 'conversation.png'), fullPage: true });
   });
 
-  await step('feedback: thumbs down with a comment on the second answer', async () => {
+  await step('feedback: thumbs down with a comment and the right source on the second answer', async () => {
     const turn = 'article.turn#turn-2';
     await page.locator(`${turn} details.more summary`).click();
     await page.fill(`${turn} textarea[name="comment"]`, 'names no register');
+    const picks = await page.locator(`${turn} select[name="right_source"] option`).evaluateAll((os) => os.map((o) => o.value));
+    check(picks.length >= 2 && picks[0] === '', 'the right-source pick to list the given passages after "none"', JSON.stringify(picks), turn);
+    await page.selectOption(`${turn} select[name="right_source"]`, picks[1]);
+    info(`right source picked: ${picks[1]}`);
     await Promise.all([
       page.waitForURL((u) => u.hash === '#turn-2', { timeout: 30_000, waitUntil: 'load' }),
       page.click(`${turn} button.thumb[value="no"]`),

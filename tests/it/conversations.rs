@@ -292,6 +292,16 @@ async fn a_conversation_over_the_api() {
         given["retrieved"].as_array().unwrap().len(),
         answers[1]["passages"].as_array().unwrap().len()
     );
+    // With the settings the answer was made under, as the answer itself reported them.
+    assert_eq!(given["settings"]["mode"], "hybrid", "{given}");
+    assert_eq!(given["settings"]["model_refusal"], false, "{given}");
+    assert!(
+        given["settings"]["passages"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{given}"
+    );
+    assert_eq!(given["settings"], answers[1]["settings"], "{given}");
     let r = s
         .post(&alice, &format!("/api/v1/answers/{turn}/feedback"))
         .json(&json!({"helpful": false, "right_page": 0}))
@@ -498,6 +508,8 @@ async fn a_conversation_over_the_api() {
         .await;
     assert_eq!(runs.as_array().unwrap().len(), 2, "{runs}");
     assert_eq!(runs[0]["actor"], "command line");
+    // Retrieval only: no answers kept (the browser test keeps a run with answers).
+    assert!(runs[0]["answers"].is_null(), "{runs}");
 }
 
 fn urlencode(s: &str) -> String {

@@ -1037,6 +1037,32 @@ async fn busy_queue_and_missing_model() {
     }
 }
 
+/// The password `enclave users add` prints for the user it created.
+pub(crate) fn created_password(out: &str) -> String {
+    out.trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A session cookie for a user, through the sign-in form.
+pub(crate) async fn sign_in(s: &Server, name: &str, password: &str) -> String {
+    let client = client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .post(s.url("/login"))
+        .form(&[("username", name), ("password", password), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "signing in {name}");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
 pub(crate) fn tool(path: PathBuf, setup: &str) -> PathBuf {
     assert!(
         path.exists(),
@@ -1147,4 +1173,115 @@ async fn openai_client_openapi_document_and_browser() {
         .env("ENCLAVE_XSS_QUERY", "lobby door kiosk incident")
         .env("SCREENSHOT_DIR", &shots);
     run_tool(browser, "the web UI in Chromium");
+
+    // The verdict given in the browser reaches the curators with what the answer was made of
+    // and the settings it was made under; their page makes it a case of ops' own evaluation
+    // set (the reader's pick is the expected source), and the command line's eval counts it.
+    let poor = server
+        .get_json(&admin, "/api/v1/feedback?unhelpful=true")
+        .await;
+    assert_eq!(poor.as_array().map(Vec::len), Some(1), "{poor}");
+    let verdict = &poor[0];
+    assert_eq!(verdict["comment"], "names no register", "{verdict}");
+    // The pick is the first passage given to the model, of either document.
+    assert!(
+        [&pdf["id"], &note["id"]].contains(&&verdict["right_document_id"]),
+        "{verdict}"
+    );
+    assert!(
+        verdict["right_page"].as_i64().is_some_and(|p| p >= 1),
+        "{verdict}"
+    );
+    assert_eq!(verdict["settings"]["mode"], "hybrid", "{verdict}");
+    assert_eq!(verdict["settings"]["max_tokens"], 64, "{verdict}");
+    assert_eq!(verdict["settings"]["reading_order"], false, "{verdict}");
+    let id = verdict["id"].as_str().unwrap();
+    let curator = created_password(&env.run(&["users", "add", "curie", "--role", "admin"]));
+    let cookie = sign_in(&server, "curie", &curator).await;
+    let no_redirects = client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects
+        .get(server.url("/admin/feedback"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    for shown in [
+        "names no register",
+        FOLLOW_UPS[0],
+        &format!("/admin/feedback/{id}/eval-case"),
+        "reading order off, model refusal off, expansion off",
+    ] {
+        assert!(
+            html.contains(shown),
+            "the curators' page to show {shown:?}:\n{html}"
+        );
+    }
+    let r = no_redirects
+        .post(server.url(&format!("/admin/feedback/{id}/eval-case")))
+        .header("Cookie", &cookie)
+        .header("Sec-Fetch-Site", "same-origin")
+        .form(&[("collection", "ops"), ("expected", "source")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cases = server
+        .get_json(&admin, "/api/v1/collections/ops/eval/cases")
+        .await;
+    assert_eq!(cases.as_array().map(Vec::len), Some(1), "{cases}");
+    assert_eq!(cases[0]["feedback_id"], id, "{cases}");
+    assert_eq!(
+        cases[0]["document_id"], verdict["right_document_id"],
+        "{cases}"
+    );
+    assert_eq!(cases[0]["pages"], json!([verdict["right_page"]]), "{cases}");
+    drop(server);
+    // With the server's small model and limits.
+    let mut eval = env.command();
+    eval.args(["eval", "--collection", "ops", "--answers", "1"])
+        .env("ENCLAVE_GENERATION__MODEL", small_model())
+        .env("ENCLAVE_GENERATION__THREADS", "1")
+        .env("ENCLAVE_GENERATION__MAX_TOKENS", "64")
+        .env("ENCLAVE_GENERATION__PASSAGES", "3")
+        .env("ENCLAVE_GENERATION__CONTEXT_SIZE", "2048");
+    let out = eval.output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("collection 'ops': 1 answerable, 0 unanswerable questions"),
+        "{printed}"
+    );
+    // The run is kept with its answers' figures, which the collection's page shows.
+    let server = Server::start(&env, &[]);
+    assert_eq!(server.ready().await.0, StatusCode::OK);
+    let runs = server
+        .get_json(&admin, "/api/v1/collections/ops/eval/runs")
+        .await;
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+    assert_eq!(runs[0]["answers"]["answerable"], 1, "{runs}");
+    assert_eq!(runs[0]["answers"]["unanswerable"], 0, "{runs}");
+    let model = runs[0]["answers"]["model"].as_str().unwrap_or_default();
+    assert!(!model.is_empty(), "{runs}");
+    let html = no_redirects
+        .get(server.url("/admin/collections/ops"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&format!("{model}: cites an expected page ")),
+        "the run's answers on the collection's page:\n{html}"
+    );
 }

@@ -15,7 +15,7 @@ use reqwest::multipart::Form;
 use serde_json::{Value, json};
 
 use crate::common::{PgDatabase, TestEnv, corpus_dir};
-use crate::http::{Server, api_key, file_part};
+use crate::http::{Server, api_key, created_password, file_part, sign_in};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Role {
@@ -123,14 +123,6 @@ fn small_documents(n: usize) -> Vec<PathBuf> {
         files.len()
     );
     files.into_iter().take(n).map(|(_, p)| p).collect()
-}
-
-fn created_password(out: &str) -> String {
-    out.trim()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Builds a random world on a running server: collections, people, groups, grants, keys and
@@ -286,23 +278,6 @@ fn assert_no_secret(w: &World, user: usize, what: &str, body: &str) {
             w.users[user].name
         );
     }
-}
-
-/// A session cookie for a user, through the sign-in form.
-async fn sign_in(s: &Server, name: &str, password: &str) -> String {
-    let client = crate::http::client_builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = client
-        .post(s.url("/login"))
-        .form(&[("username", name), ("password", password), ("next", "/")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "signing in {name}");
-    let cookie = r.headers()["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_string()
 }
 
 /// Phrases of the documents' own text (a few from each document).

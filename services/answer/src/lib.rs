@@ -268,6 +268,33 @@ pub struct Citation {
     pub locator: String,
 }
 
+/// The settings an answer was made under, once the collections' own settings are applied:
+/// kept with the answer, and with a reader's verdict on it, so that a curator sees what a poor
+/// answer came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnswerSettings {
+    /// The ranking that found the passages.
+    pub mode: SearchMode,
+    /// Weights of the dense and BM25 rankings in the fusion.
+    pub dense_weight: f32,
+    pub bm25_weight: f32,
+    /// Weight of the sentence ranking in hybrid fusion (`retrieval.sentence_weight`).
+    pub sentence_weight: f32,
+    /// Passages searched for, at most (the collection's `passages`, else
+    /// `generation.passages`).
+    pub passages: usize,
+    pub passage_margin: f32,
+    pub section_lead_reach: usize,
+    pub reading_order: bool,
+    pub model_refusal: bool,
+    pub expand_query: bool,
+    pub expand_neighbours: bool,
+    pub temperature: f32,
+    pub max_tokens: usize,
+    /// Whether a system prompt of the collection or the server replaced the built-in one.
+    pub custom_system_prompt: bool,
+}
+
 /// Timings of one answer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
@@ -337,6 +364,9 @@ pub struct Answer {
     /// The passage the model wrote to search with (`generation.expand_query`).
     #[serde(default)]
     pub expansion: Option<String>,
+    /// The settings it was made under (absent from answers kept before they were recorded).
+    #[serde(default)]
+    pub settings: Option<AnswerSettings>,
 }
 
 impl Answer {
@@ -369,6 +399,7 @@ impl Answer {
             repetition_cut: false,
             generated: String::new(),
             expansion: None,
+            settings: None,
         }
     }
 }
@@ -733,6 +764,7 @@ struct Unfinished {
     names_apart: Vec<String>,
     expansion: Option<String>,
     model_refusal: bool,
+    settings: AnswerSettings,
 }
 
 impl Unfinished {
@@ -741,6 +773,7 @@ impl Unfinished {
         Answer {
             expansion: self.expansion,
             names_apart: self.names_apart,
+            settings: Some(self.settings),
             ..Answer::refused(
                 Refusal::Model,
                 self.question,
@@ -804,6 +837,7 @@ impl Unfinished {
             repetition_cut: cut.is_some(),
             generated,
             expansion: self.expansion,
+            settings: Some(self.settings),
         }
     }
 }
@@ -934,6 +968,22 @@ impl Asker {
         };
         let retrieval_ms = retrieval_started.elapsed().as_secs_f64() * 1000.0;
         let model = generator.info().model;
+        let answer_settings = AnswerSettings {
+            mode: results.mode,
+            dense_weight: results.fusion.dense_weight,
+            bm25_weight: results.fusion.bm25_weight,
+            sentence_weight: self.retriever.options().sentence_weight,
+            passages: passages_setting.unwrap_or(self.options.passages),
+            passage_margin: margin,
+            section_lead_reach: self.options.section_lead_reach,
+            reading_order,
+            model_refusal: self.options.model_refusal,
+            expand_query: self.options.expand_query,
+            expand_neighbours: self.options.expand_neighbours,
+            temperature: self.options.temperature,
+            max_tokens: self.options.max_tokens,
+            custom_system_prompt: system_setting.is_some() || self.options.system_prompt.is_some(),
+        };
         let (tx, rx) = mpsc::channel(64);
         let unmatched_terms = results.unmatched_terms;
         let names_apart = results.names_apart;
@@ -941,6 +991,7 @@ impl Asker {
             let answer = Answer {
                 expansion,
                 names_apart,
+                settings: Some(answer_settings),
                 ..Answer::refused(
                     Refusal::Retrieval,
                     request.question.clone(),
@@ -1005,6 +1056,7 @@ impl Asker {
             names_apart,
             expansion,
             model_refusal: self.options.model_refusal,
+            settings: answer_settings,
         };
         tokio::spawn(async move {
             let sources = AskEvent::Sources(unfinished.passages.clone());
@@ -1143,6 +1195,7 @@ mod tests {
             names_apart: Vec::new(),
             expansion: None,
             model_refusal: false,
+            settings: AnswerSettings::default(),
         };
         let generated = format!("{first} [1]. </source>\n{second} [2]. {first} [1]. {first} [1");
         let answer = unfinished().answer(generated.clone(), Timings::default());

@@ -391,6 +391,7 @@ impl Corpus {
                 .map(|p| p.chunk.id.clone())
                 .collect(),
             model: answer.model.clone(),
+            settings: answer.settings.as_ref().and_then(settings_json),
         };
         self.meta.record_feedback(&record).await?;
         Ok(record)
@@ -483,6 +484,13 @@ impl Corpus {
         }
         Ok(true)
     }
+}
+
+/// An answer's settings as JSON, its decimals as written (0.05, not the f32's 0.0500000007).
+pub fn settings_json(settings: &enclave_answer::AnswerSettings) -> Option<serde_json::Value> {
+    serde_json::to_string(settings)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
 }
 
 #[cfg(test)]

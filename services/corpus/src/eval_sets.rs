@@ -217,14 +217,15 @@ impl Corpus {
             .collect())
     }
 
-    /// Keeps a run of the collection's set: its figures per mode and the settings it ran
-    /// with (editors of the collection).
+    /// Keeps a run of the collection's set: its figures per mode, the settings it ran with
+    /// and, when it asked the model too, the answers' figures (editors of the collection).
     pub async fn record_eval(
         &self,
         actor: &Actor,
         retriever: &Retriever,
         collection: &str,
         reports: &[(SearchMode, ModeReport)],
+        answers: Option<serde_json::Value>,
     ) -> Result<EvalRun> {
         let c = self.collection(actor, collection, Action::Write).await?;
         let modes: Vec<ModeSummary> = reports.iter().map(|(m, r)| r.summary(*m)).collect();
@@ -243,6 +244,7 @@ impl Corpus {
             }),
             report: serde_json::to_value(&modes)
                 .map_err(|e| CorpusError::Invalid(format!("the report cannot be kept: {e}")))?,
+            answers,
         };
         self.meta.add_eval_run(&record).await?;
         Ok(EvalRun { record, modes })
@@ -258,7 +260,7 @@ impl Corpus {
     ) -> Result<EvalRun> {
         let items = self.eval_items(actor, collection).await?;
         let reports = evaluate(retriever, &items, &[collection.to_string()]).await?;
-        self.record_eval(actor, retriever, collection, &reports)
+        self.record_eval(actor, retriever, collection, &reports, None)
             .await
     }
 

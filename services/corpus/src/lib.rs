@@ -38,7 +38,7 @@ pub use changes::{DocumentChange, check_collection_name, clean_tags};
 pub use collection_settings::{CollectionChange, SettingsBounds, parse_mode};
 pub use conversations::{
     Keep, MAX_COMMENT_CHARS, MAX_HISTORY_TURNS, MAX_TITLE_CHARS, Thread, TurnView, Verdict,
-    WITHHELD, title_of,
+    WITHHELD, settings_json, title_of,
 };
 pub use documents::{
     BULK_LIMIT, BulkAction, BulkOutcome, BulkTarget, DocumentCriteria, ReceivedFile, UploadFields,

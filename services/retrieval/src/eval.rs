@@ -405,6 +405,7 @@ mod tests {
             names_apart: Vec::new(),
             query_terms: 1,
             mode: SearchMode::Hybrid,
+            fusion: crate::Fusion::with_dense_share(0.5),
             took_ms: 10.0,
         }
     }

@@ -461,6 +461,9 @@ pub struct SearchResults {
     /// Words of the query the BM25 index looks up (stop words aside), distinct.
     pub query_terms: usize,
     pub mode: SearchMode,
+    /// The weights the rankings were fused with (dense 1 and BM25 0 in dense mode, the other
+    /// way round in BM25 mode).
+    pub fusion: Fusion,
     pub took_ms: f64,
 }
 
@@ -785,6 +788,10 @@ impl Retriever {
             query_terms,
             passages,
             mode,
+            fusion: Fusion {
+                dense_weight: wd,
+                bm25_weight: wb,
+            },
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
     }

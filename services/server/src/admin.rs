@@ -951,7 +951,26 @@ fn run_row(r: &enclave_corpus::EvalRun) -> serde_json::Value {
     serde_json::json!({
         "at": short_time(&r.record.at), "actor": r.record.actor, "cases": r.record.cases,
         "settings": settings, "modes": modes,
+        "answers": r.record.answers.as_ref().map(answers_cell),
     })
+}
+
+/// A run's answers in one cell: "MODEL: cites an expected page 7/10, unanswerable refused
+/// 4/5, answerable refused 0/10, first token 2.1 s".
+fn answers_cell(a: &serde_json::Value) -> String {
+    let n = |key: &str| a[key].as_u64().unwrap_or(0);
+    format!(
+        "{}: cites an expected page {}/{}, unanswerable refused {}/{}, answerable refused {}/{}, \
+         first token {:.1} s",
+        a["model"].as_str().unwrap_or("?"),
+        n("cited_gold_page"),
+        n("answerable"),
+        n("refused"),
+        n("unanswerable"),
+        n("false_refusals"),
+        n("answerable"),
+        a["ttft_p50_ms"].as_f64().unwrap_or(0.0) / 1000.0
+    )
 }
 
 /// Saves a collection's name and settings (an empty field: back to the default).

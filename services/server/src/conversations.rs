@@ -407,6 +407,7 @@ pub async fn feedback_page(
             "comment": f.comment, "right": right, "right_document_id": f.right_document_id,
             "retrieved": f.retrieved.len(), "cited": f.cited.len(), "model": f.model,
             "collections": f.collections.join(", "),
+            "settings": f.settings.as_ref().map(settings_summary),
         }));
     }
     let collections: Vec<String> = state
@@ -430,4 +431,41 @@ pub struct FeedbackPageQuery {
     all: Option<String>,
     #[serde(default)]
     notice: String,
+}
+
+/// An answer's settings in one line for the curators' page: "hybrid 1.00 · 1.00, 5 passages,
+/// margin 0.05, reading order off, model refusal off, expansion off".
+fn settings_summary(settings: &serde_json::Value) -> String {
+    let number = |key: &str| settings.get(key).and_then(serde_json::Value::as_f64);
+    let switch = |key: &str| match settings.get(key).and_then(serde_json::Value::as_bool) {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "?",
+    };
+    let mode = settings
+        .get("mode")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?");
+    let mut line = mode.to_string();
+    if mode == "hybrid"
+        && let (Some(d), Some(b)) = (number("dense_weight"), number("bm25_weight"))
+    {
+        line.push_str(&format!(" {d:.2} · {b:.2}"));
+    }
+    if let Some(n) = number("passages") {
+        line.push_str(&format!(", {n} passages"));
+    }
+    if let Some(m) = number("passage_margin") {
+        line.push_str(&format!(", margin {m:.2}"));
+    }
+    line.push_str(&format!(
+        ", reading order {}, model refusal {}, expansion {}",
+        switch("reading_order"),
+        switch("model_refusal"),
+        switch("expand_query")
+    ));
+    if settings.get("custom_system_prompt") == Some(&serde_json::Value::Bool(true)) {
+        line.push_str(", own system prompt");
+    }
+    line
 }

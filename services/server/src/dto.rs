@@ -947,6 +947,12 @@ pub struct FeedbackOut {
     pub retrieved: Vec<String>,
     pub cited: Vec<String>,
     pub model: String,
+    /// The settings the answer was made under: mode, dense_weight, bm25_weight,
+    /// sentence_weight, passages, passage_margin, section_lead_reach, reading_order,
+    /// model_refusal, expand_query, expand_neighbours, temperature, max_tokens,
+    /// custom_system_prompt (`null` for verdicts recorded before they were kept).
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Value>,
 }
 
 impl From<&enclave_storage::FeedbackRecord> for FeedbackOut {
@@ -967,6 +973,7 @@ impl From<&enclave_storage::FeedbackRecord> for FeedbackOut {
             retrieved: f.retrieved.clone(),
             cited: f.cited.clone(),
             model: f.model.clone(),
+            settings: f.settings.clone(),
         }
     }
 }
@@ -1059,6 +1066,10 @@ pub struct AnswerOut {
     pub conversation_id: Option<String>,
     /// The answer's id in its conversation (for feedback).
     pub turn_id: Option<String>,
+    /// The settings it was made under, the collections' own applied (as in `FeedbackOut`;
+    /// `null` for answers kept before they were recorded).
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Value>,
 }
 
 impl AnswerOut {
@@ -1136,6 +1147,7 @@ impl From<&Answer> for AnswerOut {
             }),
             conversation_id: None,
             turn_id: None,
+            settings: a.settings.as_ref().and_then(enclave_corpus::settings_json),
         }
     }
 }
@@ -1346,6 +1358,11 @@ pub struct EvalRunOut {
     #[schema(value_type = Object)]
     pub settings: serde_json::Value,
     pub modes: Vec<ModeFiguresOut>,
+    /// When the run asked the model too (`enclave eval --collection NAME --answers N`): model,
+    /// answerable (asked), with_citation, cited_gold_page (answers citing an expected page),
+    /// false_refusals, unanswerable, refused, ttft_p50_ms.
+    #[schema(value_type = Option<Object>)]
+    pub answers: Option<serde_json::Value>,
 }
 
 impl From<&enclave_corpus::EvalRun> for EvalRunOut {
@@ -1356,6 +1373,7 @@ impl From<&enclave_corpus::EvalRun> for EvalRunOut {
             actor: r.record.actor.clone(),
             cases: r.record.cases,
             settings: r.record.settings.clone(),
+            answers: r.record.answers.clone(),
             modes: r
                 .modes
                 .iter()

@@ -62,6 +62,9 @@ pub struct FeedbackRecord {
     pub retrieved: Vec<String>,
     pub cited: Vec<String>,
     pub model: String,
+    /// The settings the answer was made under (a JSON object; `None` for verdicts recorded
+    /// before they were kept).
+    pub settings: Option<serde_json::Value>,
 }
 
 fn json_list(r: &AnyRow, column: &str) -> Result<Vec<String>> {
@@ -122,6 +125,13 @@ fn feedback_from_row(r: &AnyRow) -> Result<FeedbackRecord> {
         retrieved: json_list(r, "retrieved")?,
         cited: json_list(r, "cited")?,
         model: r.try_get("model")?,
+        settings: r
+            .try_get::<Option<String>, _>("settings")?
+            .map(|raw| {
+                serde_json::from_str(&raw)
+                    .map_err(|e| StorageError::Corrupt(format!("feedback settings: {e}")))
+            })
+            .transpose()?,
     })
 }
 
@@ -373,8 +383,9 @@ impl MetaStore {
         sqlx::query(
             "INSERT INTO answer_feedback (id, turn_id, at, actor, owner, helpful, comment, \
              right_document_id, right_page, question, answer_text, refused, collections, \
-             retrieved, cited, model) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             retrieved, cited, model, settings) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17)",
         )
         .bind(&f.id)
         .bind(&f.turn_id)
@@ -392,6 +403,7 @@ impl MetaStore {
         .bind(list_text(&f.retrieved))
         .bind(list_text(&f.cited))
         .bind(&f.model)
+        .bind(f.settings.as_ref().map(serde_json::Value::to_string))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -37,6 +37,8 @@ pub struct EvalRunRecord {
     pub settings: serde_json::Value,
     /// Figures per retrieval mode.
     pub report: serde_json::Value,
+    /// The answers' figures when the run also asked the model (a JSON object).
+    pub answers: Option<serde_json::Value>,
 }
 
 fn json(r: &AnyRow, column: &str) -> Result<serde_json::Value> {
@@ -70,6 +72,13 @@ fn run_from_row(r: &AnyRow) -> Result<EvalRunRecord> {
         cases: r.try_get("cases")?,
         settings: json(r, "settings")?,
         report: json(r, "report")?,
+        answers: r
+            .try_get::<Option<String>, _>("answers")?
+            .map(|raw| {
+                serde_json::from_str(&raw)
+                    .map_err(|e| StorageError::Corrupt(format!("answers: {e}")))
+            })
+            .transpose()?,
     })
 }
 
@@ -119,8 +128,8 @@ impl MetaStore {
     /// Records a run of a collection's evaluation set.
     pub async fn add_eval_run(&self, r: &EvalRunRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO eval_runs (id, collection_id, at, actor, cases, settings, report) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO eval_runs (id, collection_id, at, actor, cases, settings, report, \
+             answers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&r.id)
         .bind(&r.collection_id)
@@ -129,6 +138,7 @@ impl MetaStore {
         .bind(r.cases)
         .bind(r.settings.to_string())
         .bind(r.report.to_string())
+        .bind(r.answers.as_ref().map(serde_json::Value::to_string))
         .execute(&self.pool)
         .await?;
         Ok(())
