@@ -215,10 +215,17 @@ fn eval_report(mut eval: Command, answers: Option<usize>) -> anyhow::Result<Repo
     if let Some(n) = answers {
         eval.args(["--answers", &n.to_string()]);
     }
-    let out = eval.output().context("running enclave eval")?;
+    json_output(eval, "eval")
+}
+
+/// Runs an `enclave ... --json` command and reads what it prints.
+fn json_output<T: serde::de::DeserializeOwned>(mut cmd: Command, what: &str) -> anyhow::Result<T> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("running enclave {what}"))?;
     if !out.status.success() {
         bail!(
-            "eval failed ({}): {}",
+            "{what} failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
@@ -386,7 +393,8 @@ fn main() -> anyhow::Result<()> {
         ));
         // The fusion weights calibrated from the collection itself, then retrieval again.
         eprintln!("{config}: calibrating the fusion weights");
-        let c = match calibrate(enclave(&["calibrate", "--collection", "eval", "--json"])) {
+        let calibrate = enclave(&["calibrate", "--collection", "eval", "--json"]);
+        let c: Calibrated = match json_output(calibrate, "calibrate") {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{config}: calibration FAILED: {e:#}");
@@ -445,20 +453,6 @@ fn main() -> anyhow::Result<()> {
         println!("- {failure}");
     }
     bail!("{} evals failed", failures.0.len())
-}
-
-/// Runs `enclave calibrate --json`.
-fn calibrate(mut calibrate: Command) -> anyhow::Result<Calibrated> {
-    let out = calibrate.output().context("running enclave calibrate")?;
-    if !out.status.success() {
-        bail!(
-            "calibrate failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    serde_json::from_slice(&out.stdout)
-        .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The sum of `chunks` over the collections `enclave status --json` lists.

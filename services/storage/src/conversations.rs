@@ -125,13 +125,7 @@ fn feedback_from_row(r: &AnyRow) -> Result<FeedbackRecord> {
         retrieved: json_list(r, "retrieved")?,
         cited: json_list(r, "cited")?,
         model: r.try_get("model")?,
-        settings: r
-            .try_get::<Option<String>, _>("settings")?
-            .map(|raw| {
-                serde_json::from_str(&raw)
-                    .map_err(|e| StorageError::Corrupt(format!("feedback settings: {e}")))
-            })
-            .transpose()?,
+        settings: crate::eval_sets::optional_json(r, "settings")?,
     })
 }
 

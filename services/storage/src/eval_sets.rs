@@ -46,6 +46,15 @@ fn json(r: &AnyRow, column: &str) -> Result<serde_json::Value> {
     serde_json::from_str(&raw).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
 }
 
+/// A nullable JSON column.
+pub(crate) fn optional_json(r: &AnyRow, column: &str) -> Result<Option<serde_json::Value>> {
+    let raw: Option<String> = r.try_get(column)?;
+    raw.map(|raw| {
+        serde_json::from_str(&raw).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
+    })
+    .transpose()
+}
+
 fn case_from_row(r: &AnyRow) -> Result<EvalCaseRecord> {
     let unanswerable: i64 = r.try_get("unanswerable")?;
     let pages: String = r.try_get("pages")?;
@@ -72,13 +81,7 @@ fn run_from_row(r: &AnyRow) -> Result<EvalRunRecord> {
         cases: r.try_get("cases")?,
         settings: json(r, "settings")?,
         report: json(r, "report")?,
-        answers: r
-            .try_get::<Option<String>, _>("answers")?
-            .map(|raw| {
-                serde_json::from_str(&raw)
-                    .map_err(|e| StorageError::Corrupt(format!("answers: {e}")))
-            })
-            .transpose()?,
+        answers: optional_json(r, "answers")?,
     })
 }
 
